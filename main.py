@@ -1,0 +1,123 @@
+"""The pipeline driver: ingest -> featurize -> train -> evaluate -> register.
+
+Run it with ``mlflow run . -P alpha=0.3``. It attaches to the run ``mlflow run`` created (the
+parent), resolves the configuration (conf/pipeline.yaml plus the ``-P`` overrides), and runs each
+step as a child run, handing every step the artifact URIs of its upstream steps' outputs:
+
+    ingest    --train_uri, test_uri, manifest_uri-->  featurize
+    featurize --transformer_uri---------------------> train      (+ train_uri, manifest_uri)
+    train     --model_uri---------------------------> evaluate   (+ test_uri, manifest_uri)
+    evaluate  --evaluation_uri----------------------> register   (+ model_uri, manifest_uri)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import mlflow
+import yaml
+
+from steps.chain import Chain, StepFailedError
+from steps.cli import ERROR_TAG, configure_logging
+from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
+from steps.errors import ConfigError, PipelineError
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Run the whole pipeline as child runs of one parent run.")
+    # Values stay text here: the configuration loader types and checks them, naming the key.
+    for name, key in MAIN_PARAMETERS.items():
+        parser.add_argument(f"--{name}", type=str, default=None, help=f"overrides {key} of conf/pipeline.yaml")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, str]:
+    """The -P values: declared parameters plus ``--section.key value`` pairs MLflow appends."""
+    overrides = {name: value for name in MAIN_PARAMETERS if (value := getattr(args, name)) is not None}
+    tokens = list(extra)
+    while tokens:
+        flag = tokens.pop(0)
+        if not flag.startswith("--") or not tokens:
+            raise ConfigError(f"unexpected argument {flag!r}: pass parameters as -P name=value")
+        overrides[flag[2:]] = tokens.pop(0)
+    return overrides
+
+
+def resolve_config(overrides: dict[str, str]) -> PipelineConfig:
+    problems = mirror_mismatches(load_config())
+    if problems:
+        raise ConfigError("; ".join(problems) + " (keep MLproject's defaults equal to conf/pipeline.yaml)")
+    return load_config(overrides=overrides)
+
+
+def log_config(config: PipelineConfig) -> None:
+    """Log the resolved configuration on the parent run: params and conf/resolved.yaml."""
+    already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already})
+    mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
+
+
+def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
+    ingest = chain.step(
+        "ingest", data_uri=config.data.uri, schema=config.data.schema, test_size=config.data.test_size, seed=config.data.seed
+    )
+    data = {"manifest_uri": ingest["manifest_uri"]}
+    featurize = chain.step("featurize", train_uri=ingest["train_uri"], **data)
+    train = chain.step(
+        "train",
+        train_uri=ingest["train_uri"],
+        transformer_uri=featurize["transformer_uri"],
+        alpha=config.model.alpha,
+        l1_ratio=config.model.l1_ratio,
+        max_iter=config.model.max_iter,
+        **data,
+    )
+    evaluate = chain.step(
+        "evaluate",
+        model_uri=train["model_uri"],
+        test_uri=ingest["test_uri"],
+        min_r2=config.evaluation.min_r2,
+        max_rmse=config.evaluation.max_rmse,
+        **data,
+    )
+    chain.step(
+        "register", model_uri=train["model_uri"], evaluation_uri=evaluate["evaluation_uri"], model_name=config.registry.model_name, **data
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging("main")
+    args, extra = build_parser().parse_known_args(argv)
+    parent = mlflow.start_run()
+    chain = Chain(parent, PROJECT_ROOT)
+    error = None
+    try:
+        config = resolve_config(overrides_from(args, extra))
+        log_config(config)
+        run_pipeline(chain, config)
+    except StepFailedError as exc:
+        error = f"step {exc.result.name} failed: {exc}"
+    except PipelineError as exc:
+        error = f"main: {exc}"
+    except BaseException as exc:
+        # A bug or an interrupt: record it and fail the parent run rather than leave it RUNNING.
+        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    summary = chain.summary(error)
+    print(summary)
+    mlflow.log_text(summary + "\n", "summary.txt")
+    if error:
+        mlflow.set_tag(ERROR_TAG, error[:5000])
+        sys.stderr.write(f"error: {error}\n")
+    mlflow.end_run("FAILED" if error else "FINISHED")
+    return 1 if error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Artifact I/O shared by every step: read inputs from URIs, log outputs, return their URIs.
+
+Steps exchange *artifact URIs* (``runs:/<run id>/<path>``, ``models:/<id>``), never local paths,
+so the same code works when artifacts live behind a tracking server (``mlflow-artifacts:/``,
+``s3://``). Data files given by users may also be local paths, ``file://`` or ``http(s)://`` URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow.exceptions import MlflowException
+
+from steps.config import project_path
+from steps.errors import DataError, InputError
+from steps.schema import DataSchema, parse_schema
+
+logger = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.zip", ".csv.bz2")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+HTTP_TIMEOUT_SECONDS = 60
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_local(uri: str) -> bool:
+    """True for plain paths and ``file://`` URIs."""
+    scheme = urllib.parse.urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/"))
+
+
+def resolve_data_uri(uri: str) -> str:
+    """Make a user-given data location unambiguous: relative paths resolve inside the project."""
+    if urllib.parse.urlparse(uri).scheme == "" and not Path(uri).expanduser().is_absolute():
+        return str(project_path(uri))
+    return uri
+
+
+def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
+    """A local file with the content at ``uri``; downloads when it is not already local.
+
+    ``what`` says what the URI is for ("train split", "dataset", ...) in error messages.
+    """
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(urllib.request.url2pathname(parsed.path)) if parsed.scheme == "file" else project_path(uri)
+        if not path.exists():
+            raise InputError(f"{what} {uri}: file not found")
+        if path.is_dir():
+            raise InputError(f"{what} {uri}: is a directory, expected a file")
+        return path
+    if parsed.scheme in ("http", "https"):
+        target = Path(dst_dir) / (Path(parsed.path).name or "download")
+        try:
+            with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                target.write_bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            raise InputError(f"{what} {uri}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise InputError(f"{what} {uri}: cannot download ({_first_line(exc)})") from None
+        return target
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
+    except (MlflowException, OSError) as exc:
+        raise InputError(f"{what} {uri}: cannot download ({_first_line(exc)})") from None
+
+
+def table_format(uri: str) -> str:
+    """``"csv"`` or ``"parquet"``, from the file name in ``uri``."""
+    name = Path(urllib.parse.urlparse(uri).path).name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise InputError(f"{uri}: unsupported file type; expected a name ending in .csv or .parquet")
+
+
+def read_table(uri: str, what: str = "dataset") -> pd.DataFrame:
+    """Read a CSV or Parquet table from any supported URI."""
+    fmt = table_format(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = fetch(uri, tmp, what)
+        try:
+            if fmt == "csv":
+                return pd.read_csv(path, encoding="utf-8")
+            return pd.read_parquet(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{uri}: the file is empty (no header, no rows)") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{uri}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        except (pd.errors.ParserError, ValueError, OSError) as exc:
+            raise DataError(f"{uri}: cannot parse as {fmt} ({_first_line(exc)})") from None
+
+
+def read_text(uri: str, what: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        return fetch(uri, tmp, what).read_text(encoding="utf-8")
+
+
+def read_json(uri: str, what: str) -> Any:
+    try:
+        return json.loads(read_text(uri, what))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {uri}: not valid JSON ({exc})") from None
+
+
+def read_yaml_uri(uri: str, what: str) -> Any:
+    try:
+        return yaml.safe_load(read_text(uri, what))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{what} {uri}: not valid YAML ({_first_line(exc)})") from None
+
+
+def run_artifact_uri(artifact_path: str) -> str:
+    """The portable ``runs:/`` URI of an artifact of the active run."""
+    return f"runs:/{mlflow.active_run().info.run_id}/{artifact_path}"
+
+
+def log_table(frame: pd.DataFrame, artifact_path: str) -> str:
+    """Log ``frame`` as a Parquet artifact of the active run and return its URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(artifact_path).name
+        frame.to_parquet(local, index=False)
+        parent = Path(artifact_path).parent.as_posix()
+        mlflow.log_artifact(str(local), artifact_path=None if parent == "." else parent)
+    return run_artifact_uri(artifact_path)
+
+
+def log_json(obj: Any, artifact_path: str) -> str:
+    mlflow.log_dict(obj, artifact_path)
+    return run_artifact_uri(artifact_path)
+
+
+def log_yaml(obj: Any, artifact_path: str) -> str:
+    mlflow.log_text(yaml.safe_dump(obj, sort_keys=False), artifact_path)
+    return run_artifact_uri(artifact_path)
+
+
+def to_dataset(frame: pd.DataFrame, name: str, source: str, target: str) -> mlflow.data.pandas_dataset.PandasDataset:
+    """An MLflow dataset (for ``mlflow.log_input``) with ``source`` when MLflow can describe it."""
+    try:
+        with warnings.catch_warnings():
+            # MLflow warns when two registered source types both accept a local path.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+            return mlflow.data.from_pandas(frame, source=source, targets=target, name=name)
+    except MlflowException:
+        # MLflow has no dataset-source type for some URI schemes (e.g. mlflow-artifacts:/).
+        return mlflow.data.from_pandas(frame, targets=target, name=name)
+
+
+def load_manifest(uri: str) -> tuple[dict[str, Any], DataSchema]:
+    """Ingest's manifest at ``uri`` and the schema the data satisfied."""
+    manifest = read_json(uri, what="ingest manifest")
+    if not isinstance(manifest, dict) or "schema" not in manifest:
+        raise InputError(f"ingest manifest {uri}: not a manifest written by ingest (no 'schema')")
+    return manifest, parse_schema(manifest["schema"], source=uri)

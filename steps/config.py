@@ -1,0 +1,272 @@
+"""Loading and validating the pipeline configuration (conf/pipeline.yaml plus overrides).
+
+Every key is typed by the dataclasses below; unknown keys, missing keys, values of the wrong type
+and values out of range raise :class:`ConfigError` with a message that names the key and where
+its value came from (the YAML file or a ``-P`` parameter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steps.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "conf/pipeline.yaml"
+MLPROJECT = "MLproject"
+
+# Parameters of MLproject's `main` entry point and the configuration key each one sets.
+MAIN_PARAMETERS: dict[str, str] = {
+    "data_uri": "data.uri",
+    "test_size": "data.test_size",
+    "seed": "data.seed",
+    "alpha": "model.alpha",
+    "l1_ratio": "model.l1_ratio",
+    "model_name": "registry.model_name",
+}
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    uri: str
+    schema: str
+    test_size: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        _require(bool(self.uri.strip()), "data.uri", "must not be empty")
+        _require(bool(self.schema.strip()), "data.schema", "must not be empty")
+        _require(0 < self.test_size < 1, "data.test_size", f"must be between 0 and 1 (exclusive), got {self.test_size}")
+        _require(0 <= self.seed < 2**32, "data.seed", f"must be between 0 and 2**32 - 1, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    alpha: float
+    l1_ratio: float
+    max_iter: int
+
+    def __post_init__(self) -> None:
+        _require(self.alpha >= 0, "model.alpha", f"must be >= 0, got {self.alpha}")
+        _require(0 <= self.l1_ratio <= 1, "model.l1_ratio", f"must be between 0 and 1, got {self.l1_ratio}")
+        _require(self.max_iter >= 1, "model.max_iter", f"must be >= 1, got {self.max_iter}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    min_r2: float
+    max_rmse: float
+
+    def __post_init__(self) -> None:
+        _require(self.min_r2 <= 1, "evaluation.min_r2", f"must be <= 1 (the best possible R²), got {self.min_r2}")
+        _require(self.max_rmse > 0, "evaluation.max_rmse", f"must be > 0, got {self.max_rmse}")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str
+
+    def __post_init__(self) -> None:
+        name = self.model_name
+        _require(
+            bool(name.strip()) and name == name.strip(),
+            "registry.model_name",
+            f"must be a non-empty name without surrounding spaces, got {name!r}",
+        )
+        _require(not any(c in name for c in "/:%"), "registry.model_name", f"must not contain '/', ':' or '%', got {name!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: DataConfig
+    model: ModelConfig
+    evaluation: EvaluationConfig
+    registry: RegistryConfig
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"section.key": value}`` for every key, e.g. to log as MLflow params."""
+        return {f"{section}.{key}": value for section, values in self.to_dict().items() for key, value in values.items()}
+
+    def get(self, dotted_key: str) -> Any:
+        section, key = dotted_key.split(".", 1)
+        return getattr(getattr(self, section), key)
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(PipelineConfig)
+    return {field.name: hints[field.name] for field in dataclasses.fields(PipelineConfig)}
+
+
+def _field_types(section_cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(section_cls)
+    return {field.name: hints[field.name] for field in dataclasses.fields(section_cls)}
+
+
+def config_keys() -> list[str]:
+    """Every valid dotted key, e.g. ``model.alpha``."""
+    return [f"{section}.{key}" for section, cls in _sections().items() for key in _field_types(cls)]
+
+
+def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(value: Any, expected: type, where: str, from_text: bool) -> Any:
+    """Check ``value`` against ``expected``; text from the command line is parsed first."""
+    if from_text and expected is not str:
+        text = str(value).strip()
+        try:
+            value = int(text) if expected is int else float(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {_TYPE_NAMES[expected]}, got {text!r}") from None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {_TYPE_NAMES[expected]}, got {value!r} ({type(value).__name__})")
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return value
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the project when it lies inside it (shorter, clearer messages)."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def project_path(path: str | Path) -> Path:
+    """Relative paths are taken relative to the project root, not the current directory."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax problems into one-line ConfigErrors."""
+    path = project_path(path)
+    name = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read the file ({exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{name}: invalid YAML{where}: {problem}") from None
+
+
+def _section_values(raw: dict, section: str, cls: type, source: str) -> dict[str, Any]:
+    """The raw values of one section, checked for unknown and missing keys."""
+    section_raw = raw.get(section)
+    if not isinstance(section_raw, dict):
+        raise ConfigError(f"{source}: section '{section}' is missing or not a mapping")
+    fields = _field_types(cls)
+    for key in section_raw:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{section}.{key}'{did_you_mean(f'{section}.{key}', config_keys())}")
+    for key in fields:
+        if key not in section_raw:
+            raise ConfigError(f"{source}: missing key '{section}.{key}'")
+    return dict(section_raw)
+
+
+def parse_config(raw: Any, source: str, overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Validate ``raw`` (parsed YAML from ``source``) with ``overrides`` applied on top.
+
+    ``overrides`` maps a dotted key (``model.alpha``) or a parameter of ``main`` (``alpha``) to
+    its value as text, as it arrives from ``mlflow run -P``.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(_sections())}), got {type(raw).__name__}")
+    sections = _sections()
+    for name in raw:
+        if name not in sections:
+            raise ConfigError(f"{source}: unknown section '{name}'{did_you_mean(str(name), sections)}")
+
+    values: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    for section, cls in sections.items():
+        values[section] = _section_values(raw, section, cls, source)
+        origin.update({f"{section}.{key}": source for key in values[section]})
+
+    from_text: set[str] = set()
+    for name, text in (overrides or {}).items():
+        dotted = MAIN_PARAMETERS.get(name, name)
+        if dotted not in origin:
+            known = sorted(MAIN_PARAMETERS) + config_keys()
+            raise ConfigError(f"-P {name}: unknown parameter{did_you_mean(name, known)}; valid: {', '.join(known)}")
+        section, key = dotted.split(".", 1)
+        values[section][key] = text
+        origin[dotted] = f"-P {name}"
+        from_text.add(dotted)
+
+    built = {}
+    for section, cls in sections.items():
+        kwargs = {}
+        for key, expected in _field_types(cls).items():
+            dotted = f"{section}.{key}"
+            where = f"{origin[dotted]}: {dotted}" if origin[dotted] == source else origin[dotted]
+            kwargs[key] = _coerce(values[section][key], expected, where, dotted in from_text)
+        try:
+            built[section] = cls(**kwargs)
+        except ConfigError as exc:
+            dotted = str(exc).split(":", 1)[0]
+            raise ConfigError(f"{origin.get(dotted, source)}: {exc}") from None
+    return PipelineConfig(**built)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Load ``path`` (default conf/pipeline.yaml) and apply ``overrides``; see :func:`parse_config`."""
+    return parse_config(read_yaml(path), display_path(project_path(path)), overrides)
+
+
+def mlproject_parameters(entry_point: str, mlproject: str | Path = MLPROJECT) -> dict[str, dict[str, Any]]:
+    """The parameters an MLproject entry point declares: ``{name: {"type": ..., "default": ...}}``."""
+    spec = read_yaml(mlproject)
+    try:
+        params = spec["entry_points"][entry_point].get("parameters") or {}
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{MLPROJECT}: no entry point '{entry_point}'") from None
+    return {name: (p if isinstance(p, dict) else {"type": p}) for name, p in params.items()}
+
+
+def mirror_mismatches(config: PipelineConfig, mlproject: str | Path = MLPROJECT) -> list[str]:
+    """Where MLproject's ``main`` defaults disagree with the configuration file."""
+    declared = mlproject_parameters("main", mlproject)
+    problems = []
+    for name, dotted in MAIN_PARAMETERS.items():
+        default = declared.get(name, {}).get("default")
+        expected = config.get(dotted)
+        if default is None:
+            problems.append(f"MLproject: entry point 'main' does not declare parameter '{name}' ({dotted})")
+        elif _coerce(default, type(expected), name, from_text=True) != expected:
+            problems.append(f"MLproject default {name}={default!r} differs from {DEFAULT_CONFIG} {dotted}={expected!r}")
+    return problems

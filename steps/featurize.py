@@ -1,0 +1,118 @@
+"""featurize: fit the preprocessing (imputation, scaling, one-hot encoding) on the train split.
+
+Logs the fitted transformer as ``transformer/preprocessor.skops`` (skops: loading it never runs
+arbitrary code) and the names of the features it produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import skops.io
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from steps.artifacts import fetch, load_manifest, log_json, read_table, run_artifact_uri
+from steps.cli import require_uri, run_step
+from steps.errors import InputError
+from steps.schema import DataSchema
+
+logger = logging.getLogger(__name__)
+
+TRANSFORMER_ARTIFACT = "transformer/preprocessor.skops"
+# Types outside skops' default trust list that the fitted preprocessing contains; all are inert
+# data containers. Anything else found in a file is refused.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+
+
+@dataclass(frozen=True)
+class FeaturizeOutputs:
+    transformer: ColumnTransformer
+    feature_names: list[str]
+
+
+def build_preprocessor(schema: DataSchema) -> ColumnTransformer:
+    """Median-impute and scale numeric features; impute and one-hot encode categorical ones."""
+    parts = []
+    if schema.numeric_features:
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        parts.append(("numeric", numeric, schema.numeric_features))
+    if schema.categorical_features:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                # Categories unseen in training (e.g. at serving time) encode as all zeros.
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        parts.append(("categorical", categorical, schema.categorical_features))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+
+def run(train: pd.DataFrame, schema: DataSchema) -> FeaturizeOutputs:
+    """Fit the preprocessing on the training split only (no information leaks from test)."""
+    transformer = build_preprocessor(schema).fit(train[schema.features])
+    return FeaturizeOutputs(transformer=transformer, feature_names=[str(n) for n in transformer.get_feature_names_out()])
+
+
+def save_transformer(transformer: ColumnTransformer, path: str | Path) -> None:
+    skops.io.dump(transformer, path)
+
+
+def load_transformer(uri: str) -> ColumnTransformer:
+    """Load a transformer logged by featurize, refusing types skops does not trust."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = fetch(uri, tmp, what="transformer")
+        try:
+            refused = [t for t in skops.io.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED_TYPES]
+            if refused:
+                raise InputError(f"transformer {uri}: refusing to load untrusted types {', '.join(refused)}")
+            return skops.io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"transformer {uri}: not a transformer saved by featurize ({type(exc).__name__}: {exc})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="featurize", description=__doc__.splitlines()[0])
+    parser.add_argument("--train_uri", type=str, default="", help="ingest's train split (artifact URI)")
+    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run_step("featurize", lambda: _featurize(args))
+
+
+def _featurize(args: argparse.Namespace) -> dict[str, str]:
+    train_uri = require_uri(
+        args.train_uri, "train_uri", "the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet"
+    )
+    manifest_uri = require_uri(
+        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
+    )
+    _, schema = load_manifest(manifest_uri)
+    out = run(read_table(train_uri, what="train split"), schema)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(TRANSFORMER_ARTIFACT).name
+        save_transformer(out.transformer, local)
+        mlflow.log_artifact(str(local), artifact_path=str(Path(TRANSFORMER_ARTIFACT).parent))
+    log_json({"input_features": schema.features, "output_features": out.feature_names}, "transformer/features.json")
+    mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
+    return {"transformer_uri": run_artifact_uri(TRANSFORMER_ARTIFACT)}
+
+
+if __name__ == "__main__":
+    main()

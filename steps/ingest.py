@@ -1,0 +1,117 @@
+"""ingest: read the dataset, validate it against the schema, split it into train and test.
+
+Logs ``data/train.parquet``, ``data/test.parquet`` and ``data/manifest.json`` (source, digests,
+row counts and the schema the data satisfied), the source and both splits as MLflow dataset
+inputs, and row counts as metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from steps.artifacts import log_json, log_table, read_table, resolve_data_uri, to_dataset
+from steps.cli import run_step
+from steps.errors import DataError
+from steps.schema import DataSchema, load_schema, validate_frame
+
+logger = logging.getLogger(__name__)
+
+# Each split needs at least this many rows (R² and RMSE are meaningless on fewer).
+MIN_SPLIT_ROWS = 2
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    schema: DataSchema
+    test_size: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class IngestOutputs:
+    data: pd.DataFrame
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+def run(raw: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
+    """Validate ``raw`` (read from ``source``) and split it reproducibly."""
+    data = validate_frame(raw, params.schema, source)
+    n_test = math.ceil(len(data) * params.test_size)
+    if n_test < MIN_SPLIT_ROWS or len(data) - n_test < MIN_SPLIT_ROWS:
+        raise DataError(
+            f"{source}: {len(data)} row(s) are too few to split with test_size={params.test_size}; "
+            f"each of train and test needs at least {MIN_SPLIT_ROWS} rows"
+        )
+    train, test = train_test_split(data, test_size=n_test, random_state=params.seed, shuffle=True)
+    return IngestOutputs(data=data, train=train.reset_index(drop=True), test=test.reset_index(drop=True))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--data_uri", type=str, required=True, help="CSV or Parquet: path, file://, http(s)://, or artifact URI")
+    parser.add_argument("--schema", type=str, required=True, help="schema YAML, relative to the project")
+    parser.add_argument("--test_size", type=float, required=True, help="fraction of rows held out for testing")
+    parser.add_argument("--seed", type=int, required=True, help="seed of the split")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run_step("ingest", lambda: _ingest(args))
+
+
+def _ingest(args: argparse.Namespace) -> dict[str, str]:
+    schema = load_schema(args.schema)
+    location = resolve_data_uri(args.data_uri)
+    raw = read_table(location, what="dataset")
+    out = run(raw, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
+
+    train_uri = log_table(out.train, "data/train.parquet")
+    test_uri = log_table(out.test, "data/test.parquet")
+    source = to_dataset(out.data, name="source", source=location, target=schema.target)
+    train = to_dataset(out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target)
+    test = to_dataset(out.test, name="test", source=mlflow.get_artifact_uri("data/test.parquet"), target=schema.target)
+    mlflow.log_input(source, context="source")
+    mlflow.log_input(train, context="training")
+    mlflow.log_input(test, context="testing")
+
+    missing = int(out.data.isna().sum().sum())
+    mlflow.log_metrics(
+        {
+            "rows": len(out.data),
+            "train_rows": len(out.train),
+            "test_rows": len(out.test),
+            "columns": out.data.shape[1],
+            "missing_values": missing,
+        }
+    )
+    mlflow.set_tag("pipeline.data_digest", source.digest)
+    manifest = {
+        "source": args.data_uri,
+        "resolved_source": location,
+        "digest": source.digest,
+        "rows": len(out.data),
+        "missing_values": missing,
+        "splits": {
+            "train": {"uri": train_uri, "rows": len(out.train), "digest": train.digest},
+            "test": {"uri": test_uri, "rows": len(out.test), "digest": test.digest},
+        },
+        "split": {"test_size": args.test_size, "seed": args.seed},
+        "schema": schema.to_dict(),
+    }
+    manifest_uri = log_json(manifest, "data/manifest.json")
+    logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
+    return {"train_uri": train_uri, "test_uri": test_uri, "manifest_uri": manifest_uri}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The dataset schema (conf/schema.yaml) and the checks ingest runs against it."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from steps.config import did_you_mean, display_path, project_path, read_yaml
+from steps.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float", "int", "string")
+_COLUMN_KEYS = ("dtype", "categorical", "allowed", "min", "max", "nullable")
+# How many problems one error message lists before summarising the rest.
+_MAX_LISTED = 3
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What one column must look like."""
+
+    name: str
+    dtype: str = "float"
+    categorical: bool = False
+    allowed: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = True
+
+    @property
+    def numeric(self) -> bool:
+        return self.dtype in ("float", "int")
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """The columns a dataset must have, their types and ranges, and which one is the target."""
+
+    target: str
+    columns: tuple[ColumnSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def features(self) -> list[str]:
+        return [c.name for c in self.columns if c.name != self.target]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [c.name for c in self.columns if c.name != self.target and not c.categorical]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [c.name for c in self.columns if c.name != self.target and c.categorical]
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form of the schema (as in conf/schema.yaml), without unset options."""
+        columns = {}
+        for spec in self.columns:
+            values = {k: v for k, v in asdict(spec).items() if k != "name" and v is not None}
+            if values.get("allowed") is not None:
+                values["allowed"] = list(values["allowed"])
+            columns[spec.name] = values
+        return {"target": self.target, "columns": columns}
+
+
+def _parse_column(name: str, spec_raw: Any, source: str) -> ColumnSpec:
+    where = f"{source}: columns.{name}"
+    spec_raw = {} if spec_raw is None else spec_raw
+    if not isinstance(spec_raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(_COLUMN_KEYS)}")
+    for key in spec_raw:
+        if key not in _COLUMN_KEYS:
+            raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(str(key), _COLUMN_KEYS)}")
+    dtype = spec_raw.get("dtype", "float")
+    if dtype not in DTYPES:
+        raise ConfigError(f"{where}.dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    for key in ("categorical", "nullable"):
+        if key in spec_raw and not isinstance(spec_raw[key], bool):
+            raise ConfigError(f"{where}.{key}: expected true or false, got {spec_raw[key]!r}")
+    low, high = spec_raw.get("min"), spec_raw.get("max")
+    for key, value in (("min", low), ("max", high)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or dtype == "string"):
+            raise ConfigError(f"{where}.{key}: expected a number (and a numeric dtype), got {value!r}")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{where}: min ({low}) is greater than max ({high})")
+    allowed = spec_raw.get("allowed")
+    if allowed is not None and (not isinstance(allowed, list) or not allowed):
+        raise ConfigError(f"{where}.allowed: expected a non-empty list of values, got {allowed!r}")
+    return ColumnSpec(
+        name=name,
+        dtype=dtype,
+        categorical=spec_raw.get("categorical", False),
+        allowed=tuple(allowed) if allowed is not None else None,
+        min=low,
+        max=high,
+        nullable=spec_raw.get("nullable", True),
+    )
+
+
+def parse_schema(raw: Any, source: str) -> DataSchema:
+    """Validate the YAML form of a schema; errors name ``source`` and the offending key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'target' and 'columns'")
+    for key in raw:
+        if key not in ("target", "columns"):
+            raise ConfigError(f"{source}: unknown key '{key}'{did_you_mean(str(key), ['target', 'columns'])}")
+    columns_raw = raw.get("columns")
+    if not isinstance(columns_raw, dict) or not columns_raw:
+        raise ConfigError(f"{source}: 'columns' must map each column name to its spec")
+    specs = [_parse_column(str(name), spec_raw, source) for name, spec_raw in columns_raw.items()]
+    target = raw.get("target")
+    names = [s.name for s in specs]
+    if target not in names:
+        raise ConfigError(f"{source}: target {target!r} is not one of the columns{did_you_mean(str(target), names)}")
+    target_spec = specs[names.index(target)]
+    if not target_spec.numeric or target_spec.categorical:
+        raise ConfigError(f"{source}: columns.{target}: the target must be a numeric, non-categorical column")
+    if len(specs) < 2:
+        raise ConfigError(f"{source}: the schema needs at least one feature column besides the target")
+    # A missing or infinite target can never be used for training, whatever the file says.
+    specs[names.index(target)] = ColumnSpec(**{**asdict(target_spec), "nullable": False})
+    return DataSchema(target=target, columns=tuple(specs))
+
+
+def load_schema(path: str | Path) -> DataSchema:
+    """Load and validate a schema file (relative paths resolve inside the project)."""
+    return parse_schema(read_yaml(path), display_path(project_path(path)))
+
+
+def _first(mask: pd.Series, values: pd.Series) -> str:
+    """``first <value> at row <n>`` for the first True of ``mask`` (rows count from 1)."""
+    position = int(np.flatnonzero(mask.to_numpy())[0])
+    return f"first {values.iloc[position]!r} at row {position + 1}"
+
+
+def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[str]]:
+    """The column cast to its schema type, and what is wrong with it."""
+    problems: list[str] = []
+    missing_before = raw.isna()
+    if spec.numeric:
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = values.isna() & ~missing_before
+        if bad.any():
+            problems.append(f"{int(bad.sum())} non-numeric value(s), {_first(bad, raw)}")
+        infinite = np.isinf(values.to_numpy())
+        if infinite.any():
+            problems.append(f"{int(infinite.sum())} infinite value(s), {_first(pd.Series(infinite), values)}")
+            values = values.mask(np.isinf(values))
+        if spec.dtype == "int":
+            fractional = values.notna() & (values % 1 != 0)
+            if fractional.any():
+                problems.append(f"{int(fractional.sum())} non-integer value(s), {_first(fractional, values)}")
+    else:
+        values = raw.astype("string").astype(object).where(~missing_before, np.nan)
+
+    present = values.notna()
+    if not present.any():
+        problems.append("every value is missing")
+        return values, problems
+    if not spec.nullable and missing_before.any():
+        problems.append(
+            f"{int(missing_before.sum())} missing value(s), first at row {int(np.flatnonzero(missing_before.to_numpy())[0]) + 1}"
+        )
+    if spec.numeric:
+        low = spec.min if spec.min is not None else -math.inf
+        high = spec.max if spec.max is not None else math.inf
+        outside = present & ((values < low) | (values > high))
+        if outside.any():
+            problems.append(f"{int(outside.sum())} value(s) outside [{spec.min}, {spec.max}], {_first(outside, values)}")
+    if spec.allowed is not None:
+        allowed = set(spec.allowed)
+        unknown = present & ~values.isin(allowed)
+        if unknown.any():
+            problems.append(f"{int(unknown.sum())} value(s) not in allowed {list(spec.allowed)}, {_first(unknown, values)}")
+    return values, problems
+
+
+def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str) -> pd.DataFrame:
+    """Check ``frame`` against ``schema`` and return it typed, with only the schema's columns.
+
+    Raises :class:`DataError` naming ``source``, the column(s) and the problem(s).
+    """
+    if frame.shape[1] == 0:
+        raise DataError(f"{source}: the file is empty (no header, no rows)")
+    names = [str(c) for c in frame.columns]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataError(f"{source}: duplicate column name(s) {', '.join(map(repr, duplicated))}")
+    missing = [c.name for c in schema.columns if c.name not in names]
+    if missing:
+        hint = ""
+        if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+            hint = f"; the file has a single column {names[0]!r}: is it delimited by something other than ','?"
+        label = "target column" if missing == [schema.target] else "column(s)"
+        raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema{hint}")
+    if len(frame) == 0:
+        raise DataError(f"{source}: no data rows (only a header)")
+    extra = [n for n in names if n not in {c.name for c in schema.columns}]
+    if extra:
+        logger.warning("%s: ignoring column(s) not in the schema: %s", source, ", ".join(extra))
+
+    typed = {}
+    problems = []
+    for spec in schema.columns:
+        typed[spec.name], column_problems = _column_problems(spec, frame[spec.name].reset_index(drop=True))
+        problems += [f"column {spec.name!r}: {p}" for p in column_problems]
+    if problems:
+        more = f" (and {len(problems) - _MAX_LISTED} more problem(s))" if len(problems) > _MAX_LISTED else ""
+        raise DataError(f"{source}: " + "; ".join(problems[:_MAX_LISTED]) + more)
+    return pd.DataFrame(typed)

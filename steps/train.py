@@ -1,0 +1,133 @@
+"""train: fit ElasticNet on the preprocessed train split and log ONE servable model.
+
+The logged MLflow model is a scikit-learn Pipeline (featurize's fitted preprocessing + the
+regressor), saved with skops, with a signature and an input example, so it takes raw feature
+columns. Its pip requirements come from requirements.txt (no dependency inference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import ElasticNet
+from sklearn.metrics import r2_score, root_mean_squared_error
+from sklearn.pipeline import Pipeline
+
+from steps.artifacts import load_manifest, log_json, read_table
+from steps.cli import require_uri, run_step
+from steps.config import ModelConfig, project_path
+from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
+from steps.schema import DataSchema
+
+logger = logging.getLogger(__name__)
+
+# Packages the served model needs, pinned as in requirements.txt.
+MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+INPUT_EXAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    alpha: float
+    l1_ratio: float
+    max_iter: int
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    model: Pipeline
+    coefficients: dict[str, float]
+    metrics: dict[str, float]
+
+
+def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema, params: TrainParams) -> TrainOutputs:
+    """Fit the regressor on already-fitted preprocessing and join both into one Pipeline."""
+    features, target = train[schema.features], train[schema.target]
+    regressor = ElasticNet(alpha=params.alpha, l1_ratio=params.l1_ratio, max_iter=params.max_iter)
+    regressor.fit(transformer.transform(features), target)
+    # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
+    model = Pipeline([("preprocess", transformer), ("regressor", regressor)])
+    predictions = model.predict(features)
+    names = [str(n) for n in transformer.get_feature_names_out()]
+    coefficients = {"intercept": float(regressor.intercept_), **dict(zip(names, map(float, regressor.coef_), strict=True))}
+    metrics = {
+        "train_rmse": float(root_mean_squared_error(target, predictions)),
+        "train_r2": float(r2_score(target, predictions)),
+        "nonzero_coefficients": float(np.count_nonzero(regressor.coef_)),
+    }
+    return TrainOutputs(model=model, coefficients=coefficients, metrics=metrics)
+
+
+def model_requirements() -> list[str]:
+    """The pinned requirements (from requirements.txt) of the packages in MODEL_PACKAGES."""
+    pins = {}
+    for line in project_path("requirements.txt").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==", line)
+        if match:
+            pins[match.group(1).lower()] = line.strip()
+    return [pins[name] for name in MODEL_PACKAGES]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="train", description=__doc__.splitlines()[0])
+    parser.add_argument("--train_uri", type=str, default="", help="ingest's train split (artifact URI)")
+    parser.add_argument("--transformer_uri", type=str, default="", help="featurize's fitted transformer (artifact URI)")
+    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
+    parser.add_argument("--alpha", type=float, required=True, help="ElasticNet regularisation strength")
+    parser.add_argument("--l1_ratio", type=float, required=True, help="ElasticNet L1/L2 mixing")
+    parser.add_argument("--max_iter", type=int, required=True, help="maximum coordinate-descent iterations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run_step("train", lambda: _train(args))
+
+
+def _train(args: argparse.Namespace) -> dict[str, str]:
+    # The same checks as the pipeline's configuration, so a step run alone is held to them too.
+    ModelConfig(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
+    train_uri = require_uri(
+        args.train_uri, "train_uri", "the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet"
+    )
+    transformer_uri = require_uri(
+        args.transformer_uri,
+        "transformer_uri",
+        "the transformer logged by featurize, e.g. -P transformer_uri=runs:/<featurize run id>/transformer/preprocessor.skops",
+    )
+    manifest_uri = require_uri(
+        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
+    )
+    manifest, schema = load_manifest(manifest_uri)
+    train = read_table(train_uri, what="train split")
+    params = TrainParams(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
+    out = run(train, load_transformer(transformer_uri), schema, params)
+
+    features = train[schema.features]
+    model_info = mlflow.sklearn.log_model(
+        out.model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        signature=infer_signature(features, out.model.predict(features)),
+        input_example=features.head(INPUT_EXAMPLE_ROWS),
+        pip_requirements=model_requirements(),
+        params={"alpha": params.alpha, "l1_ratio": params.l1_ratio, "max_iter": params.max_iter},
+        metadata={"train_data_digest": manifest["splits"]["train"]["digest"], "data_digest": manifest["digest"]},
+    )
+    mlflow.log_metrics(out.metrics)
+    log_json(out.coefficients, "train/coefficients.json")
+    return {"model_uri": model_info.model_uri}
+
+
+if __name__ == "__main__":
+    main()
