@@ -102,7 +102,7 @@ def read_table(uri: str, what: str = "dataset") -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             raise DataError(f"{uri}: the file is empty (no header, no rows)") from None
         except UnicodeDecodeError as exc:
-            raise DataError(f"{uri}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+            raise DataError(f"{uri}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
         except (pd.errors.ParserError, ValueError, OSError) as exc:
             raise DataError(f"{uri}: cannot parse as {fmt} ({_first_line(exc)})") from None
 

@@ -139,7 +139,9 @@ def load_schema(path: str | Path) -> DataSchema:
 def _first(mask: pd.Series, values: pd.Series) -> str:
     """``first <value> at row <n>`` for the first True of ``mask`` (rows count from 1)."""
     position = int(np.flatnonzero(mask.to_numpy())[0])
-    return f"first {values.iloc[position]!r} at row {position + 1}"
+    value = values.iloc[position]
+    value = value.item() if isinstance(value, np.generic) else value
+    return f"first {value!r} at row {position + 1}"
 
 
 def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[str]]:
@@ -164,7 +166,8 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
 
     present = values.notna()
     if not present.any():
-        problems.append("every value is missing")
+        if missing_before.all():
+            problems.append("every value is missing")
         return values, problems
     if not spec.nullable and missing_before.any():
         problems.append(

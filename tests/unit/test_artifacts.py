@@ -1,0 +1,73 @@
+"""Reading tables from every kind of location ingest accepts, and logging artifacts."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from steps import artifacts
+from steps.config import PROJECT_ROOT
+from steps.errors import DataError, InputError
+from tests.conftest import make_frame
+
+
+def test_relative_paths_resolve_inside_the_project_not_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert artifacts.resolve_data_uri("data/example_data.csv") == str(PROJECT_ROOT / "data/example_data.csv")
+    assert artifacts.resolve_data_uri("s3://bucket/x.csv") == "s3://bucket/x.csv"
+    assert artifacts.resolve_data_uri("/abs/x.csv") == "/abs/x.csv"
+    assert len(artifacts.read_table("data/example_data.csv")) == 442
+
+
+def test_reads_csv_and_parquet_from_paths_and_file_uris(tmp_path):
+    frame = make_frame(rows=8, missing=False)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    for uri in (str(tmp_path / "d.csv"), (tmp_path / "d.parquet").as_uri()):
+        pd.testing.assert_frame_equal(artifacts.read_table(uri), frame, check_dtype=False)
+
+
+def test_reads_over_http_and_reports_http_errors(http_root):
+    root, base = http_root
+    make_frame(rows=8).to_csv(root / "d.csv", index=False)
+    assert len(artifacts.read_table(f"{base}/d.csv")) == 8
+    with pytest.raises(InputError, match=r"dataset http://127.0.0.1:\d+/missing.csv: HTTP 404"):
+        artifacts.read_table(f"{base}/missing.csv")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        (b"", "empty.csv", r"empty.csv: the file is empty"),
+        (b"a,b\n\xff\xfe,1\n", "latin.csv", r"latin.csv: not UTF-8 text \(invalid byte 0xff\)"),
+        (b"not parquet", "bad.parquet", r"bad.parquet: cannot parse as parquet"),
+        (b"a,b\n1,2\n", "data.txt", r"data.txt: unsupported file type"),
+    ],
+)
+def test_unreadable_files_are_one_line_errors(tmp_path, content, name, expected):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises((DataError, InputError), match=expected) as info:
+        artifacts.read_table(str(tmp_path / name))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(InputError, match=r"dataset .*nope.csv: file not found"):
+        artifacts.read_table(str(tmp_path / "nope.csv"))
+
+
+def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
+    frame = make_frame(rows=6)
+    with mlflow.start_run() as run:
+        uri = artifacts.log_table(frame, "data/train.parquet")
+        manifest_uri = artifacts.log_json({"schema": {"target": "y", "columns": {"x": {}, "y": {}}}}, "data/manifest.json")
+    assert uri == f"runs:/{run.info.run_id}/data/train.parquet"
+    pd.testing.assert_frame_equal(artifacts.read_table(uri), frame)
+    manifest, schema = artifacts.load_manifest(manifest_uri)
+    assert schema.features == ["x"]
+
+
+def test_unknown_artifact_uri_is_a_clear_error(tracking_uri):
+    with pytest.raises(InputError, match=r"train split runs:/0123456789abcdef/data/train.parquet: cannot download"):
+        artifacts.read_table("runs:/0123456789abcdef/data/train.parquet", what="train split")

@@ -1,0 +1,157 @@
+"""Configuration loading, overrides and the files that must agree with conf/pipeline.yaml."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from steps.config import (
+    MAIN_PARAMETERS,
+    PROJECT_ROOT,
+    load_config,
+    mirror_mismatches,
+    mlproject_parameters,
+    parse_config,
+    read_yaml,
+)
+from steps.errors import ConfigError
+
+# Parameters of the step entry points whose defaults mirror conf/pipeline.yaml.
+STEP_PARAMETERS = {
+    ("ingest", "data_uri"): "data.uri",
+    ("ingest", "schema"): "data.schema",
+    ("ingest", "test_size"): "data.test_size",
+    ("ingest", "seed"): "data.seed",
+    ("train", "alpha"): "model.alpha",
+    ("train", "l1_ratio"): "model.l1_ratio",
+    ("train", "max_iter"): "model.max_iter",
+    ("evaluate", "min_r2"): "evaluation.min_r2",
+    ("evaluate", "max_rmse"): "evaluation.max_rmse",
+    ("register", "model_name"): "registry.model_name",
+}
+
+
+def raw_config() -> dict:
+    return read_yaml("conf/pipeline.yaml")
+
+
+def test_default_config_loads_with_documented_values():
+    config = load_config()
+    assert config.data.uri == "data/example_data.csv"
+    assert config.model.alpha == 0.5
+    assert isinstance(config.data.seed, int)
+    assert config.flat()["registry.model_name"] == config.registry.model_name
+
+
+def test_every_key_in_the_config_file_has_a_comment():
+    lines = (PROJECT_ROOT / "conf/pipeline.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        match = re.match(r"^\s+(\w+):\s*\S", line)
+        if match:
+            previous = lines[number - 1].strip()
+            assert previous.startswith("#"), f"conf/pipeline.yaml line {number + 1}: key '{match.group(1)}' has no comment above it"
+
+
+def test_overrides_by_parameter_name_and_dotted_key_are_typed():
+    config = load_config(overrides={"alpha": "0.3", "seed": "7", "evaluation.min_r2": "0.25", "model_name": "m"})
+    assert config.model.alpha == 0.3
+    assert config.data.seed == 7
+    assert config.evaluation.min_r2 == 0.25
+    assert config.registry.model_name == "m"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"alhpa": "0.3"}, r"-P alhpa: unknown parameter \(did you mean 'alpha'\?\)"),
+        ({"model.alfa": "0.3"}, r"did you mean 'model.alpha'"),
+        ({"alpha": "abc"}, r"-P alpha: expected a number, got 'abc'"),
+        ({"seed": "1.5"}, r"-P seed: expected an integer, got '1.5'"),
+        ({"alpha": "-1"}, r"-P alpha: model.alpha: must be >= 0, got -1.0"),
+        ({"alpha": "nan"}, r"-P alpha: expected a finite number"),
+        ({"l1_ratio": "2"}, r"model.l1_ratio: must be between 0 and 1"),
+        ({"test_size": "1"}, r"data.test_size: must be between 0 and 1"),
+        ({"model_name": "a/b"}, r"registry.model_name: must not contain"),
+    ],
+)
+def test_bad_overrides_name_the_parameter_and_the_problem(overrides, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(overrides=overrides)
+
+
+def test_unknown_and_missing_keys_in_the_file_are_named():
+    raw = raw_config()
+    raw["model"]["alpah"] = 0.1
+    with pytest.raises(ConfigError, match=r"conf.yaml: unknown key 'model.alpah' \(did you mean 'model.alpha'\?\)"):
+        parse_config(raw, "conf.yaml")
+    raw = raw_config()
+    del raw["evaluation"]["max_rmse"]
+    with pytest.raises(ConfigError, match=r"conf.yaml: missing key 'evaluation.max_rmse'"):
+        parse_config(raw, "conf.yaml")
+    raw = raw_config()
+    raw["modle"] = {}
+    with pytest.raises(ConfigError, match=r"unknown section 'modle' \(did you mean 'model'\?\)"):
+        parse_config(raw, "conf.yaml")
+
+
+def test_wrong_type_in_the_file_is_named():
+    raw = raw_config()
+    raw["model"]["alpha"] = "high"
+    with pytest.raises(ConfigError, match=r"conf.yaml: model.alpha: expected a number, got 'high'"):
+        parse_config(raw, "conf.yaml")
+    raw = raw_config()
+    raw["data"]["seed"] = True
+    with pytest.raises(ConfigError, match=r"data.seed: expected an integer"):
+        parse_config(raw, "conf.yaml")
+
+
+def test_invalid_yaml_and_missing_file_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  uri: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML at line \d+") as info:
+        load_config(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"nope.yaml: file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_mlproject_main_defaults_mirror_the_config():
+    assert mirror_mismatches(load_config()) == []
+    assert set(mlproject_parameters("main")) == set(MAIN_PARAMETERS)
+
+
+def test_mirror_check_reports_a_drifted_default():
+    config = load_config(overrides={"alpha": "0.9"})
+    assert mirror_mismatches(config) == ["MLproject default alpha=0.5 differs from conf/pipeline.yaml model.alpha=0.9"]
+
+
+@pytest.mark.parametrize(("step_and_name", "key"), STEP_PARAMETERS.items(), ids=lambda v: str(v))
+def test_step_entry_point_defaults_mirror_the_config(step_and_name, key):
+    step, name = step_and_name
+    default = mlproject_parameters(step)[name]["default"]
+    assert type(load_config().get(key))(default) == load_config().get(key)
+
+
+def test_every_entry_point_parameter_is_typed_and_used_by_its_command():
+    spec = read_yaml("MLproject")
+    assert set(spec["entry_points"]) == {"main", "ingest", "featurize", "train", "evaluate", "register"}
+    for name, entry_point in spec["entry_points"].items():
+        for param, declared in entry_point["parameters"].items():
+            assert declared["type"] in ("string", "float", "int"), f"{name}.{param}"
+            assert f"--{param} {{{param}}}" in entry_point["command"], f"{name}.{param} is not passed to its command"
+
+
+def test_environment_files_pin_the_same_requirements():
+    """requirements.txt is the one source of truth; python_env.yaml and conda.yaml install it."""
+    python_env = yaml.safe_load((PROJECT_ROOT / "python_env.yaml").read_text())
+    conda = yaml.safe_load((PROJECT_ROOT / "conda.yaml").read_text())
+    conda_pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert python_env["dependencies"] == ["-r requirements.txt"]
+    assert conda_pip == ["-r requirements.txt"]
+    assert f"python={python_env['python']}" in conda["dependencies"]
+    assert read_yaml("MLproject")["python_env"] == "python_env.yaml"
+    pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", pin) for pin in pins), pins
+    assert "mlflow==3.17.2" in pins

@@ -1,0 +1,79 @@
+"""The featurize and train cores on small synthetic frames with missing values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import featurize, train
+from steps.errors import InputError
+from tests.conftest import PROJECT_ROOT, make_frame
+
+
+def test_preprocessing_is_fitted_on_the_train_split_only(small_schema, small_frame):
+    out = featurize.run(small_frame, small_schema)
+    scaler = out.transformer.named_transformers_["numeric"].named_steps["scale"]
+    imputed = small_frame[["x1", "x2"]].fillna(small_frame[["x1", "x2"]].median())
+    np.testing.assert_allclose(scaler.mean_, imputed.mean().to_numpy())
+    assert out.feature_names == ["x1", "x2", "color_blue", "color_green", "color_red"]
+
+
+def test_transform_handles_missing_and_unseen_values(small_schema, small_frame):
+    transformer = featurize.run(small_frame, small_schema).transformer
+    rows = pd.DataFrame({"x1": [np.nan, 5.0], "x2": [1.0, np.nan], "color": ["purple", np.nan]})
+    encoded = transformer.transform(rows)
+    assert np.isfinite(encoded).all()
+    assert encoded[0, 2:].sum() == 0  # an unseen category encodes as all zeros
+
+
+def test_schema_without_categorical_columns(small_schema, small_frame):
+    from steps.schema import DataSchema
+
+    numeric_only = DataSchema(target="y", columns=tuple(c for c in small_schema.columns if c.name != "color"))
+    out = featurize.run(small_frame.drop(columns=["color"]), numeric_only)
+    assert out.feature_names == ["x1", "x2"]
+
+
+def test_transformer_round_trips_through_skops(tmp_path, small_schema, small_frame):
+    transformer = featurize.run(small_frame, small_schema).transformer
+    path = tmp_path / "preprocessor.skops"
+    featurize.save_transformer(transformer, path)
+    loaded = featurize.load_transformer(str(path))
+    np.testing.assert_allclose(loaded.transform(small_frame), transformer.transform(small_frame))
+
+
+def test_loading_something_else_as_a_transformer_is_a_clear_error(tmp_path):
+    path = tmp_path / "preprocessor.skops"
+    path.write_text("not a skops file")
+    with pytest.raises(InputError, match=r"transformer .*preprocessor.skops: not a transformer saved by featurize"):
+        featurize.load_transformer(str(path))
+
+
+def test_train_builds_one_pipeline_that_predicts_from_raw_rows(small_schema):
+    frame = make_frame(rows=200)
+    transformer = featurize.run(frame, small_schema).transformer
+    out = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.01, l1_ratio=0.5, max_iter=5000))
+    assert [name for name, _ in out.model.steps] == ["preprocess", "regressor"]
+    assert out.model.named_steps["preprocess"] is transformer  # featurize's fit is kept, not redone
+    raw_rows = frame[small_schema.features].head(5)
+    assert np.isfinite(out.model.predict(raw_rows)).all()
+    assert out.metrics["train_r2"] > 0.9
+    assert set(out.coefficients) == {"intercept", "x1", "x2", "color_blue", "color_green", "color_red"}
+    assert out.coefficients["x1"] > 0 > out.coefficients["x2"]
+
+
+def test_stronger_regularisation_shrinks_the_coefficients(small_schema):
+    frame = make_frame(rows=100)
+    transformer = featurize.run(frame, small_schema).transformer
+    weak = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.01, l1_ratio=1.0, max_iter=5000))
+    strong = train.run(frame, transformer, small_schema, train.TrainParams(alpha=1000.0, l1_ratio=1.0, max_iter=5000))
+    assert strong.metrics["nonzero_coefficients"] < weak.metrics["nonzero_coefficients"]
+
+
+def test_model_requirements_are_the_pins_of_requirements_txt():
+    pins = train.model_requirements()
+    text = (PROJECT_ROOT / "requirements.txt").read_text()
+    assert pins[0] == "mlflow==3.17.2"
+    assert all(pin in text for pin in pins)
+    assert [p.split("==")[0].lower() for p in pins] == list(train.MODEL_PACKAGES)

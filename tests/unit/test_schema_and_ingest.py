@@ -1,0 +1,98 @@
+"""The schema checks ingest runs, and the ingest core (validate + split)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import ingest
+from steps.errors import ConfigError, DataError
+from steps.schema import load_schema, parse_schema, validate_frame
+from tests.conftest import SMALL_SCHEMA, PROJECT_ROOT, make_frame
+
+
+def test_bundled_example_data_satisfies_the_bundled_schema():
+    schema = load_schema("conf/schema.yaml")
+    frame = pd.read_csv(PROJECT_ROOT / "data/example_data.csv")
+    validated = validate_frame(frame, schema, "example")
+    assert len(validated) == 442
+    assert schema.target == "target"
+    assert schema.categorical_features == ["sex"]
+
+
+def test_valid_frame_is_typed_and_keeps_missing_feature_values(small_schema, small_frame):
+    validated = validate_frame(small_frame.assign(extra=1), small_schema, "f.csv")
+    assert list(validated.columns) == ["x1", "x2", "color", "y"]  # 'extra' dropped
+    assert validated["x1"].dtype == "float64"
+    assert validated["x1"].isna().sum() == 1
+    assert validated["color"].isna().sum() == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda f: f.drop(columns=["x2"]), r"f.csv: missing column\(s\) 'x2' required by the schema"),
+        (lambda f: f.drop(columns=["y"]), r"f.csv: missing target column 'y'"),
+        (
+            lambda f: f.assign(x2=f["x2"].astype(object).where(f.index != 5, "abc")),
+            r"column 'x2': 1 non-numeric value\(s\), first 'abc' at row 6",
+        ),
+        (lambda f: f.assign(x1=f["x1"].where(f.index != 7, 150.0)), r"column 'x1': 1 value\(s\) outside \[0, 100\], first 150.0 at row 8"),
+        (
+            lambda f: f.assign(color=f["color"].where(f.index != 4, "pink")),
+            r"column 'color': 1 value\(s\) not in allowed \['red', 'green', 'blue'\], first 'pink' at row 5",
+        ),
+        (lambda f: f.assign(y=f["y"].where(f.index != 9, np.nan)), r"column 'y': 1 missing value\(s\), first at row 10"),
+        (lambda f: f.assign(y=f["y"].where(f.index != 9, np.inf)), r"column 'y': 1 infinite value\(s\)"),
+        (lambda f: f.assign(x2=np.nan), r"column 'x2': every value is missing"),
+        (lambda f: f.iloc[0:0], r"f.csv: no data rows \(only a header\)"),
+        (lambda f: pd.DataFrame(), r"f.csv: the file is empty"),
+        (lambda f: pd.DataFrame({"x1;x2;color;y": ["1;2;red;3"]}), r"is it delimited by something other than ','\?"),
+        (lambda f: f.set_axis(["x1", "x1", "color", "y"], axis=1), r"duplicate column name\(s\) 'x1'"),
+    ],
+)
+def test_schema_violations_name_the_column_and_the_problem(small_schema, small_frame, mutate, expected):
+    with pytest.raises(DataError, match=expected) as info:
+        validate_frame(mutate(small_frame), small_schema, "f.csv")
+    assert "\n" not in str(info.value)
+
+
+def test_several_problems_are_reported_together(small_schema, small_frame):
+    bad = small_frame.assign(x1=200.0, x2="text", y=np.nan)
+    with pytest.raises(DataError, match=r"column 'x1'.*; column 'x2'.*; column 'y'"):
+        validate_frame(bad, small_schema, "f.csv")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"target": "z"}, r"target 'z' is not one of the columns"),
+        ({"columns": {"x1": {"dtype": "double"}, "y": {}}}, r"columns.x1.dtype: expected one of float, int, string"),
+        ({"columns": {"x1": {"mni": 0}, "y": {}}}, r"columns.x1: unknown key 'mni' \(did you mean 'min'\?\)"),
+        ({"columns": {"x1": {"min": 5, "max": 1}, "y": {}}}, r"columns.x1: min \(5\) is greater than max \(1\)"),
+        ({"columns": {"x1": {}, "y": {"dtype": "string"}}}, r"the target must be a numeric"),
+        ({"columns": {"y": {}}}, r"at least one feature column"),
+    ],
+)
+def test_schema_file_errors_name_the_key(change, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_schema({**SMALL_SCHEMA, **change}, source="s.yaml")
+
+
+def test_ingest_split_is_deterministic_and_complete(small_schema):
+    frame = make_frame(rows=50)
+    params = ingest.IngestParams(schema=small_schema, test_size=0.2, seed=3)
+    first, second = ingest.run(frame, params, "f.csv"), ingest.run(frame, params, "f.csv")
+    assert (len(first.train), len(first.test)) == (40, 10)
+    pd.testing.assert_frame_equal(first.train, second.train)
+    pd.testing.assert_frame_equal(first.test, second.test)
+    together = pd.concat([first.train, first.test]).sort_values("y").reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, first.data.sort_values("y").reset_index(drop=True))
+    other = ingest.run(frame, ingest.IngestParams(schema=small_schema, test_size=0.2, seed=4), "f.csv")
+    assert not other.test.equals(first.test)
+
+
+def test_ingest_refuses_too_few_rows_to_split(small_schema):
+    with pytest.raises(DataError, match=r"f.csv: 3 row\(s\) are too few to split with test_size=0.2"):
+        ingest.run(make_frame(rows=3, missing=False), ingest.IngestParams(schema=small_schema, test_size=0.2, seed=0), "f.csv")
