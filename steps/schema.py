@@ -144,23 +144,24 @@ def _first(mask: pd.Series, values: pd.Series) -> str:
     return f"first {value!r} at row {position + 1}"
 
 
+def _flag(problems: list[str], mask: pd.Series, label: str, values: pd.Series) -> None:
+    """Add ``<count> <label>, first <value> at row <n>`` to ``problems`` when ``mask`` has any."""
+    if mask.any():
+        problems.append(f"{int(mask.sum())} {label}, {_first(mask, values)}")
+
+
 def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[str]]:
     """The column cast to its schema type, and what is wrong with it."""
     problems: list[str] = []
     missing_before = raw.isna()
     if spec.numeric:
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
-        bad = values.isna() & ~missing_before
-        if bad.any():
-            problems.append(f"{int(bad.sum())} non-numeric value(s), {_first(bad, raw)}")
-        infinite = np.isinf(values.to_numpy())
-        if infinite.any():
-            problems.append(f"{int(infinite.sum())} infinite value(s), {_first(pd.Series(infinite), values)}")
-            values = values.mask(np.isinf(values))
+        _flag(problems, values.isna() & ~missing_before, "non-numeric value(s)", raw)
+        infinite = pd.Series(np.isinf(values.to_numpy()))
+        _flag(problems, infinite, "infinite value(s)", values)
+        values = values.mask(infinite)
         if spec.dtype == "int":
-            fractional = values.notna() & (values % 1 != 0)
-            if fractional.any():
-                problems.append(f"{int(fractional.sum())} non-integer value(s), {_first(fractional, values)}")
+            _flag(problems, values.notna() & (values % 1 != 0), "non-integer value(s)", values)
     else:
         values = raw.astype("string").astype(object).where(~missing_before, np.nan)
 
@@ -170,20 +171,14 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
             problems.append("every value is missing")
         return values, problems
     if not spec.nullable and missing_before.any():
-        problems.append(
-            f"{int(missing_before.sum())} missing value(s), first at row {int(np.flatnonzero(missing_before.to_numpy())[0]) + 1}"
-        )
+        first_row = int(np.flatnonzero(missing_before.to_numpy())[0]) + 1
+        problems.append(f"{int(missing_before.sum())} missing value(s), first at row {first_row}")
     if spec.numeric:
         low = spec.min if spec.min is not None else -math.inf
         high = spec.max if spec.max is not None else math.inf
-        outside = present & ((values < low) | (values > high))
-        if outside.any():
-            problems.append(f"{int(outside.sum())} value(s) outside [{spec.min}, {spec.max}], {_first(outside, values)}")
+        _flag(problems, present & ((values < low) | (values > high)), f"value(s) outside [{spec.min}, {spec.max}]", values)
     if spec.allowed is not None:
-        allowed = set(spec.allowed)
-        unknown = present & ~values.isin(allowed)
-        if unknown.any():
-            problems.append(f"{int(unknown.sum())} value(s) not in allowed {list(spec.allowed)}, {_first(unknown, values)}")
+        _flag(problems, present & ~values.isin(set(spec.allowed)), f"value(s) not in allowed {list(spec.allowed)}", values)
     return values, problems
 
 

@@ -64,7 +64,7 @@ def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
         manifest_uri = artifacts.log_json({"schema": {"target": "y", "columns": {"x": {}, "y": {}}}}, "data/manifest.json")
     assert uri == f"runs:/{run.info.run_id}/data/train.parquet"
     pd.testing.assert_frame_equal(artifacts.read_table(uri), frame)
-    manifest, schema = artifacts.load_manifest(manifest_uri)
+    _, schema = artifacts.load_manifest(manifest_uri)
     assert schema.features == ["x"]
 
 

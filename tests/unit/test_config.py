@@ -127,7 +127,7 @@ def test_mirror_check_reports_a_drifted_default():
     assert mirror_mismatches(config) == ["MLproject default alpha=0.5 differs from conf/pipeline.yaml model.alpha=0.9"]
 
 
-@pytest.mark.parametrize(("step_and_name", "key"), STEP_PARAMETERS.items(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("step_and_name", "key"), STEP_PARAMETERS.items(), ids=str)
 def test_step_entry_point_defaults_mirror_the_config(step_and_name, key):
     step, name = step_and_name
     default = mlproject_parameters(step)[name]["default"]

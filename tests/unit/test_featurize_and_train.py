@@ -8,6 +8,7 @@ import pytest
 
 from steps import featurize, train
 from steps.errors import InputError
+from steps.schema import DataSchema
 from tests.conftest import PROJECT_ROOT, make_frame
 
 
@@ -28,8 +29,6 @@ def test_transform_handles_missing_and_unseen_values(small_schema, small_frame):
 
 
 def test_schema_without_categorical_columns(small_schema, small_frame):
-    from steps.schema import DataSchema
-
     numeric_only = DataSchema(target="y", columns=tuple(c for c in small_schema.columns if c.name != "color"))
     out = featurize.run(small_frame.drop(columns=["color"]), numeric_only)
     assert out.feature_names == ["x1", "x2"]

@@ -9,7 +9,7 @@ import pytest
 from steps import ingest
 from steps.errors import ConfigError, DataError
 from steps.schema import load_schema, parse_schema, validate_frame
-from tests.conftest import SMALL_SCHEMA, PROJECT_ROOT, make_frame
+from tests.conftest import PROJECT_ROOT, SMALL_SCHEMA, make_frame
 
 
 def test_bundled_example_data_satisfies_the_bundled_schema():
