@@ -1,0 +1,200 @@
+"""End to end: the real `mlflow run` CLI on the project, inspected with MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import STEPS, explain, mlflow_cli, run_pipeline
+
+pytestmark = pytest.mark.e2e
+
+# The parameters through which each step receives upstream outputs, and who produced them.
+UPSTREAM_INPUTS = {
+    "featurize": {"train_uri": "ingest", "manifest_uri": "ingest"},
+    "train": {"train_uri": "ingest", "transformer_uri": "featurize", "manifest_uri": "ingest"},
+    "evaluate": {"model_uri": "train", "test_uri": "ingest", "manifest_uri": "ingest"},
+    "register": {"model_uri": "train", "evaluation_uri": "evaluate", "manifest_uri": "ingest"},
+}
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(default_store_run):
+    assert (default_store_run.workdir / "mlflow.db").is_file()
+    assert (default_store_run.workdir / "mlruns").is_dir()
+    assert not (PROJECT_ROOT / "mlflow.db").exists()
+
+
+def test_one_parent_and_five_finished_children(default_store_run):
+    parent = default_store_run.parent()
+    children = default_store_run.children()
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["alpha"] == "0.3"
+    assert set(children) == set(STEPS)
+    for step, child in children.items():
+        assert child.info.status == "FINISHED", step
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["mlflow.project.entryPoint"] == step
+        assert child.info.experiment_id == parent.info.experiment_id
+        assert parent.data.tags[f"pipeline.{step}.run_id"] == child.info.run_id
+    assert children["train"].data.params["alpha"] == "0.3"
+
+
+def test_every_downstream_input_is_an_artifact_uri_of_its_upstream_run(default_store_run):
+    children = default_store_run.children()
+    client = default_store_run.client
+    for step, inputs in UPSTREAM_INPUTS.items():
+        for param, upstream in inputs.items():
+            value = children[step].data.params[param]
+            upstream_id = children[upstream].info.run_id
+            if value.startswith("models:/"):
+                assert client.get_logged_model(value.removeprefix("models:/")).source_run_id == upstream_id, (step, param)
+            else:
+                assert value.startswith(f"runs:/{upstream_id}/"), (step, param, value)
+            # ...and the artifact really is there, readable through MLflow.
+            with mlflow.utils.file_utils.TempDir() as tmp:
+                mlflow.set_tracking_uri(default_store_run.tracking_uri)
+                assert mlflow.artifacts.download_artifacts(value, dst_path=tmp.path()), value
+
+
+def test_champion_is_registered_and_predicts_from_raw_rows(default_store_run):
+    client = default_store_run.client
+    versions = default_store_run.registered_versions()
+    assert [v.name for v in versions] == ["diabetes-elasticnet"]
+    champion = client.get_model_version_by_alias("diabetes-elasticnet", "champion")
+    assert str(champion.version) == "1"
+    parent = default_store_run.parent()
+    assert champion.tags["pipeline.run_id"] == parent.info.run_id
+    assert champion.tags["evaluation.passed"] == "true"
+    assert re.fullmatch(r"[0-9a-f]{40}", champion.tags["git.commit"]), champion.tags["git.commit"]
+    assert champion.tags["data.digest"] == default_store_run.children()["ingest"].data.tags["pipeline.data_digest"]
+
+    mlflow.set_tracking_uri(default_store_run.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/diabetes-elasticnet@champion")
+    raw = pd.read_csv(PROJECT_ROOT / "data/example_data.csv").drop(columns=["target"]).head(20)
+    predictions = np.asarray(model.predict(raw))
+    assert predictions.shape == (20,)
+    assert np.isfinite(predictions).all()
+    assert model.metadata.get_input_schema().input_names() == list(raw.columns)
+
+
+def test_steps_log_what_they_promise(default_store_run):
+    children = default_store_run.children()
+    client = default_store_run.client
+    ingest = children["ingest"]
+    assert ingest.data.metrics["rows"] == 442
+    assert ingest.data.metrics["train_rows"] + ingest.data.metrics["test_rows"] == 442
+    assert {d.dataset.name: d.tags[0].value for d in ingest.inputs.dataset_inputs} == {
+        "source": "source",
+        "train": "training",
+        "test": "testing",
+    }
+    assert all(d.dataset.digest for d in ingest.inputs.dataset_inputs)
+    assert {a.path for a in client.list_artifacts(ingest.info.run_id, "data")} == {
+        "data/train.parquet",
+        "data/test.parquet",
+        "data/manifest.json",
+    }
+
+    featurize_files = {a.path for a in client.list_artifacts(children["featurize"].info.run_id, "transformer")}
+    assert "transformer/preprocessor.skops" in featurize_files
+
+    model_uri = children["train"].data.tags["pipeline.output.model_uri"]
+    mlflow.set_tracking_uri(default_store_run.tracking_uri)
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    assert info.signature is not None
+    assert info.saved_input_example_info is not None
+
+    evaluate = children["evaluate"]
+    for metric in ("root_mean_squared_error", "mean_absolute_error", "r2_score"):
+        assert metric in evaluate.data.metrics
+    plots = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
+    assert plots == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
+    result = json.loads(mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/result.json"))
+    assert result["passed"] is True
+    assert result["thresholds"] == {"min_r2": 0.3, "max_rmse": 65.0}
+
+
+def test_parent_logs_resolved_config_and_prints_a_summary(default_store_run):
+    parent = default_store_run.parent()
+    assert parent.data.params["model.alpha"] == "0.3"
+    assert parent.data.params["evaluation.min_r2"] == "0.3"
+    mlflow.set_tracking_uri(default_store_run.tracking_uri)
+    resolved = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/conf/resolved.yaml"))
+    assert resolved["model"]["alpha"] == 0.3
+    out = default_store_run.process.stdout
+    for step, child in default_store_run.children().items():
+        assert re.search(rf"{step}\s+{child.info.run_id}\s+FINISHED\s+[\d.]+s", out), out
+    assert re.search(r"Evaluation \(test split\): RMSE [\d.]+, MAE [\d.]+, R² [\d.]+; passed", out), out
+    assert "Registered: diabetes-elasticnet version 1, alias champion" in out
+    assert 'mlflow models serve -m "models:/diabetes-elasticnet@champion"' in out
+    assert mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/summary.txt").startswith(f"Pipeline run {parent.info.run_id} FINISHED")
+
+
+def test_a_step_runs_alone_from_upstream_uris(default_store_run):
+    children = default_store_run.children()
+    outputs = {
+        k.removeprefix("pipeline.output."): v for c in children.values() for k, v in c.data.tags.items() if k.startswith("pipeline.output.")
+    }
+    process = mlflow_cli(
+        "run", str(PROJECT_ROOT), "-e", "train", "--env-manager", "local",
+        "-P", f"train_uri={outputs['train_uri']}",
+        "-P", f"transformer_uri={outputs['transformer_uri']}",
+        "-P", f"manifest_uri={outputs['manifest_uri']}",
+        "-P", "alpha=0.05",
+        workdir=default_store_run.workdir,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-3000:]
+    standalone = [r for r in default_store_run.runs() if r.data.params.get("alpha") == "0.05"]
+    assert len(standalone) == 1
+    assert standalone[0].info.status == "FINISHED"
+    assert standalone[0].data.tags["pipeline.output.model_uri"].startswith("models:/")
+    assert "mlflow.parentRunId" not in standalone[0].data.tags
+
+
+def test_a_step_alone_without_its_inputs_says_what_it_needs(tmp_path):
+    process = mlflow_cli("run", str(PROJECT_ROOT), "-e", "featurize", "--env-manager", "local", workdir=tmp_path)
+    assert process.returncode != 0
+    assert "error: featurize: missing input train_uri: pass the train split logged by ingest" in process.stderr
+
+
+def test_schema_violation_fails_in_ingest_and_registers_nothing(tmp_path):
+    data = pd.read_csv(PROJECT_ROOT / "data/example_data.csv")
+    data.loc[10, "bmi"] = 400.0  # outside the schema's [10, 80]
+    bad = tmp_path / "bad.csv"
+    data.to_csv(bad, index=False)
+    run = run_pipeline(tmp_path / "store", f"data_uri={bad}")
+    assert run.process.returncode != 0, explain(run)
+    assert (
+        f"error: step ingest failed: ingest: {bad}: column 'bmi': 1 value(s) outside [10, 80], first 400.0 at row 11" in run.process.stderr
+    )
+    parent, children = run.parent(), run.children()
+    assert parent.info.status == "FAILED"
+    assert list(children) == ["ingest"]
+    assert children["ingest"].info.status == "FAILED"
+    assert "column 'bmi'" in children["ingest"].data.tags["pipeline.error"]
+    assert run.registered_versions() == []
+    assert "Pipeline run" in run.process.stdout and "ingest" in run.process.stdout
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("alpha=abc", "error: main: -P alpha: expected a number, got 'abc'"),
+        ("alhpa=0.3", "error: main: -P alhpa: unknown parameter (did you mean 'alpha'?)"),
+        ("evaluation.min_r2=2", "error: main: -P evaluation.min_r2: evaluation.min_r2: must be <= 1"),
+    ],
+)
+def test_bad_parameters_fail_before_any_step_runs(tmp_path, param, message):
+    run = run_pipeline(tmp_path, param)
+    assert run.process.returncode != 0
+    assert message in run.process.stderr, explain(run)
+    assert run.parent().info.status == "FAILED"
+    assert run.children() == {}
