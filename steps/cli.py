@@ -8,9 +8,10 @@ downstream, and turns a :class:`PipelineError` into one clear line on stderr, a
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import mlflow
 
@@ -29,11 +30,38 @@ def configure_logging(name: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
 
-def require_uri(value: str, flag: str, produced_by: str) -> str:
-    """``value`` if given; otherwise an error saying what the input is and where it comes from."""
-    if not value or not value.strip():
-        raise InputError(f"missing input {flag}: pass {produced_by}")
-    return value.strip()
+# Every artifact a step can take as input: what it is and where it comes from.
+STEP_INPUTS = {
+    "train_uri": "the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet",
+    "test_uri": "the test split logged by ingest, e.g. -P test_uri=runs:/<ingest run id>/data/test.parquet",
+    "manifest_uri": "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json",
+    "transformer_uri": (
+        "the transformer logged by featurize, e.g. -P transformer_uri=runs:/<featurize run id>/transformer/preprocessor.skops"
+    ),
+    "model_uri": "the model logged by train, e.g. -P model_uri=models:/<model id>",
+    "evaluation_uri": "the result logged by evaluate, e.g. -P evaluation_uri=runs:/<evaluate run id>/evaluation/result.json",
+}
+
+
+def step_parser(step: str, doc: str | None, inputs: Sequence[str]) -> argparse.ArgumentParser:
+    """An argument parser for ``step`` with an optional-looking ``--<input>`` per artifact input.
+
+    Inputs default to empty so that :func:`require_inputs` can say what is missing and where it
+    comes from, instead of argparse's bare "the following arguments are required".
+    """
+    parser = argparse.ArgumentParser(prog=step, description=(doc or step).splitlines()[0])
+    for name in inputs:
+        parser.add_argument(f"--{name}", type=str, default="", help=STEP_INPUTS[name])
+    return parser
+
+
+def require_inputs(args: argparse.Namespace, inputs: Sequence[str]) -> dict[str, str]:
+    """The input URIs by name; an error naming every missing one and where it comes from."""
+    values = {name: (getattr(args, name) or "").strip() for name in inputs}
+    missing = [f"missing input {name}: pass {STEP_INPUTS[name]}" for name, value in values.items() if not value]
+    if missing:
+        raise InputError("; ".join(missing))
+    return values
 
 
 def run_step(step: str, body: Callable[[], Mapping[str, str]]) -> None:

@@ -22,7 +22,7 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
 from steps.artifacts import load_manifest, log_json, read_table
-from steps.cli import require_uri, run_step
+from steps.cli import require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError
 from steps.schema import DataSchema
@@ -99,11 +99,12 @@ def run(
     return EvaluateOutputs(metrics=metrics, passed=passed, reason=reason, figures=plot_predictions(actual, predicted, schema.target))
 
 
+# Artifact URIs this step reads, produced by upstream steps.
+INPUTS = ("model_uri", "test_uri", "manifest_uri")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model_uri", type=str, default="", help="train's model (models:/ URI)")
-    parser.add_argument("--test_uri", type=str, default="", help="ingest's test split (artifact URI)")
-    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
+    parser = step_parser("evaluate", __doc__, INPUTS)
     parser.add_argument("--min_r2", type=float, required=True, help="pass only if R² >= this")
     parser.add_argument("--max_rmse", type=float, required=True, help="pass only if RMSE <= this")
     return parser
@@ -116,13 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _evaluate(args: argparse.Namespace) -> dict[str, str]:
     params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse)
-    model_uri = require_uri(args.model_uri, "model_uri", "the model logged by train, e.g. -P model_uri=models:/<model id>")
-    test_uri = require_uri(
-        args.test_uri, "test_uri", "the test split logged by ingest, e.g. -P test_uri=runs:/<ingest run id>/data/test.parquet"
-    )
-    manifest_uri = require_uri(
-        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
-    )
+    model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
     test = read_table(test_uri, what="test split")
     try:

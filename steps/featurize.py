@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from steps.artifacts import fetch, load_manifest, log_json, read_table, run_artifact_uri
-from steps.cli import require_uri, run_step
+from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
 from steps.schema import DataSchema
 
@@ -83,11 +83,12 @@ def load_transformer(uri: str) -> ColumnTransformer:
             raise InputError(f"transformer {uri}: not a transformer saved by featurize ({type(exc).__name__}: {exc})") from None
 
 
+# Artifact URIs this step reads, produced by upstream steps.
+INPUTS = ("train_uri", "manifest_uri")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="featurize", description=__doc__.splitlines()[0])
-    parser.add_argument("--train_uri", type=str, default="", help="ingest's train split (artifact URI)")
-    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
-    return parser
+    return step_parser("featurize", __doc__, INPUTS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -96,12 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _featurize(args: argparse.Namespace) -> dict[str, str]:
-    train_uri = require_uri(
-        args.train_uri, "train_uri", "the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet"
-    )
-    manifest_uri = require_uri(
-        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
-    )
+    train_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
     out = run(read_table(train_uri, what="train split"), schema)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from steps.artifacts import log_json, log_table, read_table, resolve_data_uri, to_dataset
-from steps.cli import run_step
+from steps.cli import run_step, step_parser
 from steps.errors import DataError
 from steps.schema import DataSchema, load_schema, validate_frame
 
@@ -56,7 +56,7 @@ def run(raw: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser = step_parser("ingest", __doc__, inputs=())
     parser.add_argument("--data_uri", type=str, required=True, help="CSV or Parquet: path, file://, http(s)://, or artifact URI")
     parser.add_argument("--schema", type=str, required=True, help="schema YAML, relative to the project")
     parser.add_argument("--test_size", type=float, required=True, help="fraction of rows held out for testing")

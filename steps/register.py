@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from steps.artifacts import load_manifest, read_json
-from steps.cli import require_uri, run_step
+from steps.cli import require_inputs, run_step, step_parser
 from steps.config import RegistryConfig
 from steps.errors import InputError
 
@@ -57,11 +57,12 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Map
     }
 
 
+# Artifact URIs this step reads, produced by upstream steps.
+INPUTS = ("model_uri", "evaluation_uri", "manifest_uri")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="register", description=__doc__.splitlines()[0])
-    parser.add_argument("--model_uri", type=str, default="", help="train's model (models:/ URI)")
-    parser.add_argument("--evaluation_uri", type=str, default="", help="evaluate's result.json (artifact URI)")
-    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
+    parser = step_parser("register", __doc__, INPUTS)
     parser.add_argument("--model_name", type=str, required=True, help="registered model name")
     return parser
 
@@ -73,15 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _register(args: argparse.Namespace) -> dict[str, str]:
     model_name = RegistryConfig(model_name=args.model_name).model_name
-    model_uri = require_uri(args.model_uri, "model_uri", "the model logged by train, e.g. -P model_uri=models:/<model id>")
-    evaluation_uri = require_uri(
-        args.evaluation_uri,
-        "evaluation_uri",
-        "the result logged by evaluate, e.g. -P evaluation_uri=runs:/<evaluate run id>/evaluation/result.json",
-    )
-    manifest_uri = require_uri(
-        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
-    )
+    model_uri, evaluation_uri, manifest_uri = require_inputs(args, INPUTS).values()
     evaluation = read_json(evaluation_uri, what="evaluation result")
     if not isinstance(evaluation, dict) or "passed" not in evaluation:
         raise InputError(f"evaluation result {evaluation_uri}: not a result written by evaluate (no 'passed')")

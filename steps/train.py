@@ -23,7 +23,7 @@ from sklearn.metrics import r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
 from steps.artifacts import load_manifest, log_json, read_table
-from steps.cli import require_uri, run_step
+from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
 from steps.schema import DataSchema
@@ -77,11 +77,12 @@ def model_requirements() -> list[str]:
     return [pins[name] for name in MODEL_PACKAGES]
 
 
+# Artifact URIs this step reads, produced by upstream steps.
+INPUTS = ("train_uri", "transformer_uri", "manifest_uri")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train", description=__doc__.splitlines()[0])
-    parser.add_argument("--train_uri", type=str, default="", help="ingest's train split (artifact URI)")
-    parser.add_argument("--transformer_uri", type=str, default="", help="featurize's fitted transformer (artifact URI)")
-    parser.add_argument("--manifest_uri", type=str, default="", help="ingest's manifest (artifact URI)")
+    parser = step_parser("train", __doc__, INPUTS)
     parser.add_argument("--alpha", type=float, required=True, help="ElasticNet regularisation strength")
     parser.add_argument("--l1_ratio", type=float, required=True, help="ElasticNet L1/L2 mixing")
     parser.add_argument("--max_iter", type=int, required=True, help="maximum coordinate-descent iterations")
@@ -96,17 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _train(args: argparse.Namespace) -> dict[str, str]:
     # The same checks as the pipeline's configuration, so a step run alone is held to them too.
     ModelConfig(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
-    train_uri = require_uri(
-        args.train_uri, "train_uri", "the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet"
-    )
-    transformer_uri = require_uri(
-        args.transformer_uri,
-        "transformer_uri",
-        "the transformer logged by featurize, e.g. -P transformer_uri=runs:/<featurize run id>/transformer/preprocessor.skops",
-    )
-    manifest_uri = require_uri(
-        args.manifest_uri, "manifest_uri", "the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
-    )
+    train_uri, transformer_uri, manifest_uri = require_inputs(args, INPUTS).values()
     manifest, schema = load_manifest(manifest_uri)
     train = read_table(train_uri, what="train split")
     params = TrainParams(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)

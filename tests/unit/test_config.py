@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import re
 
 import pytest
 import yaml
 
+from steps.cli import require_inputs
 from steps.config import (
     MAIN_PARAMETERS,
     PROJECT_ROOT,
@@ -16,7 +19,7 @@ from steps.config import (
     parse_config,
     read_yaml,
 )
-from steps.errors import ConfigError
+from steps.errors import ConfigError, InputError
 
 # Parameters of the step entry points whose defaults mirror conf/pipeline.yaml.
 STEP_PARAMETERS = {
@@ -155,3 +158,22 @@ def test_environment_files_pin_the_same_requirements():
     pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", pin) for pin in pins), pins
     assert "mlflow==3.17.2" in pins
+
+
+@pytest.mark.parametrize("step", ["featurize", "train", "evaluate", "register"])
+def test_step_inputs_are_declared_in_mlproject_with_an_empty_default(step):
+    module = importlib.import_module(f"steps.{step}")
+    declared = mlproject_parameters(step)
+    for name in module.INPUTS:
+        assert declared[name] == {"type": "string", "default": ""}, (step, name)
+
+
+def test_missing_inputs_are_all_named_with_where_they_come_from():
+    args = argparse.Namespace(train_uri=" ", manifest_uri="", model_uri="models:/m-1")
+    with pytest.raises(InputError) as info:
+        require_inputs(args, ("model_uri", "train_uri", "manifest_uri"))
+    assert str(info.value) == (
+        "missing input train_uri: pass the train split logged by ingest, e.g. -P train_uri=runs:/<ingest run id>/data/train.parquet; "
+        "missing input manifest_uri: pass the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
+    )
+    assert require_inputs(args, ("model_uri",)) == {"model_uri": "models:/m-1"}
