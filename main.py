@@ -21,7 +21,7 @@ import mlflow
 import yaml
 
 from steps.chain import Chain, StepFailedError
-from steps.cli import ERROR_TAG, configure_logging
+from steps.cli import ERROR_TAG, ArgumentParser, configure_logging, first_line
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Run the whole pipeline as child runs of one parent run.")
+    parser = ArgumentParser(description="Run the whole pipeline as child runs of one parent run.", error_type=ConfigError)
     # Values stay text here: the configuration loader types and checks them, naming the key.
     for name, key in MAIN_PARAMETERS.items():
         parser.add_argument(f"--{name}", type=str, default=None, help=f"overrides {key} of conf/pipeline.yaml")
@@ -39,12 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, str]:
     """The -P values: declared parameters plus ``--section.key value`` pairs MLflow appends."""
     overrides = {name: value for name in MAIN_PARAMETERS if (value := getattr(args, name)) is not None}
+    shortcut = {key: name for name, key in MAIN_PARAMETERS.items()}
     tokens = list(extra)
     while tokens:
         flag = tokens.pop(0)
         if not flag.startswith("--") or not tokens:
             raise ConfigError(f"unexpected argument {flag!r}: pass parameters as -P name=value")
-        overrides[flag[2:]] = tokens.pop(0)
+        name = flag[2:]
+        if name in shortcut:
+            # Both would set the same key, and the run's params would show two different values.
+            raise ConfigError(f"-P {name}: set it with -P {shortcut[name]}=... instead")
+        overrides[name] = tokens.pop(0)
     return overrides
 
 
@@ -92,11 +97,11 @@ def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("main")
-    args, extra = build_parser().parse_known_args(argv)
     parent = mlflow.start_run()
     chain = Chain(parent, PROJECT_ROOT)
     error = None
     try:
+        args, extra = build_parser().parse_known_args(argv)
         config = resolve_config(overrides_from(args, extra))
         log_config(config)
         run_pipeline(chain, config)
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = f"main: {exc}"
     except BaseException as exc:
         # A bug or an interrupt: record it and fail the parent run rather than leave it RUNNING.
-        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {exc}"[:5000])
+        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:5000])
         mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     summary = chain.summary(error)

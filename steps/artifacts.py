@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
         return target
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
+    except ImportError as exc:
+        # e.g. s3:// needs boto3, gs:// google-cloud-storage: optional, not in requirements.txt.
+        raise InputError(f"{what} {uri}: cannot download: the Python package {exc.name!r} is not installed (pip install it)") from None
     except (MlflowException, OSError) as exc:
         raise InputError(f"{what} {uri}: cannot download ({_first_line(exc)})") from None
 
@@ -90,14 +94,27 @@ def table_format(uri: str) -> str:
     raise InputError(f"{uri}: unsupported file type; expected a name ending in .csv or .parquet")
 
 
-def read_table(uri: str, what: str = "dataset") -> pd.DataFrame:
-    """Read a CSV or Parquet table from any supported URI."""
+def _check_csv_header(path: Path, uri: str) -> None:
+    """Refuse repeated column names, which pandas would otherwise rename silently (x, x.1)."""
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, encoding="utf-8", keep_default_na=False)
+    names = list(header.iloc[0]) if len(header) else []
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataError(f"{uri}: duplicate column name(s) {', '.join(map(repr, duplicated))}")
+
+
+def read_table(uri: str, what: str = "dataset", text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet table from any supported URI.
+
+    ``text_columns`` are read from CSV as text, as written (``007`` stays ``007``).
+    """
     fmt = table_format(uri)
     with tempfile.TemporaryDirectory() as tmp:
         path = fetch(uri, tmp, what)
         try:
             if fmt == "csv":
-                return pd.read_csv(path, encoding="utf-8")
+                _check_csv_header(path, uri)
+                return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))
             return pd.read_parquet(path)
         except pd.errors.EmptyDataError:
             raise DataError(f"{uri}: the file is empty (no header, no rows)") from None
@@ -109,7 +126,10 @@ def read_table(uri: str, what: str = "dataset") -> pd.DataFrame:
 
 def read_text(uri: str, what: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        return fetch(uri, tmp, what).read_text(encoding="utf-8")
+        try:
+            return fetch(uri, tmp, what).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{what} {uri}: not a text file (is it the right URI?)") from None
 
 
 def read_json(uri: str, what: str) -> Any:
@@ -169,3 +189,13 @@ def load_manifest(uri: str) -> tuple[dict[str, Any], DataSchema]:
     if not isinstance(manifest, dict) or "schema" not in manifest:
         raise InputError(f"ingest manifest {uri}: not a manifest written by ingest (no 'schema')")
     return manifest, parse_schema(manifest["schema"], source=uri)
+
+
+def read_split(uri: str, what: str, schema: DataSchema) -> pd.DataFrame:
+    """A split logged by ingest, checked to have the columns of ``schema`` (from its manifest)."""
+    frame = read_table(uri, what=what)
+    missing = [c.name for c in schema.columns if c.name not in frame.columns]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise InputError(f"{what} {uri}: missing column(s) {names} of the manifest's schema; pass the split and manifest of one ingest run")
+    return frame

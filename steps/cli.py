@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 import mlflow
 
@@ -49,7 +50,7 @@ def step_parser(step: str, doc: str | None, inputs: Sequence[str]) -> argparse.A
     Inputs default to empty so that :func:`require_inputs` can say what is missing and where it
     comes from, instead of argparse's bare "the following arguments are required".
     """
-    parser = argparse.ArgumentParser(prog=step, description=(doc or step).splitlines()[0])
+    parser = ArgumentParser(prog=step, description=(doc or step).splitlines()[0])
     for name in inputs:
         parser.add_argument(f"--{name}", type=str, default="", help=STEP_INPUTS[name])
     return parser
@@ -64,13 +65,35 @@ def require_inputs(args: argparse.Namespace, inputs: Sequence[str]) -> dict[str,
     return values
 
 
-def run_step(step: str, body: Callable[[], Mapping[str, str]]) -> None:
-    """Run ``body`` inside the step's MLflow run and exit with 0 on success, 1 on failure."""
+def first_line(text: object) -> str:
+    """The first non-empty line of ``text`` (error tags and messages stay one line)."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with no abbreviated options, whose errors raise instead of printing usage.
+
+    A bad argument becomes one line (``argument --alpha: invalid float value: 'abc'``) that the
+    caller reports like any other error, instead of argparse's multi-line usage text.
+    """
+
+    def __init__(self, *args: Any, error_type: type[PipelineError] = InputError, **kwargs: Any):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.error_type = error_type
+
+    def error(self, message: str) -> NoReturn:
+        raise self.error_type(message)
+
+
+def run_step(
+    step: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Mapping[str, str]], argv: Sequence[str] | None
+) -> None:
+    """Parse ``argv`` and run ``body`` inside the step's MLflow run; exit 0 on success, 1 on failure."""
     configure_logging(step)
     with mlflow.start_run() as run:
         mlflow.set_tag(STEP_TAG, step)
         try:
-            outputs = body()
+            outputs = body(parser.parse_args(argv))
         except PipelineError as exc:
             message = f"{step}: {exc}"
             mlflow.set_tag(ERROR_TAG, message[:_MAX_TAG_LENGTH])
@@ -79,7 +102,7 @@ def run_step(step: str, body: Callable[[], Mapping[str, str]]) -> None:
             sys.exit(1)
         except Exception as exc:
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.
-            mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {exc}"[:_MAX_TAG_LENGTH])
+            mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:_MAX_TAG_LENGTH])
             raise
         mlflow.set_tags({OUTPUT_TAG_PREFIX + name: value for name, value in outputs.items()})
         for name, value in outputs.items():

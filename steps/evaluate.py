@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from steps.artifacts import load_manifest, log_json, read_table
+from steps.artifacts import load_manifest, log_json, read_split
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError
@@ -111,15 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run_step("evaluate", lambda: _evaluate(args))
+    run_step("evaluate", build_parser(), _evaluate, argv)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, str]:
     params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse)
     model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
-    test = read_table(test_uri, what="test split")
+    test = read_split(test_uri, "test split", schema)
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:

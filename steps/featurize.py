@@ -21,7 +21,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from steps.artifacts import fetch, load_manifest, log_json, read_table, run_artifact_uri
+from steps.artifacts import fetch, load_manifest, log_json, read_split, run_artifact_uri
 from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
 from steps.schema import DataSchema
@@ -92,14 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run_step("featurize", lambda: _featurize(args))
+    run_step("featurize", build_parser(), _featurize, argv)
 
 
 def _featurize(args: argparse.Namespace) -> dict[str, str]:
     train_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
-    out = run(read_table(train_uri, what="train split"), schema)
+    out = run(read_split(train_uri, "train split", schema), schema)
 
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(TRANSFORMER_ARTIFACT).name

@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from steps.artifacts import log_json, log_table, read_table, resolve_data_uri, to_dataset
 from steps.cli import run_step, step_parser
+from steps.config import DataConfig
 from steps.errors import DataError
 from steps.schema import DataSchema, load_schema, validate_frame
 
@@ -46,10 +47,12 @@ def run(raw: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
     """Validate ``raw`` (read from ``source``) and split it reproducibly."""
     data = validate_frame(raw, params.schema, source)
     n_test = math.ceil(len(data) * params.test_size)
+    if len(data) < 2 * MIN_SPLIT_ROWS:
+        raise DataError(f"{source}: {len(data)} row(s) are too few to split; train and test need at least {MIN_SPLIT_ROWS} rows each")
     if n_test < MIN_SPLIT_ROWS or len(data) - n_test < MIN_SPLIT_ROWS:
         raise DataError(
-            f"{source}: {len(data)} row(s) are too few to split with test_size={params.test_size}; "
-            f"each of train and test needs at least {MIN_SPLIT_ROWS} rows"
+            f"{source}: test_size={params.test_size} splits {len(data)} rows into {len(data) - n_test} train and {n_test} test rows; "
+            f"each split needs at least {MIN_SPLIT_ROWS} rows"
         )
     train, test = train_test_split(data, test_size=n_test, random_state=params.seed, shuffle=True)
     return IngestOutputs(data=data, train=train.reset_index(drop=True), test=test.reset_index(drop=True))
@@ -65,14 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run_step("ingest", lambda: _ingest(args))
+    run_step("ingest", build_parser(), _ingest, argv)
 
 
 def _ingest(args: argparse.Namespace) -> dict[str, str]:
+    # The same checks as the pipeline's configuration, so a step run alone is held to them too.
+    DataConfig(uri=args.data_uri, schema=args.schema, test_size=args.test_size, seed=args.seed)
     schema = load_schema(args.schema)
     location = resolve_data_uri(args.data_uri)
-    raw = read_table(location, what="dataset")
+    raw = read_table(location, what="dataset", text_columns=schema.text_columns)
     out = run(raw, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
 
     train_uri = log_table(out.train, "data/train.parquet")

@@ -68,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run_step("register", lambda: _register(args))
+    run_step("register", build_parser(), _register, argv)
 
 
 def _register(args: argparse.Namespace) -> dict[str, str]:

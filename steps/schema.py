@@ -58,6 +58,10 @@ class DataSchema:
     def categorical_features(self) -> list[str]:
         return [c.name for c in self.columns if c.name != self.target and c.categorical]
 
+    @property
+    def text_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.dtype == "string"]
+
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
 
@@ -72,8 +76,32 @@ class DataSchema:
         return {"target": self.target, "columns": columns}
 
 
-def _parse_column(name: str, spec_raw: Any, source: str) -> ColumnSpec:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _allowed_values(allowed: Any, dtype: str, where: str) -> tuple[Any, ...] | None:
+    """``allowed`` converted to the column's type, so YAML's guesses do not reject every row."""
+    if allowed is None:
+        return None
+    if not isinstance(allowed, list) or not allowed:
+        raise ConfigError(f"{where}.allowed: expected a non-empty list of values, got {allowed!r}")
+    values = []
+    for value in allowed:
+        if dtype == "string" and isinstance(value, str | int) and not isinstance(value, bool):
+            values.append(str(value))
+        elif dtype != "string" and _is_number(value):
+            values.append(float(value))
+        else:
+            hint = " (quote it: YAML reads yes/no/on/off as booleans)" if isinstance(value, bool) else ""
+            raise ConfigError(f"{where}.allowed: {value!r} is not a {dtype} value{hint}")
+    return tuple(values)
+
+
+def _parse_column(name: Any, spec_raw: Any, source: str) -> ColumnSpec:
     where = f"{source}: columns.{name}"
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: column names must be strings; quote it (YAML read it as {type(name).__name__})")
     spec_raw = {} if spec_raw is None else spec_raw
     if not isinstance(spec_raw, dict):
         raise ConfigError(f"{where}: expected a mapping of {', '.join(_COLUMN_KEYS)}")
@@ -86,20 +114,21 @@ def _parse_column(name: str, spec_raw: Any, source: str) -> ColumnSpec:
     for key in ("categorical", "nullable"):
         if key in spec_raw and not isinstance(spec_raw[key], bool):
             raise ConfigError(f"{where}.{key}: expected true or false, got {spec_raw[key]!r}")
+    # Text can only be one-hot encoded, so string columns are categorical.
+    categorical = spec_raw.get("categorical", dtype == "string")
+    if dtype == "string" and not categorical:
+        raise ConfigError(f"{where}: a string column must be categorical (remove 'categorical: false' or use a numeric dtype)")
     low, high = spec_raw.get("min"), spec_raw.get("max")
     for key, value in (("min", low), ("max", high)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or dtype == "string"):
-            raise ConfigError(f"{where}.{key}: expected a number (and a numeric dtype), got {value!r}")
+        if value is not None and (not _is_number(value) or dtype == "string"):
+            raise ConfigError(f"{where}.{key}: expected a finite number on a numeric column, got {value!r}")
     if low is not None and high is not None and low > high:
         raise ConfigError(f"{where}: min ({low}) is greater than max ({high})")
-    allowed = spec_raw.get("allowed")
-    if allowed is not None and (not isinstance(allowed, list) or not allowed):
-        raise ConfigError(f"{where}.allowed: expected a non-empty list of values, got {allowed!r}")
     return ColumnSpec(
         name=name,
         dtype=dtype,
-        categorical=spec_raw.get("categorical", False),
-        allowed=tuple(allowed) if allowed is not None else None,
+        categorical=categorical,
+        allowed=_allowed_values(spec_raw.get("allowed"), dtype, where),
         min=low,
         max=high,
         nullable=spec_raw.get("nullable", True),
@@ -116,8 +145,10 @@ def parse_schema(raw: Any, source: str) -> DataSchema:
     columns_raw = raw.get("columns")
     if not isinstance(columns_raw, dict) or not columns_raw:
         raise ConfigError(f"{source}: 'columns' must map each column name to its spec")
-    specs = [_parse_column(str(name), spec_raw, source) for name, spec_raw in columns_raw.items()]
+    specs = [_parse_column(name, spec_raw, source) for name, spec_raw in columns_raw.items()]
     target = raw.get("target")
+    if not isinstance(target, str):
+        raise ConfigError(f"{source}: target must be a column name (a string), got {target!r}")
     names = [s.name for s in specs]
     if target not in names:
         raise ConfigError(f"{source}: target {target!r} is not one of the columns{did_you_mean(str(target), names)}")
@@ -142,6 +173,12 @@ def _first(mask: pd.Series, values: pd.Series) -> str:
     value = values.iloc[position]
     value = value.item() if isinstance(value, np.generic) else value
     return f"first {value!r} at row {position + 1}"
+
+
+def _range_text(spec: ColumnSpec) -> str:
+    if spec.min is not None and spec.max is not None:
+        return f"outside [{spec.min}, {spec.max}]"
+    return f"below the minimum {spec.min}" if spec.min is not None else f"above the maximum {spec.max}"
 
 
 def _flag(problems: list[str], mask: pd.Series, label: str, values: pd.Series) -> None:
@@ -176,7 +213,7 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
     if spec.numeric:
         low = spec.min if spec.min is not None else -math.inf
         high = spec.max if spec.max is not None else math.inf
-        _flag(problems, present & ((values < low) | (values > high)), f"value(s) outside [{spec.min}, {spec.max}]", values)
+        _flag(problems, present & ((values < low) | (values > high)), f"value(s) {_range_text(spec)}", values)
     if spec.allowed is not None:
         _flag(problems, present & ~values.isin(set(spec.allowed)), f"value(s) not in allowed {list(spec.allowed)}", values)
     return values, problems

@@ -22,7 +22,7 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
-from steps.artifacts import load_manifest, log_json, read_table
+from steps.artifacts import load_manifest, log_json, read_split
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
@@ -67,10 +67,12 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
     return TrainOutputs(model=model, coefficients=coefficients, metrics=metrics)
 
 
-def model_requirements() -> list[str]:
-    """The pinned requirements (from requirements.txt) of the packages in MODEL_PACKAGES."""
+def model_requirements(requirements: str | None = None) -> list[str]:
+    """The pins of MODEL_PACKAGES in ``requirements`` (default: the project's requirements.txt)."""
+    if requirements is None:
+        requirements = project_path("requirements.txt").read_text(encoding="utf-8")
     pins = {}
-    for line in project_path("requirements.txt").read_text(encoding="utf-8").splitlines():
+    for line in requirements.splitlines():
         match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==", line)
         if match:
             pins[match.group(1).lower()] = line.strip()
@@ -90,8 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    run_step("train", lambda: _train(args))
+    run_step("train", build_parser(), _train, argv)
 
 
 def _train(args: argparse.Namespace) -> dict[str, str]:
@@ -99,7 +100,7 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
     ModelConfig(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
     train_uri, transformer_uri, manifest_uri = require_inputs(args, INPUTS).values()
     manifest, schema = load_manifest(manifest_uri)
-    train = read_table(train_uri, what="train split")
+    train = read_split(train_uri, "train split", schema)
     params = TrainParams(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
     out = run(train, load_transformer(transformer_uri), schema, params)
 

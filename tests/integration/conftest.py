@@ -73,13 +73,15 @@ def mlflow_cli(
     )
 
 
-def run_pipeline(workdir: Path, *params: str, env_manager: str = "local", tracking_uri: str | None = None) -> PipelineRun:
+def run_pipeline(
+    workdir: Path, *params: str, env_manager: str = "local", tracking_uri: str | None = None, env: dict[str, str] | None = None
+) -> PipelineRun:
     """``mlflow run <project> --env-manager <m> -P <params>`` in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = ["run", str(PROJECT_ROOT), "--env-manager", env_manager]
     for param in params:
         args += ["-P", param]
-    process = mlflow_cli(*args, workdir=workdir, tracking_uri=tracking_uri)
+    process = mlflow_cli(*args, workdir=workdir, tracking_uri=tracking_uri, env=env)
     return PipelineRun(process=process, tracking_uri=tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}", workdir=workdir)
 
 

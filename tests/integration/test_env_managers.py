@@ -1,12 +1,15 @@
 """The pipeline in environments MLflow builds from python_env.yaml: uv and virtualenv.
 
-These create a fresh environment from requirements.txt the first time (cached by MLflow under
-~/.mlflow/envs afterwards), so they are the slowest tests of the suite.
+MLflow names an environment after its requirements only, so uv and virtualenv would share one
+cached environment; each manager gets its own MLFLOW_ENV_ROOT here so each really builds one.
+The roots persist across test sessions (a cache, like ~/.mlflow/envs): the first session builds
+the environments from requirements.txt and is the slowest part of the suite.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,8 +49,13 @@ def _pyenv_has_python() -> bool:
     ],
 )
 def test_pipeline_runs_in_an_environment_built_from_python_env_yaml(tmp_path, env_manager):
-    run = run_pipeline(tmp_path, "alpha=0.3", env_manager=env_manager)
+    env_root = Path.home() / ".cache" / "mlflow-pipeline-tests" / f"envs-{env_manager}"
+    run = run_pipeline(tmp_path, "alpha=0.3", env_manager=env_manager, env={"MLFLOW_ENV_ROOT": str(env_root)})
     assert run.process.returncode == 0, explain(run)
+    # The driver ran inside the environment MLflow built (its steps inherit it).
+    assert re.search(
+        rf"Running command 'source {re.escape(str(env_root))}/mlflow-\w+/bin/activate && python main.py", run.process.stderr
+    ), explain(run)
     assert run.parent().info.status == "FINISHED"
     children = run.children()
     assert set(children) == set(STEPS)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import STEPS, explain, mlflow_cli, run_pipeline
@@ -198,3 +199,21 @@ def test_bad_parameters_fail_before_any_step_runs(tmp_path, param, message):
     assert message in run.process.stderr, explain(run)
     assert run.parent().info.status == "FAILED"
     assert run.children() == {}
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("test_size=abc", "error: ingest: argument --test_size: invalid float value: 'abc'"),
+        ("seed=-1", "error: ingest: data.seed: must be between 0 and 2**32 - 1, got -1"),
+    ],
+)
+def test_a_step_alone_checks_its_parameters_and_records_the_error(tmp_path, param, message):
+    process = mlflow_cli("run", str(PROJECT_ROOT), "-e", "ingest", "--env-manager", "local", "-P", param, workdir=tmp_path)
+    assert process.returncode != 0
+    assert message in process.stderr
+    assert "Traceback" not in process.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(["0"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["pipeline.error"] == message.removeprefix("error: ")

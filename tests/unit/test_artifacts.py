@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import mlflow
 import pandas as pd
 import pytest
@@ -71,3 +73,30 @@ def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
 def test_unknown_artifact_uri_is_a_clear_error(tracking_uri):
     with pytest.raises(InputError, match=r"train split runs:/0123456789abcdef/data/train.parquet: cannot download"):
         artifacts.read_table("runs:/0123456789abcdef/data/train.parquet", what="train split")
+
+
+def test_csv_text_columns_are_read_as_written_and_repeated_headers_refused(tmp_path):
+    (tmp_path / "codes.csv").write_text("code,y\n007,1\n,2\n010,3\n")
+    frame = artifacts.read_table(str(tmp_path / "codes.csv"), text_columns=["code"])
+    assert frame["code"].tolist()[0] == "007" and frame["code"].tolist()[2] == "010"
+    (tmp_path / "dup.csv").write_text("x,y,x\n1,2,3\n")
+    with pytest.raises(DataError, match=r"dup.csv: duplicate column name\(s\) 'x'"):
+        artifacts.read_table(str(tmp_path / "dup.csv"))
+
+
+def test_a_binary_file_given_as_a_text_input_is_a_clear_error(tmp_path):
+    make_frame(rows=3).to_parquet(tmp_path / "split.parquet")
+    with pytest.raises(InputError, match=r"ingest manifest .*split.parquet: not a text file"):
+        artifacts.load_manifest(str(tmp_path / "split.parquet"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 is installed, so s3:// URIs are readable")
+def test_a_uri_scheme_whose_client_is_not_installed_is_a_clear_error():
+    with pytest.raises(InputError, match=r"dataset s3://bucket/x.csv: cannot download: the Python package '\w+' is not installed"):
+        artifacts.read_table("s3://bucket/x.csv")
+
+
+def test_a_split_without_the_schema_columns_is_refused(tmp_path, small_schema):
+    make_frame(rows=4).drop(columns=["x2"]).to_parquet(tmp_path / "train.parquet")
+    with pytest.raises(InputError, match=r"train split .*train.parquet: missing column\(s\) 'x2' of the manifest's schema"):
+        artifacts.read_split(str(tmp_path / "train.parquet"), "train split", small_schema)

@@ -6,17 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import featurize, train
+from steps import featurize, ingest, train
 from steps.errors import InputError
 from steps.schema import DataSchema
-from tests.conftest import PROJECT_ROOT, make_frame
+from tests.conftest import make_frame
 
 
-def test_preprocessing_is_fitted_on_the_train_split_only(small_schema, small_frame):
-    out = featurize.run(small_frame, small_schema)
+def test_preprocessing_is_fitted_on_the_train_split_only(small_schema):
+    split = ingest.run(make_frame(rows=60), ingest.IngestParams(schema=small_schema, test_size=0.5, seed=1), "f.csv")
+    out = featurize.run(split.train, small_schema)
     scaler = out.transformer.named_transformers_["numeric"].named_steps["scale"]
-    imputed = small_frame[["x1", "x2"]].fillna(small_frame[["x1", "x2"]].median())
-    np.testing.assert_allclose(scaler.mean_, imputed.mean().to_numpy())
+    numeric = split.train[["x1", "x2"]]
+    np.testing.assert_allclose(scaler.mean_, numeric.fillna(numeric.median()).mean().to_numpy())
+    everything = split.data[["x1", "x2"]]
+    assert not np.allclose(scaler.mean_, everything.fillna(everything.median()).mean().to_numpy())
     assert out.feature_names == ["x1", "x2", "color_blue", "color_green", "color_red"]
 
 
@@ -70,9 +73,9 @@ def test_stronger_regularisation_shrinks_the_coefficients(small_schema):
     assert strong.metrics["nonzero_coefficients"] < weak.metrics["nonzero_coefficients"]
 
 
-def test_model_requirements_are_the_pins_of_requirements_txt():
-    pins = train.model_requirements()
-    text = (PROJECT_ROOT / "requirements.txt").read_text()
-    assert pins[0] == "mlflow==3.17.2"
-    assert all(pin in text for pin in pins)
-    assert [p.split("==")[0].lower() for p in pins] == list(train.MODEL_PACKAGES)
+def test_model_requirements_pick_the_model_packages_pins():
+    text = "# comment\nmatplotlib==1.0\nMLflow==9.9.9\nscikit-learn==2.0\nskops==3.0\npandas==4.0\nnumpy==5.0\nscipy==6.0\n"
+    assert train.model_requirements(text) == ["MLflow==9.9.9", "scikit-learn==2.0", "skops==3.0", "pandas==4.0", "numpy==5.0", "scipy==6.0"]
+    with pytest.raises(KeyError):
+        train.model_requirements("mlflow==1\n")
+    assert train.model_requirements()[0] == "mlflow==3.17.2"  # the project's requirements.txt

@@ -80,6 +80,54 @@ def test_schema_file_errors_name_the_key(change, expected):
         parse_schema({**SMALL_SCHEMA, **change}, source="s.yaml")
 
 
+def test_string_columns_are_categorical_and_allowed_values_take_the_column_type():
+    schema = parse_schema(
+        {
+            "target": "y",
+            "columns": {"code": {"dtype": "string", "allowed": ["007", 10]}, "sex": {"categorical": True, "allowed": [1, 2]}, "y": {}},
+        },
+        source="s.yaml",
+    )
+    assert schema.categorical_features == ["code", "sex"]
+    assert schema.column("code").allowed == ("007", "10")
+    assert schema.column("sex").allowed == (1.0, 2.0)
+    frame = pd.DataFrame({"code": ["007", "10", None], "sex": [1, 2, 1], "y": [1.0, 2.0, 3.0]})
+    assert validate_frame(frame, schema, "f.csv")["code"].tolist()[:2] == ["007", "10"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        ({"code": {"dtype": "string", "categorical": False}}, r"columns.code: a string column must be categorical"),
+        ({"flag": {"dtype": "string", "allowed": [True, False]}}, r"columns.flag.allowed: True is not a string value \(quote it"),
+        ({"x": {"allowed": [[1, 2]]}}, r"columns.x.allowed: \[1, 2\] is not a float value"),
+        ({"x": {"min": float("nan")}}, r"columns.x.min: expected a finite number"),
+        ({True: {}}, r"columns.True: column names must be strings; quote it"),
+    ],
+)
+def test_column_spec_errors_name_the_key(columns, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_schema({"target": "y", "columns": {**columns, "y": {}}}, source="s.yaml")
+
+
+def test_int_columns_and_one_sided_ranges(small_frame):
+    schema = parse_schema({"target": "y", "columns": {"n": {"dtype": "int", "min": 0}, "m": {"max": 5}, "y": {}}}, source="s.yaml")
+    good = pd.DataFrame({"n": [1, 2, None], "m": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]})
+    assert validate_frame(good, schema, "f.csv")["n"].dtype == "float64"
+    bad = good.assign(n=[1.5, -1, 2], m=[1.0, 9.0, 3.0])
+    with pytest.raises(DataError) as info:
+        validate_frame(bad, schema, "f.csv")
+    assert str(info.value) == (
+        "f.csv: column 'n': 1 non-integer value(s), first 1.5 at row 1; column 'n': 1 value(s) below the minimum 0, first -1.0 at row 2; "
+        "column 'm': 1 value(s) above the maximum 5, first 9.0 at row 2"
+    )
+
+
+def test_target_must_be_a_column_name():
+    with pytest.raises(ConfigError, match=r"target must be a column name \(a string\), got 1"):
+        parse_schema({"target": 1, "columns": {"x": {}, "1": {}}}, source="s.yaml")
+
+
 def test_ingest_split_is_deterministic_and_complete(small_schema):
     frame = make_frame(rows=50)
     params = ingest.IngestParams(schema=small_schema, test_size=0.2, seed=3)
@@ -94,5 +142,7 @@ def test_ingest_split_is_deterministic_and_complete(small_schema):
 
 
 def test_ingest_refuses_too_few_rows_to_split(small_schema):
-    with pytest.raises(DataError, match=r"f.csv: 3 row\(s\) are too few to split with test_size=0.2"):
+    with pytest.raises(DataError, match=r"f.csv: 3 row\(s\) are too few to split; train and test need at least 2 rows each"):
         ingest.run(make_frame(rows=3, missing=False), ingest.IngestParams(schema=small_schema, test_size=0.2, seed=0), "f.csv")
+    with pytest.raises(DataError, match=r"f.csv: test_size=0.01 splits 40 rows into 39 train and 1 test rows; each split needs at least 2"):
+        ingest.run(make_frame(rows=40), ingest.IngestParams(schema=small_schema, test_size=0.01, seed=0), "f.csv")

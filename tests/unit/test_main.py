@@ -1,0 +1,44 @@
+"""The driver's handling of -P values (declared parameters and MLflow's extra `--key value`)."""
+
+from __future__ import annotations
+
+import pytest
+
+import main
+from steps import featurize, train
+from steps.errors import ConfigError, InputError
+
+
+def parse(*argv: str) -> dict[str, str]:
+    args, extra = main.build_parser().parse_known_args(list(argv))
+    return main.overrides_from(args, extra)
+
+
+def test_declared_parameters_and_extra_dotted_keys_become_overrides():
+    overrides = parse("--alpha", "0.3", "--data_uri", "d.csv", "--evaluation.min_r2", "0.4")
+    assert overrides == {"alpha": "0.3", "data_uri": "d.csv", "evaluation.min_r2": "0.4"}
+    assert main.resolve_config(overrides).evaluation.min_r2 == 0.4
+
+
+def test_a_stray_argument_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"unexpected argument 'oops': pass parameters as -P name=value"):
+        parse("oops")
+    with pytest.raises(ConfigError, match=r"unexpected argument '--dangling'"):
+        parse("--dangling")
+
+
+def test_abbreviations_are_unknown_parameters_not_silent_matches():
+    with pytest.raises(ConfigError, match=r"-P alph: unknown parameter \(did you mean 'alpha'\?\)"):
+        main.resolve_config(parse("--alph", "0.1"))
+
+
+def test_a_dotted_key_with_its_own_parameter_must_use_the_parameter():
+    with pytest.raises(ConfigError, match=r"-P model.alpha: set it with -P alpha=... instead"):
+        parse("--model.alpha", "0.1")
+
+
+def test_step_argument_errors_are_one_line_input_errors():
+    with pytest.raises(InputError, match=r"unrecognized arguments: --bogus 1"):
+        featurize.build_parser().parse_args(["--bogus", "1"])
+    with pytest.raises(InputError, match=r"argument --alpha: invalid float value: 'abc'"):
+        train.build_parser().parse_args(["--alpha", "abc", "--l1_ratio", "0.5", "--max_iter", "5"])
