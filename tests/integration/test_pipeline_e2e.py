@@ -217,3 +217,39 @@ def test_a_step_alone_checks_its_parameters_and_records_the_error(tmp_path, para
     (run,) = client.search_runs(["0"])
     assert run.info.status == "FAILED"
     assert run.data.tags["pipeline.error"] == message.removeprefix("error: ")
+
+
+def test_own_parquet_data_with_its_own_schema_and_a_text_column(tmp_path):
+    """The README's "your own data" path: another dataset, schema and model name, Parquet input."""
+    rng = np.random.default_rng(7)
+    rows = 300
+    houses = pd.DataFrame({"rooms": rng.integers(1, 8, rows).astype(float), "area": rng.uniform(30, 200, rows)})
+    houses["district"] = rng.choice(["north", "south", "east"], rows)
+    houses["price"] = 20 * houses["area"] + 5 * houses["rooms"] + houses["district"].map({"north": 300.0, "south": 0.0, "east": 100.0})
+    houses.loc[3, "area"] = np.nan
+    houses.to_parquet(tmp_path / "houses.parquet", index=False)
+    schema = {
+        "target": "price",
+        "columns": {
+            "rooms": {"dtype": "int", "min": 1, "max": 50},
+            "area": {"dtype": "float", "min": 1},
+            "district": {"dtype": "string", "allowed": ["north", "south", "east"]},
+            "price": {"dtype": "float", "min": 0},
+        },
+    }
+    (tmp_path / "houses.yaml").write_text(yaml.safe_dump(schema))
+    run = run_pipeline(
+        tmp_path / "store",
+        f"data_uri={tmp_path / 'houses.parquet'}",
+        f"data.schema={tmp_path / 'houses.yaml'}",
+        "model_name=houses",
+        "alpha=0.01",
+        "evaluation.max_rmse=1000",
+    )
+    assert run.process.returncode == 0, explain(run)
+    mlflow.set_tracking_uri(run.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/houses@champion")
+    new = pd.DataFrame({"rooms": [3.0, 2.0], "area": [100.0, np.nan], "district": ["north", "west"]})
+    predictions = np.asarray(model.predict(new))
+    assert np.isfinite(predictions).all()
+    assert predictions[0] == pytest.approx(20 * 100 + 5 * 3 + 300, rel=0.05)
