@@ -13,7 +13,6 @@ step as a child run, handing every step the artifact URIs of its upstream steps'
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -21,11 +20,9 @@ import mlflow
 import yaml
 
 from steps.chain import Chain, StepFailedError
-from steps.cli import ERROR_TAG, ArgumentParser, configure_logging, first_line
+from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging, first_line
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,30 +65,34 @@ def log_config(config: PipelineConfig) -> None:
 
 
 def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
-    ingest = chain.step(
-        "ingest", data_uri=config.data.uri, schema=config.data.schema, test_size=config.data.test_size, seed=config.data.seed
-    )
-    data = {"manifest_uri": ingest["manifest_uri"]}
-    featurize = chain.step("featurize", train_uri=ingest["train_uri"], **data)
+    """ingest -> featurize -> train -> evaluate -> register, each fed its upstream outputs' URIs."""
+    data, model, evaluation = config.data, config.model, config.evaluation
+    ingest = chain.step("ingest", data_uri=data.uri, schema=data.schema, test_size=data.test_size, seed=data.seed)
+    manifest_uri = ingest["manifest_uri"]  # the data's schema and digests, read by every step
+    featurize = chain.step("featurize", train_uri=ingest["train_uri"], manifest_uri=manifest_uri)
     train = chain.step(
         "train",
         train_uri=ingest["train_uri"],
         transformer_uri=featurize["transformer_uri"],
-        alpha=config.model.alpha,
-        l1_ratio=config.model.l1_ratio,
-        max_iter=config.model.max_iter,
-        **data,
+        manifest_uri=manifest_uri,
+        alpha=model.alpha,
+        l1_ratio=model.l1_ratio,
+        max_iter=model.max_iter,
     )
     evaluate = chain.step(
         "evaluate",
         model_uri=train["model_uri"],
         test_uri=ingest["test_uri"],
-        min_r2=config.evaluation.min_r2,
-        max_rmse=config.evaluation.max_rmse,
-        **data,
+        manifest_uri=manifest_uri,
+        min_r2=evaluation.min_r2,
+        max_rmse=evaluation.max_rmse,
     )
     chain.step(
-        "register", model_uri=train["model_uri"], evaluation_uri=evaluate["evaluation_uri"], model_name=config.registry.model_name, **data
+        "register",
+        model_uri=train["model_uri"],
+        evaluation_uri=evaluate["evaluation_uri"],
+        manifest_uri=manifest_uri,
+        model_name=config.registry.model_name,
     )
 
 
@@ -111,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = f"main: {exc}"
     except BaseException as exc:
         # A bug or an interrupt: record it and fail the parent run rather than leave it RUNNING.
-        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:5000])
+        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
         mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     summary = chain.summary(error)
     print(summary)
     mlflow.log_text(summary + "\n", "summary.txt")
     if error:
-        mlflow.set_tag(ERROR_TAG, error[:5000])
+        mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
         sys.stderr.write(f"error: {error}\n")
     mlflow.end_run("FAILED" if error else "FINISHED")
     return 1 if error else 0

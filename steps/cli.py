@@ -24,7 +24,7 @@ OUTPUT_TAG_PREFIX = "pipeline.output."
 ERROR_TAG = "pipeline.error"
 STEP_TAG = "pipeline.step"
 # MLflow limits tag values to 8000 characters.
-_MAX_TAG_LENGTH = 5000
+MAX_TAG_LENGTH = 5000
 
 
 def configure_logging(name: str) -> None:
@@ -96,13 +96,13 @@ def run_step(
             outputs = body(parser.parse_args(argv))
         except PipelineError as exc:
             message = f"{step}: {exc}"
-            mlflow.set_tag(ERROR_TAG, message[:_MAX_TAG_LENGTH])
+            mlflow.set_tag(ERROR_TAG, message[:MAX_TAG_LENGTH])
             mlflow.end_run("FAILED")
             sys.stderr.write(f"error: {message}\n")
             sys.exit(1)
         except Exception as exc:
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.
-            mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:_MAX_TAG_LENGTH])
+            mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             raise
         mlflow.set_tags({OUTPUT_TAG_PREFIX + name: value for name, value in outputs.items()})
         for name, value in outputs.items():

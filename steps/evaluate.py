@@ -22,7 +22,7 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
 from steps.artifacts import load_manifest, log_json, read_split
-from steps.cli import require_inputs, run_step, step_parser
+from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError
 from steps.schema import DataSchema
@@ -128,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, str]:
 
     for artifact_file, figure in out.figures.items():
         mlflow.log_figure(figure, artifact_file)
-    mlflow.set_tags({"pipeline.evaluation.passed": str(out.passed).lower(), "pipeline.evaluation.reason": out.reason[:5000]})
+    mlflow.set_tags({"pipeline.evaluation.passed": str(out.passed).lower(), "pipeline.evaluation.reason": out.reason[:MAX_TAG_LENGTH]})
     result: dict[str, Any] = {
         "passed": out.passed,
         "reason": out.reason,

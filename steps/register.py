@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from steps.artifacts import load_manifest, read_json
-from steps.cli import require_inputs, run_step, step_parser
+from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import RegistryConfig
 from steps.errors import InputError
 
@@ -48,7 +48,7 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Map
         "data.digest": str(manifest.get("digest", "")),
         "git.commit": run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
         "evaluation.passed": str(bool(evaluation["passed"])).lower(),
-        "evaluation.reason": str(evaluation.get("reason", ""))[:5000],
+        "evaluation.reason": str(evaluation.get("reason", ""))[:MAX_TAG_LENGTH],
         **{
             f"evaluation.{name}": f"{value:.6g}"
             for name, value in evaluation.get("metrics", {}).items()
