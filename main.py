@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import mlflow
 import yaml
 
-from steps.chain import Chain, StepFailedError
+from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
 from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging, first_line
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError
@@ -67,7 +67,13 @@ def log_config(config: PipelineConfig) -> None:
 def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
     """ingest -> featurize -> train -> evaluate -> register, each fed its upstream outputs' URIs."""
     data, model, evaluation = config.data, config.model, config.evaluation
-    ingest = chain.step("ingest", data_uri=data.uri, schema=data.schema, test_size=data.test_size, seed=data.seed)
+    ingest = chain.step(
+        "ingest",
+        data_uri=chain.input_file(data.uri, "dataset"),
+        schema=chain.input_file(data.schema, "schema"),
+        test_size=data.test_size,
+        seed=data.seed,
+    )
     manifest_uri = ingest["manifest_uri"]  # the data's schema and digests, read by every step
     featurize = chain.step("featurize", train_uri=ingest["train_uri"], manifest_uri=manifest_uri)
     train = chain.step(
@@ -105,7 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = build_parser().parse_known_args(argv)
         config = resolve_config(overrides_from(args, extra))
         log_config(config)
+        chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
         run_pipeline(chain, config)
+    except ChainStopped:
+        pass  # -P steps selected no step after this point
     except StepFailedError as exc:
         error = f"step {exc.result.name} failed: {exc}"
     except PipelineError as exc:
@@ -115,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
         mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    summary = chain.summary(error)
+    summary = chain.plan() if chain.options.dry_run and not error else chain.summary(error)
     print(summary)
     mlflow.log_text(summary + "\n", "summary.txt")
     if error:

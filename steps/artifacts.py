@@ -7,6 +7,7 @@ so the same code works when artifacts live behind a tracking server (``mlflow-ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -15,6 +16,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,24 +153,49 @@ def run_artifact_uri(artifact_path: str) -> str:
     return f"runs:/{mlflow.active_run().info.run_id}/{artifact_path}"
 
 
-def log_table(frame: pd.DataFrame, artifact_path: str) -> str:
-    """Log ``frame`` as a Parquet artifact of the active run and return its URI."""
+@dataclass(frozen=True)
+class LoggedArtifact:
+    """An artifact of the active run: its URI and the SHA-256 of its content."""
+
+    uri: str
+    digest: str
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def log_file(local: str | Path, artifact_path: str) -> LoggedArtifact:
+    """Log the file ``local`` as ``artifact_path`` (directory + file name) of the active run."""
+    if Path(local).name != Path(artifact_path).name:
+        raise ValueError(f"{local} would be logged under another name than {artifact_path}")
+    parent = Path(artifact_path).parent.as_posix()
+    mlflow.log_artifact(str(local), artifact_path=None if parent == "." else parent)
+    return LoggedArtifact(uri=run_artifact_uri(artifact_path), digest=sha256_file(local))
+
+
+def log_table(frame: pd.DataFrame, artifact_path: str) -> LoggedArtifact:
+    """Log ``frame`` as a Parquet artifact of the active run."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(artifact_path).name
         frame.to_parquet(local, index=False)
-        parent = Path(artifact_path).parent.as_posix()
-        mlflow.log_artifact(str(local), artifact_path=None if parent == "." else parent)
-    return run_artifact_uri(artifact_path)
+        return log_file(local, artifact_path)
 
 
-def log_json(obj: Any, artifact_path: str) -> str:
-    mlflow.log_dict(obj, artifact_path)
-    return run_artifact_uri(artifact_path)
-
-
-def log_yaml(obj: Any, artifact_path: str) -> str:
-    mlflow.log_text(yaml.safe_dump(obj, sort_keys=False), artifact_path)
-    return run_artifact_uri(artifact_path)
+def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:
+    """Log ``obj`` as a JSON artifact of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(artifact_path).name
+        local.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+        return log_file(local, artifact_path)
 
 
 def to_dataset(frame: pd.DataFrame, name: str, source: str, target: str) -> mlflow.data.pandas_dataset.PandasDataset:

@@ -1,13 +1,18 @@
-"""Running steps as child runs of the pipeline's parent run, and the end-of-run summary.
+"""Running steps as child runs of the pipeline's parent run, with the step cache, and the summary.
 
-``Chain.step(name, **parameters)`` launches ``mlflow run <project> -e <name>`` (through
-``mlflow.run``, local env: the driver's environment is already the project's), waits for it,
-and returns the URIs the step recorded as outputs, ready to pass to the next step.
+``Chain.step(name, **parameters)`` computes the step's cache key (steps/cache.py). When a
+FINISHED run with that key exists and its outputs are still there, the step is *reused*: a
+child run marked ``pipeline.cache.reused_from`` records the reuse under this parent, and the
+old run's outputs are passed on. Otherwise it launches ``mlflow run <project> -e <name>``
+(through ``mlflow.run``, local env: the driver's environment is already the project's), waits,
+and returns the outputs the step recorded. Outputs are :class:`ArtifactRef` strings that also
+carry their content digest, which is how the next step's key sees its inputs' content.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +20,27 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_RUN_NAME
 
-from steps.cli import ERROR_TAG, OUTPUT_TAG_PREFIX
+from steps.artifacts import fetch, resolve_data_uri, sha256_file
+from steps.cache import REUSED_FROM_TAG, CacheKey, cache_key, code_digest, env_digest, find_reusable_run, last_run_of, output_digests
+from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX, STEP_TAG
+from steps.config import STEPS
 
 logger = logging.getLogger(__name__)
+
+
+class ArtifactRef(str):
+    """An artifact URI that also knows the digest of its content (``None`` when not known yet)."""
+
+    digest: str | None
+
+    def __new__(cls, uri: str, digest: str | None) -> ArtifactRef:
+        ref = super().__new__(cls, uri)
+        ref.digest = digest
+        return ref
 
 
 @dataclass
@@ -29,8 +49,15 @@ class StepResult:
     run_id: str | None
     status: str
     seconds: float
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)
     error: str | None = None
+    cache_hit: bool = False
+    reused_run_id: str | None = None
+    reason: str = ""
+
+
+class ChainStopped(Exception):  # noqa: N818 - not an error: the selected steps are done
+    """The remaining steps come after every step selected with ``-P steps``: nothing left to do."""
 
 
 class StepFailedError(Exception):
@@ -41,36 +68,147 @@ class StepFailedError(Exception):
         self.result = result
 
 
-def _outputs(run: Run) -> dict[str, str]:
-    return {key[len(OUTPUT_TAG_PREFIX) :]: value for key, value in run.data.tags.items() if key.startswith(OUTPUT_TAG_PREFIX)}
+def _outputs(run: Run) -> dict[str, ArtifactRef]:
+    digests = output_digests(run)
+    return {
+        key[len(OUTPUT_TAG_PREFIX) :]: ArtifactRef(value, digests.get(key[len(OUTPUT_TAG_PREFIX) :]))
+        for key, value in run.data.tags.items()
+        if key.startswith(OUTPUT_TAG_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this pipeline run treats the cache."""
+
+    use_cache: bool = True
+    # Steps to run; the others must be reused from the cache. None: every step may run.
+    only: frozenset[str] | None = None
+    # Plan only: decide reuse/run for each step, run and register nothing.
+    dry_run: bool = False
 
 
 class Chain:
-    """The steps of one pipeline run, executed in order under ``parent``."""
+    """The steps of one pipeline run, executed (or reused) in order under ``parent``."""
 
-    def __init__(self, parent: mlflow.ActiveRun, project_dir: Path, client: MlflowClient | None = None):
+    def __init__(self, parent: mlflow.ActiveRun, project_dir: Path, options: RunOptions | None = None, client: MlflowClient | None = None):
         self.parent = parent
         self.project_dir = project_dir
+        self.options = options or RunOptions()
         self.client = client or MlflowClient()
         self.results: list[StepResult] = []
         self.started = time.monotonic()
+        self._env = env_digest(project_dir)
 
-    def step(self, name: str, **parameters: Any) -> dict[str, str]:
-        """Run entry point ``name`` as a child run; return its outputs or raise StepFailedError."""
+    @property
+    def experiment_id(self) -> str:
+        return self.parent.info.experiment_id
+
+    def input_file(self, uri: str, what: str) -> ArtifactRef:
+        """A file the pipeline reads from outside (data, schema), with the digest of its content."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what)))
+
+    def step(self, name: str, **parameters: Any) -> dict[str, ArtifactRef]:
+        """Reuse or run entry point ``name``; return its outputs or raise StepFailedError."""
         logger.info("=== step %s ===", name)
         start = time.monotonic()
+        inputs = {k: v for k, v in parameters.items() if isinstance(v, ArtifactRef)}
+        params = {k: v for k, v in parameters.items() if k not in inputs}
+        unknown = [k for k, v in inputs.items() if v.digest is None]
+        key = (
+            None
+            if unknown
+            else cache_key(name, params, {k: v.digest for k, v in inputs.items()}, code_digest(name, self.project_dir), self._env)
+        )
+
+        only = self.options.only
+        if only is not None and STEPS.index(name) > max(STEPS.index(s) for s in only):
+            self._record(StepResult(name=name, run_id=None, status="SKIPPED", seconds=0.0, reason="after the steps selected with -P steps"))
+            raise ChainStopped(name)
+        forced = only is not None and name in only
+        reusable = None
+        if key is not None and self.options.use_cache and not forced:
+            reusable = find_reusable_run(self.client, self.experiment_id, key, _outputs)
+        if reusable is not None:
+            return self._reuse(name, reusable, key, start)
+        reason = self._why_run(name, key, unknown, forced)
+        if only is not None and not forced:
+            result = StepResult(name=name, run_id=None, status="MISSING", seconds=0.0, reason=reason)
+            selected = ",".join(s for s in STEPS if s in only or s == name)
+            result.error = f"{name}: no reusable run matches this configuration ({reason}); run it first, e.g. -P steps={selected}"
+            self._record(result)
+            raise StepFailedError(result)
+        if self.options.dry_run:
+            self._record(StepResult(name=name, run_id=None, status="PLANNED", seconds=0.0, reason=reason))
+            return _PendingOutputs(name)
+        return self._run(name, parameters, key, reason, start)
+
+    def _why_run(self, name: str, key: CacheKey | None, unknown: list[str], forced: bool) -> str:
+        if forced:
+            return "selected with -P steps"
+        if key is None:
+            return f"its inputs ({', '.join(unknown)}) are produced by a step that runs first"
+        if not self.options.use_cache:
+            return "use_cache=false"
+        previous = last_run_of(self.client, self.experiment_id, name)
+        if previous is None:
+            return "no earlier run of this step"
+        changed = key.changed_parts(previous)
+        if changed:
+            return f"{' and '.join(changed)} changed since run {previous.info.run_id}"
+        return f"the outputs of run {previous.info.run_id} are gone"
+
+    def _reuse(self, name: str, reused: Run, key: CacheKey, start: float) -> dict[str, ArtifactRef]:
+        """Record, as a child of this parent, that ``reused`` stands in for this step."""
+        outputs = _outputs(reused)
+        run_id = None
+        if not self.options.dry_run:
+            tags = {
+                MLFLOW_PARENT_RUN_ID: self.parent.info.run_id,
+                MLFLOW_PROJECT_ENTRY_POINT: name,
+                MLFLOW_RUN_NAME: f"{name} (reused)",
+                STEP_TAG: name,
+                REUSED_FROM_TAG: reused.info.run_id,
+                **key.tags(),
+                **{OUTPUT_TAG_PREFIX + k: str(v) for k, v in outputs.items()},
+                **{DIGEST_TAG_PREFIX + k: v.digest for k, v in outputs.items() if v.digest},
+            }
+            run = self.client.create_run(self.experiment_id, run_name=f"{name} (reused)", tags=tags)
+            run_id = run.info.run_id
+            params = [Param(k, v) for k, v in reused.data.params.items()]
+            self.client.log_batch(
+                run_id, params=params, tags=[RunTag("mlflow.note.content", f"Reused the outputs of run {reused.info.run_id}.")]
+            )
+            self.client.set_terminated(run_id, "FINISHED")
+        result = StepResult(
+            name=name,
+            run_id=run_id,
+            status="REUSED",
+            seconds=time.monotonic() - start,
+            outputs=outputs,
+            cache_hit=True,
+            reused_run_id=reused.info.run_id,
+            reason=f"same cache key as run {reused.info.run_id}",
+        )
+        self._record(result)
+        return outputs
+
+    def _run(self, name: str, parameters: dict[str, Any], key: CacheKey | None, reason: str, start: float) -> dict[str, ArtifactRef]:
         run_id = None
         try:
             submitted = mlflow.run(
                 str(self.project_dir),
                 entry_point=name,
-                parameters={key: str(value) for key, value in parameters.items()},
+                parameters={k: str(v) for k, v in parameters.items()},
                 env_manager="local",
-                experiment_id=self.parent.info.experiment_id,
+                experiment_id=self.experiment_id,
                 run_name=name,
                 synchronous=False,
             )
             run_id = submitted.run_id
+            if key is not None:
+                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
             try:
                 succeeded = submitted.wait()
             except KeyboardInterrupt:
@@ -84,18 +222,34 @@ class Chain:
         else:
             launch_error = None
         run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED") if run_id else None
-        status = run.info.status if run else "FAILED"
         error = launch_error
         if run and not succeeded:
             error = run.data.tags.get(ERROR_TAG) or f"{name}: the step's process failed (see its output above)"
         result = StepResult(
-            name=name, run_id=run_id, status=status, seconds=time.monotonic() - start, outputs=_outputs(run) if run else {}, error=error
+            name=name,
+            run_id=run_id,
+            status=run.info.status if run else "FAILED",
+            seconds=time.monotonic() - start,
+            outputs=_outputs(run) if run else {},
+            error=error,
+            reason=reason,
         )
-        self.results.append(result)
-        mlflow.set_tags({f"pipeline.{name}.run_id": run_id or "", f"pipeline.{name}.status": status})
+        self._record(result)
         if not succeeded:
             raise StepFailedError(result)
         return result.outputs
+
+    def _record(self, result: StepResult) -> None:
+        self.results.append(result)
+        if self.options.dry_run:
+            return
+        mlflow.set_tags(
+            {
+                f"pipeline.{result.name}.run_id": result.reused_run_id or result.run_id or "",
+                f"pipeline.{result.name}.cache_hit": str(result.cache_hit).lower(),
+                f"pipeline.{result.name}.status": result.status,
+            }
+        )
 
     def _terminate(self, run_id: str, status: str) -> Run:
         """Mark ``run_id`` terminated unless its process already did (e.g. it was killed)."""
@@ -108,34 +262,53 @@ class Chain:
     def result(self, name: str) -> StepResult | None:
         return next((r for r in self.results if r.name == name), None)
 
+    def plan(self) -> str:
+        """The dry-run plan: for each step, reuse <run id> or run, with the reason."""
+        lines = [f"Plan for pipeline run {self.parent.info.run_id} (dry run: nothing runs, nothing is registered)"]
+        for r in self.results:
+            action = f"reuse {r.reused_run_id}" if r.cache_hit else ("skip" if r.status == "SKIPPED" else "run")
+            lines.append(f"  {r.name:<10} {action:<40} {r.reason}")
+        return "\n".join(lines)
+
     def summary(self, error: str | None = None) -> str:
-        """What ran, how it went, the metrics, the registered model and how to serve it."""
+        """What ran or was reused, the metrics, the registered model and how to serve it."""
         status = "FAILED" if error else "FINISHED"
         elapsed = time.monotonic() - self.started
-        lines = [f"Pipeline run {self.parent.info.run_id} {status} in {elapsed:.1f} s (experiment {self.parent.info.experiment_id})"]
-        lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}")
+        lines = [f"Pipeline run {self.parent.info.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
+        lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
         for r in self.results:
-            lines.append(f"  {r.name:<10} {r.run_id or '-':<34} {r.status:<9} {r.seconds:>7.1f}s")
+            run_id = r.reused_run_id or r.run_id or "-"
+            lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {r.reason}")
         evaluate = self.result("evaluate")
-        if evaluate and evaluate.run_id and evaluate.status == "FINISHED":
-            run = self.client.get_run(evaluate.run_id)
+        evaluate_id = evaluate and (evaluate.reused_run_id or evaluate.run_id)
+        if evaluate_id and evaluate.status in ("FINISHED", "REUSED"):
+            run = self.client.get_run(evaluate_id)
             metrics = run.data.metrics
-            shown = ", ".join(
-                f"{label} {metrics[key]:.4g}"
-                for key, label in (("root_mean_squared_error", "RMSE"), ("mean_absolute_error", "MAE"), ("r2_score", "R²"))
-                if key in metrics
-            )
+            names = (("root_mean_squared_error", "RMSE"), ("mean_absolute_error", "MAE"), ("r2_score", "R²"))
+            shown = ", ".join(f"{label} {metrics[key]:.4g}" for key, label in names if key in metrics)
             verdict = "passed" if run.data.tags.get("pipeline.evaluation.passed") == "true" else "did not pass"
             lines.append(f"Evaluation (test split): {shown}; {verdict}: {run.data.tags.get('pipeline.evaluation.reason', '')}")
         register = self.result("register")
-        if register and register.status == "FINISHED":
+        if register and register.status in ("FINISHED", "REUSED"):
             name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
             alias_uri = register.outputs.get("alias_uri")
+            new = "" if register.status == "FINISHED" else " (already registered by an identical run; nothing new registered)"
             if alias_uri:
-                lines.append(f"Registered: {name} version {version}, alias champion ({alias_uri})")
+                lines.append(f"Registered: {name} version {version}, alias champion ({alias_uri}){new}")
                 lines.append(f'Serve it:   mlflow models serve -m "{alias_uri}" --env-manager local -h 127.0.0.1 -p 5000')
             else:
-                lines.append(f"Registered: {name} version {version}, no alias (evaluation did not pass; the champion is unchanged)")
+                lines.append(f"Registered: {name} version {version}, no alias (evaluation did not pass; the champion is unchanged){new}")
         if error:
             lines.append(f"Error: {error}")
         return "\n".join(lines)
+
+
+class _PendingOutputs(dict):
+    """Outputs of a step that a dry run would run: known by name, not by content yet."""
+
+    def __init__(self, step: str):
+        super().__init__()
+        self.step = step
+
+    def __missing__(self, name: str) -> ArtifactRef:
+        return ArtifactRef(f"<{name} of {self.step}, not produced in a dry run>", None)

@@ -16,11 +16,13 @@ from typing import Any, NoReturn
 
 import mlflow
 
+from steps.artifacts import LoggedArtifact, sha256_bytes
 from steps.errors import InputError, PipelineError
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_TAG_PREFIX = "pipeline.output."
+DIGEST_TAG_PREFIX = "pipeline.digest."
 ERROR_TAG = "pipeline.error"
 STEP_TAG = "pipeline.step"
 # MLflow limits tag values to 8000 characters.
@@ -85,8 +87,26 @@ class ArgumentParser(argparse.ArgumentParser):
         raise self.error_type(message)
 
 
+def record_outputs(outputs: Mapping[str, str | LoggedArtifact]) -> None:
+    """Tag the active run with each output's URI and content digest.
+
+    A plain string output (e.g. a ``models:/<id>`` URI) names something immutable, so the digest
+    of the string itself identifies its content.
+    """
+    tags = {}
+    for name, value in outputs.items():
+        uri, digest = (value.uri, value.digest) if isinstance(value, LoggedArtifact) else (value, sha256_bytes(value.encode()))
+        tags[OUTPUT_TAG_PREFIX + name] = uri
+        tags[DIGEST_TAG_PREFIX + name] = digest
+        logger.info("output %s = %s", name, uri)
+    mlflow.set_tags(tags)
+
+
 def run_step(
-    step: str, parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Mapping[str, str]], argv: Sequence[str] | None
+    step: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], Mapping[str, str | LoggedArtifact]],
+    argv: Sequence[str] | None,
 ) -> None:
     """Parse ``argv`` and run ``body`` inside the step's MLflow run; exit 0 on success, 1 on failure."""
     configure_logging(step)
@@ -104,7 +124,5 @@ def run_step(
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.
             mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             raise
-        mlflow.set_tags({OUTPUT_TAG_PREFIX + name: value for name, value in outputs.items()})
-        for name, value in outputs.items():
-            logger.info("output %s = %s", name, value)
+        record_outputs(outputs)
         logger.info("run %s finished", run.info.run_id)

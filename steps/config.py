@@ -32,7 +32,12 @@ MAIN_PARAMETERS: dict[str, str] = {
     "alpha": "model.alpha",
     "l1_ratio": "model.l1_ratio",
     "model_name": "registry.model_name",
+    "use_cache": "run.use_cache",
+    "steps": "run.steps",
+    "dry_run": "run.dry_run",
 }
+
+STEPS = ("ingest", "featurize", "train", "evaluate", "register")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -91,11 +96,33 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    use_cache: bool
+    steps: str
+    dry_run: bool
+
+    def __post_init__(self) -> None:
+        for name in self.selected_steps or ():
+            _require(
+                name in STEPS, "run.steps", f"unknown step '{name}'{did_you_mean(name, STEPS)}; steps are {', '.join(STEPS)} (or 'all')"
+            )
+        _require(self.selected_steps != frozenset(), "run.steps", "name at least one step, or 'all'")
+
+    @property
+    def selected_steps(self) -> frozenset[str] | None:
+        """The steps to run, or None for all of them (``steps: all``)."""
+        if self.steps.strip().lower() == "all":
+            return None
+        return frozenset(part.strip() for part in self.steps.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     data: DataConfig
     model: ModelConfig
     evaluation: EvaluationConfig
     registry: RegistryConfig
+    run: RunConfig
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -130,11 +157,18 @@ def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_BOOL_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def _coerce(value: Any, expected: type, where: str, from_text: bool) -> Any:
     """Check ``value`` against ``expected``; text from the command line is parsed first."""
+    if expected is bool:
+        if from_text and str(value).strip().lower() in _BOOL_TEXT:
+            return _BOOL_TEXT[str(value).strip().lower()]
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected {_TYPE_NAMES[bool]}, got {value!r}")
     if from_text and expected is not str:
         text = str(value).strip()
         try:

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from steps.artifacts import load_manifest, log_json, read_split
+from steps.artifacts import LoggedArtifact, load_manifest, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("evaluate", build_parser(), _evaluate, argv)
 
 
-def _evaluate(args: argparse.Namespace) -> dict[str, str]:
+def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse)
     model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)

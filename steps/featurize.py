@@ -21,7 +21,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from steps.artifacts import fetch, load_manifest, log_json, read_split, run_artifact_uri
+from steps.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_json, read_split
 from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
 from steps.schema import DataSchema
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("featurize", build_parser(), _featurize, argv)
 
 
-def _featurize(args: argparse.Namespace) -> dict[str, str]:
+def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     train_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
     out = run(read_split(train_uri, "train split", schema), schema)
@@ -103,10 +103,10 @@ def _featurize(args: argparse.Namespace) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(TRANSFORMER_ARTIFACT).name
         save_transformer(out.transformer, local)
-        mlflow.log_artifact(str(local), artifact_path=str(Path(TRANSFORMER_ARTIFACT).parent))
+        transformer_file = log_file(local, TRANSFORMER_ARTIFACT)
     log_json({"input_features": schema.features, "output_features": out.feature_names}, "transformer/features.json")
     mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
-    return {"transformer_uri": run_artifact_uri(TRANSFORMER_ARTIFACT)}
+    return {"transformer_uri": transformer_file}
 
 
 if __name__ == "__main__":

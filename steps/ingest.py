@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from steps.artifacts import log_json, log_table, read_table, resolve_data_uri, to_dataset
+from steps.artifacts import LoggedArtifact, log_json, log_table, read_table, resolve_data_uri, to_dataset
 from steps.cli import run_step, step_parser
 from steps.config import DataConfig
 from steps.errors import DataError
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("ingest", build_parser(), _ingest, argv)
 
 
-def _ingest(args: argparse.Namespace) -> dict[str, str]:
+def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     # The same checks as the pipeline's configuration, so a step run alone is held to them too.
     DataConfig(uri=args.data_uri, schema=args.schema, test_size=args.test_size, seed=args.seed)
     schema = load_schema(args.schema)
@@ -79,8 +79,8 @@ def _ingest(args: argparse.Namespace) -> dict[str, str]:
     raw = read_table(location, what="dataset", text_columns=schema.text_columns)
     out = run(raw, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
 
-    train_uri = log_table(out.train, "data/train.parquet")
-    test_uri = log_table(out.test, "data/test.parquet")
+    train_file = log_table(out.train, "data/train.parquet")
+    test_file = log_table(out.test, "data/test.parquet")
     source = to_dataset(out.data, name="source", source=location, target=schema.target)
     train = to_dataset(out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target)
     test = to_dataset(out.test, name="test", source=mlflow.get_artifact_uri("data/test.parquet"), target=schema.target)
@@ -106,15 +106,15 @@ def _ingest(args: argparse.Namespace) -> dict[str, str]:
         "rows": len(out.data),
         "missing_values": missing,
         "splits": {
-            "train": {"uri": train_uri, "rows": len(out.train), "digest": train.digest},
-            "test": {"uri": test_uri, "rows": len(out.test), "digest": test.digest},
+            "train": {"uri": train_file.uri, "rows": len(out.train), "digest": train.digest},
+            "test": {"uri": test_file.uri, "rows": len(out.test), "digest": test.digest},
         },
         "split": {"test_size": args.test_size, "seed": args.seed},
         "schema": schema.to_dict(),
     }
-    manifest_uri = log_json(manifest, "data/manifest.json")
+    manifest_file = log_json(manifest, "data/manifest.json")
     logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
-    return {"train_uri": train_uri, "test_uri": test_uri, "manifest_uri": manifest_uri}
+    return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 
 
 if __name__ == "__main__":

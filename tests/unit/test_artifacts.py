@@ -62,11 +62,13 @@ def test_missing_file_names_the_path(tmp_path):
 def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
     frame = make_frame(rows=6)
     with mlflow.start_run() as run:
-        uri = artifacts.log_table(frame, "data/train.parquet")
-        manifest_uri = artifacts.log_json({"schema": {"target": "y", "columns": {"x": {}, "y": {}}}}, "data/manifest.json")
-    assert uri == f"runs:/{run.info.run_id}/data/train.parquet"
-    pd.testing.assert_frame_equal(artifacts.read_table(uri), frame)
-    _, schema = artifacts.load_manifest(manifest_uri)
+        table = artifacts.log_table(frame, "data/train.parquet")
+        manifest = artifacts.log_json({"schema": {"target": "y", "columns": {"x": {}, "y": {}}}}, "data/manifest.json")
+    assert table.uri == f"runs:/{run.info.run_id}/data/train.parquet"
+    pd.testing.assert_frame_equal(artifacts.read_table(table.uri), frame)
+    downloaded = mlflow.artifacts.download_artifacts(table.uri)
+    assert artifacts.sha256_file(downloaded) == table.digest  # the digest is of the logged content
+    _, schema = artifacts.load_manifest(manifest.uri)
     assert schema.features == ["x"]
 
 

@@ -47,7 +47,7 @@ def test_default_config_loads_with_documented_values():
     assert isinstance(config.data.seed, int)
     assert set(config.flat()) == {
         "data.uri", "data.schema", "data.test_size", "data.seed", "model.alpha", "model.l1_ratio", "model.max_iter",
-        "evaluation.min_r2", "evaluation.max_rmse", "registry.model_name",
+        "evaluation.min_r2", "evaluation.max_rmse", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run",
     }  # fmt: skip
 
 
@@ -145,7 +145,7 @@ def test_every_entry_point_parameter_is_typed_and_used_by_its_command():
     assert set(spec["entry_points"]) == {"main", "ingest", "featurize", "train", "evaluate", "register"}
     for name, entry_point in spec["entry_points"].items():
         for param, declared in entry_point["parameters"].items():
-            assert declared["type"] in ("string", "float", "int"), f"{name}.{param}"
+            assert declared["type"] in ("string", "float", "int", "bool"), f"{name}.{param}"
             assert f"--{param}={{{param}}}" in entry_point["command"], f"{name}.{param} is not passed to its command"
 
 

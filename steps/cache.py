@@ -1,0 +1,158 @@
+"""The content-addressed step cache: what a step's result depends on, and finding a reusable run.
+
+A step's cache key digests four parts, each kept as its own tag so a plan can say which changed:
+
+- ``code``: the step's module and every project module it imports (transitively), plus its
+  MLproject entry point;
+- ``params``: the step's resolved parameters other than its input URIs;
+- ``inputs``: the content digests of its input artifacts (recorded by the steps that logged
+  them), never their URIs, so the same data under another run or path is the same input;
+- ``env``: the pinned environment (requirements.txt and python_env.yaml).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from steps.artifacts import sha256_bytes, sha256_file
+from steps.cli import DIGEST_TAG_PREFIX
+from steps.config import PROJECT_ROOT
+
+KEY_TAG = "pipeline.cache.key"
+PART_TAG_PREFIX = "pipeline.cache."
+REUSED_FROM_TAG = "pipeline.cache.reused_from"
+KEY_PARTS = ("code", "params", "inputs", "env")
+ENV_FILES = ("requirements.txt", "python_env.yaml")
+
+
+def _digest_json(value: object) -> str:
+    return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+def project_imports(module_path: Path, root: Path = PROJECT_ROOT) -> set[Path]:
+    """``module_path`` and every module of the project it imports, directly or not."""
+    seen: set[Path] = set()
+    pending = [module_path.resolve()]
+    while pending:
+        path = pending.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                candidate = root.joinpath(*name.split("."))
+                pending += [candidate.with_suffix(".py"), candidate / "__init__.py"]
+    return seen
+
+
+def code_digest(step: str, root: Path = PROJECT_ROOT) -> str:
+    """Digest of the code that runs for ``step``: its modules and its MLproject entry point."""
+    files = sorted(project_imports(root / "steps" / f"{step}.py", root))
+    parts = {str(path.relative_to(root)): sha256_file(path) for path in files}
+    entry_point = yaml.safe_load((root / "MLproject").read_text(encoding="utf-8"))["entry_points"][step]
+    parts["MLproject"] = _digest_json(entry_point)
+    return _digest_json(parts)
+
+
+def env_digest(root: Path = PROJECT_ROOT) -> str:
+    return _digest_json({name: sha256_file(root / name) for name in ENV_FILES})
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """A step's cache key and the digests of its parts."""
+
+    step: str
+    parts: dict[str, str]
+
+    @property
+    def value(self) -> str:
+        return _digest_json({"step": self.step, **self.parts})
+
+    def tags(self) -> dict[str, str]:
+        return {KEY_TAG: self.value, **{PART_TAG_PREFIX + name: digest for name, digest in self.parts.items()}}
+
+    def changed_parts(self, run: Run) -> list[str]:
+        """The parts of this key that differ from the key ``run`` was recorded with."""
+        return [name for name in KEY_PARTS if run.data.tags.get(PART_TAG_PREFIX + name) != self.parts[name]]
+
+
+def cache_key(step: str, params: Mapping[str, object], input_digests: Mapping[str, str], code: str, env: str) -> CacheKey:
+    return CacheKey(
+        step=step,
+        parts={
+            "code": code,
+            "params": _digest_json({name: str(value) for name, value in params.items()}),
+            "inputs": _digest_json(dict(input_digests)),
+            "env": env,
+        },
+    )
+
+
+def output_digests(run: Run) -> dict[str, str]:
+    """The content digests a step recorded for its outputs, by output name."""
+    return {k.removeprefix(DIGEST_TAG_PREFIX): v for k, v in run.data.tags.items() if k.startswith(DIGEST_TAG_PREFIX)}
+
+
+def _output_exists(client: MlflowClient, run: Run, uri: str) -> bool:
+    """Whether an output URI of ``run`` still resolves to something."""
+    try:
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            parent = str(Path(path).parent) if "/" in path else ""
+            return any(a.path == path for a in client.list_artifacts(run_id, parent or None))
+        if uri.startswith("models:/") and "@" in uri:
+            return True  # an alias is a pointer that may move on, not an output that can vanish
+        if uri.startswith("models:/m-"):
+            return client.get_logged_model(uri.removeprefix("models:/")) is not None
+        if uri.startswith("models:/"):
+            name, _, version = uri.removeprefix("models:/").rpartition("/")
+            return client.get_model_version(name, version) is not None
+    except MlflowException:
+        return False
+    return True
+
+
+def find_reusable_run(client: MlflowClient, experiment_id: str, key: CacheKey, outputs_of) -> Run | None:
+    """The newest FINISHED run of this step with ``key`` whose outputs all still exist.
+
+    ``outputs_of(run)`` gives a run's recorded outputs (name -> URI or value).
+    """
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    for run in runs:
+        if run.data.tags.get(REUSED_FROM_TAG):
+            continue  # a placeholder that points at the real run; that one is found directly
+        uris = [value for value in outputs_of(run).values() if ":/" in value]
+        if all(_output_exists(client, run, uri) for uri in uris):
+            return run
+    return None
+
+
+def last_run_of(client: MlflowClient, experiment_id: str, step: str) -> Run | None:
+    """The newest FINISHED run of ``step`` that recorded a cache key (to explain a miss)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`pipeline.step` = '{step}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=5,
+    )
+    return next((r for r in runs if KEY_TAG in r.data.tags and not r.data.tags.get(REUSED_FROM_TAG)), None)
