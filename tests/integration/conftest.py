@@ -35,6 +35,7 @@ class PipelineRun:
         return self.client.search_runs(experiments, max_results=1000)
 
     def parent(self) -> Run:
+        """The one pipeline (parent) run in the store."""
         parents = [r for r in self.runs() if r.data.tags.get("mlflow.project.entryPoint") == "main"]
         assert len(parents) == 1, [r.info.run_id for r in parents]
         return parents[0]
@@ -74,11 +75,16 @@ def mlflow_cli(
 
 
 def run_pipeline(
-    workdir: Path, *params: str, env_manager: str = "local", tracking_uri: str | None = None, env: dict[str, str] | None = None
+    workdir: Path,
+    *params: str,
+    env_manager: str = "local",
+    tracking_uri: str | None = None,
+    env: dict[str, str] | None = None,
+    project: Path = PROJECT_ROOT,
 ) -> PipelineRun:
     """``mlflow run <project> --env-manager <m> -P <params>`` in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["run", str(PROJECT_ROOT), "--env-manager", env_manager]
+    args = ["run", str(project), "--env-manager", env_manager]
     for param in params:
         args += ["-P", param]
     process = mlflow_cli(*args, workdir=workdir, tracking_uri=tracking_uri, env=env)
