@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import mlflow
 import yaml
@@ -23,6 +24,7 @@ from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
 from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging, first_line
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError
+from steps.lock import lock_path, pipeline_lock
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +104,14 @@ def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
     )
 
 
+def exclusive(config: PipelineConfig, parent: mlflow.ActiveRun) -> AbstractContextManager:
+    """One run of this pipeline at a time on this machine (a dry run changes nothing: no lock)."""
+    if config.run.dry_run:
+        return nullcontext()
+    path = lock_path(mlflow.get_tracking_uri(), parent.info.experiment_id, config.registry.model_name)
+    return pipeline_lock(path, f"pipeline run {parent.info.run_id}", config.run.overlap, config.run.max_wait_seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("main")
     parent = mlflow.start_run()
@@ -112,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = resolve_config(overrides_from(args, extra))
         log_config(config)
         chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
-        run_pipeline(chain, config)
+        with exclusive(config, parent):
+            run_pipeline(chain, config)
     except ChainStopped:
         pass  # -P steps selected no step after this point
     except StepFailedError as exc:

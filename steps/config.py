@@ -95,13 +95,20 @@ class RegistryConfig:
         _require(not any(c in name for c in "/:%"), "registry.model_name", f"must not contain '/', ':' or '%', got {name!r}")
 
 
+OVERLAP_POLICIES = ("wait", "fail")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     use_cache: bool
     steps: str
     dry_run: bool
+    overlap: str
+    max_wait_seconds: float
 
     def __post_init__(self) -> None:
+        _require(self.overlap in OVERLAP_POLICIES, "run.overlap", f"must be one of {', '.join(OVERLAP_POLICIES)}, got {self.overlap!r}")
+        _require(self.max_wait_seconds > 0, "run.max_wait_seconds", f"must be > 0, got {self.max_wait_seconds}")
         for name in self.selected_steps or ():
             _require(
                 name in STEPS, "run.steps", f"unknown step '{name}'{did_you_mean(name, STEPS)}; steps are {', '.join(STEPS)} (or 'all')"

@@ -47,7 +47,8 @@ def test_default_config_loads_with_documented_values():
     assert isinstance(config.data.seed, int)
     assert set(config.flat()) == {
         "data.uri", "data.schema", "data.test_size", "data.seed", "model.alpha", "model.l1_ratio", "model.max_iter",
-        "evaluation.min_r2", "evaluation.max_rmse", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run",
+        "evaluation.min_r2", "evaluation.max_rmse", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run", "run.overlap",
+        "run.max_wait_seconds",
     }  # fmt: skip
 
 
