@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +159,35 @@ def test_dry_run_prints_the_plan_and_runs_nothing(first_run):
     assert "evaluate   run" in out and "register   run" in out
     assert len(second.runs()) == runs_before + 1  # only the parent that `mlflow run` itself created
     assert len(second.registered_versions()) == 1
+
+
+def scheduled_run(previous: PipelineRun, data: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """schedule/run-pipeline.sh, as cron or systemd start it, with the store in MLFLOW_TRACKING_URI."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": previous.tracking_uri}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    script = PROJECT_ROOT / "schedule" / "run-pipeline.sh"
+    process = subprocess.run(
+        [str(script), "-P", "alpha=0.3", "-P", f"data_uri={data}"],
+        cwd=previous.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return process, newest_parent(previous)
+
+
+def test_scheduled_runs_retrain_only_when_the_data_changes(first_run, tmp_path):
+    data = tmp_path / "latest.csv"
+    shutil.copy(PROJECT_ROOT / "data/example_data.csv", data)
+    process, parent_id = scheduled_run(first_run, data)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert cache_hits(first_run, parent_id) == dict.fromkeys(STEPS, True)
+    assert len(first_run.registered_versions()) == 1
+
+    fresh = pd.read_csv(data)
+    fresh.iloc[:-30].to_csv(data, index=False)  # tonight's data
+    process, parent_id = scheduled_run(first_run, data)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert cache_hits(first_run, parent_id) == dict.fromkeys(STEPS, False)
+    assert len(first_run.registered_versions()) == 2
