@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from steps.lock import lock_path, pipeline_lock
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import STEPS, PipelineRun, explain, run_pipeline
 
@@ -191,3 +192,21 @@ def test_scheduled_runs_retrain_only_when_the_data_changes(first_run, tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     assert cache_hits(first_run, parent_id) == dict.fromkeys(STEPS, False)
     assert len(first_run.registered_versions()) == 2
+
+
+def test_an_overlapping_run_fails_or_waits_as_configured(first_run):
+    path = lock_path(first_run.tracking_uri, "0", "diabetes-elasticnet")
+    with pipeline_lock(path, "pipeline run held-by-test", "fail", 1):
+        busy, parent_id = again(first_run, "alpha=0.3", "run.overlap=fail")
+        assert busy.process.returncode != 0
+        assert "error: main: another run of this pipeline is in progress (pipeline run held-by-test, pid" in busy.process.stderr
+        assert busy.client.get_run(parent_id).info.status == "FAILED"
+        assert cache_hits(busy, parent_id) == {}  # no step started
+
+        waited, parent_id = again(first_run, "alpha=0.3", "run.max_wait_seconds=2")
+        assert waited.process.returncode != 0
+        assert "still runs after 2 s (run.max_wait_seconds)" in waited.process.stderr
+    # Lock released: the default policy (wait) now proceeds at once.
+    free, parent_id = again(first_run, "alpha=0.3")
+    assert free.process.returncode == 0, explain(free)
+    assert cache_hits(free, parent_id) == dict.fromkeys(STEPS, True)
