@@ -22,4 +22,5 @@ version_args=()
 if [[ -n "${PIPELINE_VERSION:-}" ]]; then
   version_args=(-v "$PIPELINE_VERSION")
 fi
-exec mlflow run "$project" "${version_args[@]}" --env-manager "${PIPELINE_ENV_MANAGER:-local}" "$@"
+# ${a[@]+...}: an empty array is "unbound" under set -u in bash before 4.4 (macOS).
+exec mlflow run "$project" ${version_args[@]+"${version_args[@]}"} --env-manager "${PIPELINE_ENV_MANAGER:-local}" "$@"

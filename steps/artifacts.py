@@ -173,13 +173,17 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def log_file(local: str | Path, artifact_path: str) -> LoggedArtifact:
-    """Log the file ``local`` as ``artifact_path`` (directory + file name) of the active run."""
+def log_file(local: str | Path, artifact_path: str, digest: str | None = None) -> LoggedArtifact:
+    """Log the file ``local`` as ``artifact_path`` (directory + file name) of the active run.
+
+    ``digest`` overrides the SHA-256 of the file's bytes, for formats whose bytes differ between
+    writes of the same content (e.g. skops: object ids and zip timestamps).
+    """
     if Path(local).name != Path(artifact_path).name:
         raise ValueError(f"{local} would be logged under another name than {artifact_path}")
     parent = Path(artifact_path).parent.as_posix()
     mlflow.log_artifact(str(local), artifact_path=None if parent == "." else parent)
-    return LoggedArtifact(uri=run_artifact_uri(artifact_path), digest=sha256_file(local))
+    return LoggedArtifact(uri=run_artifact_uri(artifact_path), digest=digest or sha256_file(local))
 
 
 def log_table(frame: pd.DataFrame, artifact_path: str) -> LoggedArtifact:

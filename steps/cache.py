@@ -30,6 +30,7 @@ from steps.config import PROJECT_ROOT
 KEY_TAG = "pipeline.cache.key"
 PART_TAG_PREFIX = "pipeline.cache."
 REUSED_FROM_TAG = "pipeline.cache.reused_from"
+REUSED_KEY_TAG = "pipeline.cache.reused_key"
 KEY_PARTS = ("code", "params", "inputs", "env")
 ENV_FILES = ("requirements.txt", "python_env.yaml")
 
@@ -139,8 +140,6 @@ def find_reusable_run(client: MlflowClient, experiment_id: str, key: CacheKey, o
         max_results=20,
     )
     for run in runs:
-        if run.data.tags.get(REUSED_FROM_TAG):
-            continue  # a placeholder that points at the real run; that one is found directly
         uris = [value for value in outputs_of(run).values() if ":/" in value]
         if all(_output_exists(client, run, uri) for uri in uris):
             return run
@@ -155,4 +154,4 @@ def last_run_of(client: MlflowClient, experiment_id: str, step: str) -> Run | No
         order_by=["attributes.start_time DESC"],
         max_results=5,
     )
-    return next((r for r in runs if KEY_TAG in r.data.tags and not r.data.tags.get(REUSED_FROM_TAG)), None)
+    return next((r for r in runs if KEY_TAG in r.data.tags), None)

@@ -25,8 +25,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_RUN_NAME
 
 from steps.artifacts import fetch, resolve_data_uri, sha256_file
-from steps.cache import REUSED_FROM_TAG, CacheKey, cache_key, code_digest, env_digest, find_reusable_run, last_run_of, output_digests
-from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX, STEP_TAG
+from steps.cache import (
+    REUSED_FROM_TAG,
+    REUSED_KEY_TAG,
+    CacheKey,
+    cache_key,
+    code_digest,
+    env_digest,
+    find_reusable_run,
+    last_run_of,
+    output_digests,
+)
+from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 
 logger = logging.getLogger(__name__)
@@ -135,7 +145,8 @@ class Chain:
         reason = self._why_run(name, key, unknown, forced)
         if only is not None and not forced:
             result = StepResult(name=name, run_id=None, status="MISSING", seconds=0.0, reason=reason)
-            selected = ",".join(s for s in STEPS if s in only or s == name)
+            last = max(STEPS.index(s) for s in only)
+            selected = ",".join(STEPS[STEPS.index(name) : last + 1])
             result.error = f"{name}: no reusable run matches this configuration ({reason}); run it first, e.g. -P steps={selected}"
             self._record(result)
             raise StepFailedError(result)
@@ -164,13 +175,14 @@ class Chain:
         outputs = _outputs(reused)
         run_id = None
         if not self.options.dry_run:
+            # No cache-key or step tag: searches for reusable runs must find the run that did the
+            # work, not an ever-growing pile of records that point at it.
             tags = {
                 MLFLOW_PARENT_RUN_ID: self.parent.info.run_id,
                 MLFLOW_PROJECT_ENTRY_POINT: name,
                 MLFLOW_RUN_NAME: f"{name} (reused)",
-                STEP_TAG: name,
                 REUSED_FROM_TAG: reused.info.run_id,
-                **key.tags(),
+                REUSED_KEY_TAG: key.value,
                 **{OUTPUT_TAG_PREFIX + k: str(v) for k, v in outputs.items()},
                 **{DIGEST_TAG_PREFIX + k: v.digest for k, v in outputs.items() if v.digest},
             }
@@ -290,17 +302,32 @@ class Chain:
             lines.append(f"Evaluation (test split): {shown}; {verdict}: {run.data.tags.get('pipeline.evaluation.reason', '')}")
         register = self.result("register")
         if register and register.status in ("FINISHED", "REUSED"):
-            name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
-            alias_uri = register.outputs.get("alias_uri")
-            new = "" if register.status == "FINISHED" else " (already registered by an identical run; nothing new registered)"
-            if alias_uri:
-                lines.append(f"Registered: {name} version {version}, alias champion ({alias_uri}){new}")
-                lines.append(f'Serve it:   mlflow models serve -m "{alias_uri}" --env-manager local -h 127.0.0.1 -p 5000')
-            else:
-                lines.append(f"Registered: {name} version {version}, no alias (evaluation did not pass; the champion is unchanged){new}")
+            lines += self._registration_lines(register)
         if error:
             lines.append(f"Error: {error}")
         return "\n".join(lines)
+
+    def _registration_lines(self, register: StepResult) -> list[str]:
+        name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
+        alias_uri = register.outputs.get("alias_uri")
+        if register.status == "REUSED":
+            head = f"Registered: nothing new; {name} version {version} was registered by an identical run"
+        else:
+            head = f"Registered: {name} version {version}"
+        if not alias_uri:
+            return [f"{head}, no alias (evaluation did not pass; the champion is unchanged)"]
+        try:
+            champion = str(self.client.get_model_version_by_alias(name, "champion").version)
+        except MlflowException:
+            champion = None
+        if champion == version:
+            lines = [f"{head}, alias champion ({alias_uri})"]
+        else:
+            # A reused registration: the champion may have moved on since (or been removed).
+            lines = [f"{head}; the champion alias now points at version {champion or 'no version'}"]
+        if champion:
+            lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@champion" --env-manager local -h 127.0.0.1 -p 5000')
+        return lines
 
 
 class _PendingOutputs(dict):

@@ -7,15 +7,20 @@ arbitrary code) and the names of the features it produces.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import skops.io
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -64,6 +69,28 @@ def run(train: pd.DataFrame, schema: DataSchema) -> FeaturizeOutputs:
     return FeaturizeOutputs(transformer=transformer, feature_names=[str(n) for n in transformer.get_feature_names_out()])
 
 
+def _canonical(value: Any) -> Any:
+    """A JSON-able form of a fitted transformer's state that is the same in every process."""
+    if isinstance(value, BaseEstimator):
+        return [type(value).__qualname__, {k: _canonical(v) for k, v in sorted(vars(value).items())}]
+    if isinstance(value, np.ndarray):
+        data = value.tolist() if value.dtype == object else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return ["ndarray", str(value.dtype), list(value.shape), _canonical(data)]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return repr(value)  # floats (repr round-trips), numpy scalars, slices, dtypes, NaN
+
+
+def transformer_digest(transformer: ColumnTransformer) -> str:
+    """SHA-256 of the fitted state: equal for equal fits, unlike the skops file's bytes, which
+    carry object ids and zip timestamps."""
+    return hashlib.sha256(json.dumps(_canonical(transformer), sort_keys=True).encode()).hexdigest()
+
+
 def save_transformer(transformer: ColumnTransformer, path: str | Path) -> None:
     skops.io.dump(transformer, path)
 
@@ -103,7 +130,7 @@ def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(TRANSFORMER_ARTIFACT).name
         save_transformer(out.transformer, local)
-        transformer_file = log_file(local, TRANSFORMER_ARTIFACT)
+        transformer_file = log_file(local, TRANSFORMER_ARTIFACT, digest=transformer_digest(out.transformer))
     log_json({"input_features": schema.features, "output_features": out.feature_names}, "transformer/features.json")
     mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
     return {"transformer_uri": transformer_file}

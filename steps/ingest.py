@@ -105,9 +105,10 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         "digest": source.digest,
         "rows": len(out.data),
         "missing_values": missing,
+        # No run-specific URIs here: the manifest's digest must depend on the data only.
         "splits": {
-            "train": {"uri": train_file.uri, "rows": len(out.train), "digest": train.digest},
-            "test": {"uri": test_file.uri, "rows": len(out.test), "digest": test.digest},
+            "train": {"rows": len(out.train), "digest": train.digest},
+            "test": {"rows": len(out.test), "digest": test.digest},
         },
         "split": {"test_size": args.test_size, "seed": args.seed},
         "schema": schema.to_dict(),

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from steps.errors import PipelineError
@@ -31,7 +31,7 @@ class PipelineBusyError(PipelineError):
 
 def lock_path(tracking_uri: str, experiment_id: str, model_name: str) -> Path:
     """The lock file shared by every run of this pipeline against this store on this machine."""
-    identity = hashlib.sha256(f"{tracking_uri}\n{experiment_id}\n{model_name}".encode()).hexdigest()[:16]
+    identity = hashlib.sha256(f"{tracking_uri.rstrip('/')}\n{experiment_id}\n{model_name}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"mlflow-pipeline-{identity}.lock"
 
 
@@ -49,7 +49,14 @@ def pipeline_lock(path: Path, holder: str, overlap: str, max_wait_seconds: float
     ``"fail"``: raise at once. ``"wait"``: wait up to ``max_wait_seconds``, then raise.
     ``holder`` (e.g. the run id and pid) is written into the file for the other run's message.
     """
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below, after the flock
+    try:
+        # World-writable, so a person and the scheduler's service user share one lock.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with suppress(PermissionError):
+            os.fchmod(fd, 0o666)  # the umask narrowed it; only the file's owner may widen it
+    except OSError as exc:
+        raise PipelineBusyError(f"cannot open the pipeline lock file {path}: {exc.strerror}") from None
+    handle = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         deadline = time.monotonic() + max_wait_seconds
         announced = False

@@ -69,7 +69,9 @@ def test_the_same_command_twice_reuses_every_step_and_registers_nothing(first_ru
         assert child.info.status == "FINISHED"
         assert child.data.tags["pipeline.cache.reused_from"] == tags[f"pipeline.{step}.run_id"]
     assert "REUSED" in second.process.stdout
-    assert "already registered by an identical run; nothing new registered" in second.process.stdout
+    assert (
+        "Registered: nothing new; diabetes-elasticnet version 1 was registered by an identical run, alias champion" in second.process.stdout
+    )
 
 
 def test_a_new_alpha_reuses_ingest_and_featurize_only(first_run):
@@ -145,7 +147,7 @@ def test_a_step_subset_without_cached_upstream_says_what_to_run_first(tmp_path):
     run = run_pipeline(tmp_path, "steps=train")
     assert run.process.returncode != 0
     assert "error: step ingest failed: ingest: no reusable run matches this configuration" in run.process.stderr
-    assert "run it first, e.g. -P steps=ingest,train" in run.process.stderr
+    assert "run it first, e.g. -P steps=ingest,featurize,train" in run.process.stderr
     assert run.children() == {}
 
 
