@@ -38,6 +38,7 @@ from steps.cache import (
 )
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
+from steps.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,17 @@ class Chain:
         return self.parent.info.experiment_id
 
     def input_file(self, uri: str, what: str) -> ArtifactRef:
-        """A file the pipeline reads from outside (data, schema), with the digest of its content."""
+        """A file the pipeline reads from outside (data, schema), with the digest of its content.
+
+        An unreadable file gets no digest: the step then runs (no cache) and reports the problem
+        itself, as a FAILED step run, like any other bad input.
+        """
         with tempfile.TemporaryDirectory() as tmp:
-            return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what)))
+            try:
+                return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what)))
+            except PipelineError as exc:
+                logger.warning("cannot digest %s (%s); the step will run without the cache", uri, exc)
+                return ArtifactRef(uri, None)
 
     def step(self, name: str, **parameters: Any) -> dict[str, ArtifactRef]:
         """Reuse or run entry point ``name``; return its outputs or raise StepFailedError."""
@@ -159,7 +168,7 @@ class Chain:
         if forced:
             return "selected with -P steps"
         if key is None:
-            return f"its inputs ({', '.join(unknown)}) are produced by a step that runs first"
+            return f"the content of its inputs ({', '.join(unknown)}) is not known yet"
         if not self.options.use_cache:
             return "use_cache=false"
         previous = last_run_of(self.client, self.experiment_id, name)

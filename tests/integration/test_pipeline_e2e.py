@@ -253,3 +253,12 @@ def test_own_parquet_data_with_its_own_schema_and_a_text_column(tmp_path):
     predictions = np.asarray(model.predict(new))
     assert np.isfinite(predictions).all()
     assert predictions[0] == pytest.approx(20 * 100 + 5 * 3 + 300, rel=0.05)
+
+
+def test_a_missing_data_file_fails_in_ingest(tmp_path):
+    run = run_pipeline(tmp_path, f"data_uri={tmp_path / 'nope.csv'}")
+    assert run.process.returncode != 0
+    assert f"error: step ingest failed: ingest: dataset {tmp_path / 'nope.csv'}: file not found" in run.process.stderr
+    assert run.parent().info.status == "FAILED"
+    assert {step: r.info.status for step, r in run.children().items()} == {"ingest": "FAILED"}
+    assert run.registered_versions() == []
