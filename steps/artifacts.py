@@ -22,7 +22,6 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-import yaml
 from mlflow.exceptions import MlflowException
 
 from steps.config import project_path
@@ -39,12 +38,6 @@ HTTP_TIMEOUT_SECONDS = 60
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def is_local(uri: str) -> bool:
-    """True for plain paths and ``file://`` URIs."""
-    scheme = urllib.parse.urlparse(uri).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/"))
 
 
 def resolve_data_uri(uri: str) -> str:
@@ -139,13 +132,6 @@ def read_json(uri: str, what: str) -> Any:
         return json.loads(read_text(uri, what))
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} {uri}: not valid JSON ({exc})") from None
-
-
-def read_yaml_uri(uri: str, what: str) -> Any:
-    try:
-        return yaml.safe_load(read_text(uri, what))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{what} {uri}: not valid YAML ({_first_line(exc)})") from None
 
 
 def run_artifact_uri(artifact_path: str) -> str:
