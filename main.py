@@ -21,9 +21,9 @@ import mlflow
 import yaml
 
 from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
-from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging, first_line
+from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
-from steps.errors import ConfigError, PipelineError
+from steps.errors import ConfigError, PipelineError, first_line
 from steps.lock import lock_path, pipeline_lock
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from steps.config import project_path
-from steps.errors import DataError, InputError
+from steps.errors import DataError, InputError, describe
 from steps.schema import DataSchema, parse_schema
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,6 @@ logger = logging.getLogger(__name__)
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.zip", ".csv.bz2")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 HTTP_TIMEOUT_SECONDS = 60
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def resolve_data_uri(uri: str) -> str:
@@ -68,7 +63,7 @@ def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
         except urllib.error.HTTPError as exc:
             raise InputError(f"{what} {uri}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise InputError(f"{what} {uri}: cannot download ({_first_line(exc)})") from None
+            raise InputError(f"{what} {uri}: cannot download ({describe(exc)})") from None
         return target
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
@@ -76,7 +71,7 @@ def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
         # e.g. s3:// needs boto3, gs:// google-cloud-storage: optional, not in requirements.txt.
         raise InputError(f"{what} {uri}: cannot download: the Python package {exc.name!r} is not installed (pip install it)") from None
     except (MlflowException, OSError) as exc:
-        raise InputError(f"{what} {uri}: cannot download ({_first_line(exc)})") from None
+        raise InputError(f"{what} {uri}: cannot download ({describe(exc)})") from None
 
 
 def table_format(uri: str) -> str:
@@ -116,7 +111,7 @@ def read_table(uri: str, what: str = "dataset", text_columns: Sequence[str] = ()
         except UnicodeDecodeError as exc:
             raise DataError(f"{uri}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
         except (pd.errors.ParserError, ValueError, OSError) as exc:
-            raise DataError(f"{uri}: cannot parse as {fmt} ({_first_line(exc)})") from None
+            raise DataError(f"{uri}: cannot parse as {fmt} ({describe(exc)})") from None
 
 
 def read_text(uri: str, what: str) -> str:

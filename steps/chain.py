@@ -38,7 +38,7 @@ from steps.cache import (
 )
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
-from steps.errors import PipelineError
+from steps.errors import PipelineError, describe
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class Chain:
         except MlflowException as exc:
             # mlflow.run refused to start the step (e.g. a parameter MLflow itself rejects).
             succeeded = False
-            launch_error = f"{name}: {str(exc).splitlines()[0]}"
+            launch_error = f"{name}: {describe(exc)}"
         else:
             launch_error = None
         run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED") if run_id else None

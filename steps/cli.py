@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import mlflow
 
 from steps.artifacts import LoggedArtifact, sha256_bytes
-from steps.errors import InputError, PipelineError
+from steps.errors import InputError, PipelineError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ def require_inputs(args: argparse.Namespace, inputs: Sequence[str]) -> dict[str,
     if missing:
         raise InputError("; ".join(missing))
     return values
-
-
-def first_line(text: object) -> str:
-    """The first non-empty line of ``text`` (error tags and messages stay one line)."""
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from steps.errors import ConfigError
+from steps.errors import ConfigError, first_line
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "conf/pipeline.yaml"
@@ -220,7 +220,7 @@ def read_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise ConfigError(f"{name}: invalid YAML{where}: {problem}") from None
 
 

@@ -20,3 +20,13 @@ class DataError(PipelineError):
 
 class InputError(PipelineError):
     """A step input (an artifact URI or a file) is missing or unreadable."""
+
+
+def first_line(text: object) -> str:
+    """The first non-empty line of ``text`` (messages and error tags stay one line)."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what ``exc`` was: its first line, or its type when it has no message."""
+    return first_line(exc) or type(exc).__name__

@@ -24,7 +24,7 @@ from mlflow.models.evaluation.validation import ModelValidationFailedException
 from steps.artifacts import LoggedArtifact, load_manifest, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
-from steps.errors import InputError
+from steps.errors import InputError, first_line
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:
-        raise InputError(f"model {model_uri}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(f"model {model_uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None
     predictions = model.predict(test[schema.features])
     out = run(test, np.asarray(predictions), schema, params, model_id=model.metadata.model_id)
 
