@@ -35,6 +35,7 @@ MAIN_PARAMETERS: dict[str, str] = {
     "use_cache": "run.use_cache",
     "steps": "run.steps",
     "dry_run": "run.dry_run",
+    "fail_on_reject": "run.fail_on_reject",
 }
 
 STEPS = ("ingest", "featurize", "train", "evaluate", "register")
@@ -75,10 +76,16 @@ class ModelConfig:
 class EvaluationConfig:
     min_r2: float
     max_rmse: float
+    champion_tolerance: float
 
     def __post_init__(self) -> None:
         _require(self.min_r2 <= 1, "evaluation.min_r2", f"must be <= 1 (the best possible R²), got {self.min_r2}")
         _require(self.max_rmse > 0, "evaluation.max_rmse", f"must be > 0, got {self.max_rmse}")
+        _require(
+            0 <= self.champion_tolerance < 1,
+            "evaluation.champion_tolerance",
+            f"must be between 0 (inclusive) and 1 (exclusive), got {self.champion_tolerance}",
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class RunConfig:
     use_cache: bool
     steps: str
     dry_run: bool
+    fail_on_reject: bool
     overlap: str
     max_wait_seconds: float
 

@@ -1,9 +1,12 @@
-"""evaluate: score the model on the held-out test split and decide pass/fail against thresholds.
+"""evaluate: score the candidate (and the current champion) on the test split; decide pass/fail.
 
 Metrics come from MLflow's evaluation API (``mlflow.models.evaluate``, regressor: RMSE, MAE, R²
-and more); the verdict from ``mlflow.validate_evaluation_results`` with the thresholds in
-conf/pipeline.yaml. Logs the metrics, plots (predicted vs actual, residuals) and
-``evaluation/result.json``, which register reads.
+and more), for the candidate and, when there is one, for the champion on the same, current test
+split (in a nested run named after it). The verdict comes from
+``mlflow.validate_evaluation_results``: absolute thresholds (``evaluation.min_r2``,
+``evaluation.max_rmse``) and, against the champion, an RMSE at most (1 +
+``evaluation.champion_tolerance``) times the champion's. Logs the metrics, plots,
+``evaluation/result.json`` (read by register) and ``evaluation/report.md``.
 """
 
 from __future__ import annotations
@@ -11,27 +14,50 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow import MlflowClient
 from mlflow.models import MetricThreshold
+from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
 from steps.artifacts import LoggedArtifact, load_manifest, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
+from steps.registry import NO_VERSION, RegisteredModel, resolve
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "prediction"
-# Metrics every evaluation reports, by MLflow's names.
-REPORTED_METRICS = ("root_mean_squared_error", "mean_absolute_error", "r2_score")
+RMSE, MAE, R2 = "root_mean_squared_error", "mean_absolute_error", "r2_score"
+# Metrics every evaluation reports, by MLflow's names, and how the summary shows them.
+REPORTED_METRICS = {RMSE: "RMSE", MAE: "MAE", R2: "R²"}
+# Metrics of the champion logged on the evaluate run get this prefix.
+CHAMPION_METRIC_PREFIX = "champion_"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion and its predictions on the same test split."""
+
+    model: RegisteredModel
+    predictions: np.ndarray
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule of the gate and how the candidate fared."""
+
+    name: str
+    passed: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -39,14 +65,67 @@ class EvaluateOutputs:
     metrics: dict[str, float]
     passed: bool
     reason: str
+    checks: list[Check]
+    champion_metrics: dict[str, float] | None = None
     figures: dict[str, Figure] = field(default_factory=dict)
 
 
-def thresholds(params: EvaluationConfig) -> dict[str, MetricThreshold]:
+def absolute_thresholds(params: EvaluationConfig) -> dict[str, MetricThreshold]:
     return {
-        "r2_score": MetricThreshold(threshold=params.min_r2, greater_is_better=True),
-        "root_mean_squared_error": MetricThreshold(threshold=params.max_rmse, greater_is_better=False),
+        R2: MetricThreshold(threshold=params.min_r2, greater_is_better=True),
+        RMSE: MetricThreshold(threshold=params.max_rmse, greater_is_better=False),
     }
+
+
+def champion_thresholds(params: EvaluationConfig, champion: EvaluationResult) -> dict[str, MetricThreshold]:
+    """RMSE at most (1 + tolerance) x the champion's on the same split.
+
+    MLflow's ``min_relative_change`` can only demand an improvement; a tolerance for a slightly
+    worse model is a threshold derived from the champion's metric.
+    """
+    limit = champion.metrics[RMSE] * (1 + params.champion_tolerance)
+    return {RMSE: MetricThreshold(threshold=limit, greater_is_better=False)}
+
+
+def _passes(thresholds: dict[str, MetricThreshold], candidate: EvaluationResult, baseline: EvaluationResult | None = None) -> bool:
+    try:
+        mlflow.validate_evaluation_results(thresholds, candidate_result=candidate, baseline_result=baseline)
+    except ModelValidationFailedException:
+        return False
+    return True
+
+
+def judge(
+    params: EvaluationConfig, candidate: EvaluationResult, champion: EvaluationResult | None = None, champion_name: str = ""
+) -> list[Check]:
+    """Each rule of the gate, decided by ``mlflow.validate_evaluation_results``, in words."""
+    metrics = candidate.metrics
+    checks = []
+    for metric, threshold in absolute_thresholds(params).items():
+        ok = _passes({metric: threshold}, candidate)
+        relation = (">=" if ok else "<") if threshold.greater_is_better else ("<=" if ok else ">")
+        key = "min_r2" if metric == R2 else "max_rmse"
+        checks.append(Check(key, ok, f"{REPORTED_METRICS[metric]} {metrics[metric]:.4g} {relation} {key} {threshold.threshold:g}"))
+    if champion is not None:
+        limit = champion_thresholds(params, champion)
+        ok = _passes(limit, candidate, champion)
+        tolerance = f"{params.champion_tolerance * 100:g}%"
+        detail = (
+            f"RMSE {metrics[RMSE]:.4g} {'<=' if ok else '>'} {limit[RMSE].threshold:.4g}, "
+            f"{champion_name}'s RMSE {champion.metrics[RMSE]:.4g} on the same test split + {tolerance} tolerance"
+        )
+        checks.append(Check("champion", ok, detail))
+    return checks
+
+
+def verdict(checks: list[Check], champion_note: str) -> tuple[bool, str]:
+    """Passed when every check passed; the reason lists the failed checks (or all, when passed)."""
+    failed = [c.detail for c in checks if not c.passed]
+    passed = not failed
+    reason = "; ".join(failed if failed else [c.detail for c in checks])
+    if champion_note:
+        reason += f"; {champion_note}"
+    return passed, reason
 
 
 def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> dict[str, Figure]:
@@ -70,33 +149,68 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     return {"plots/predicted_vs_actual.png": scatter, "plots/residuals.png": resid}
 
 
-def run(
-    test: pd.DataFrame, predictions: np.ndarray, schema: DataSchema, params: EvaluationConfig, model_id: str | None = None
-) -> EvaluateOutputs:
-    """Score ``predictions`` against the test split's target and judge them.
-
-    Uses MLflow's evaluation API, which logs the metrics to the active run (and links them to
-    ``model_id`` when given).
-    """
-    actual = test[schema.target].to_numpy(dtype="float64")
+def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: str, model_id: str | None) -> EvaluationResult:
     predicted = np.asarray(predictions, dtype="float64").reshape(-1)
     if len(predicted) != len(actual):
         raise InputError(f"the model returned {len(predicted)} predictions for {len(actual)} test rows")
     if not np.isfinite(predicted).all():
         raise InputError(f"the model returned {int((~np.isfinite(predicted)).sum())} non-finite prediction(s) on the test split")
-    frame = pd.DataFrame({schema.target: actual, PREDICTION_COLUMN: predicted})
-    result = mlflow.models.evaluate(
-        data=frame, targets=schema.target, predictions=PREDICTION_COLUMN, model_type="regressor", model_id=model_id
+    frame = pd.DataFrame({target: actual, PREDICTION_COLUMN: predicted})
+    return mlflow.models.evaluate(data=frame, targets=target, predictions=PREDICTION_COLUMN, model_type="regressor", model_id=model_id)
+
+
+def run(
+    test: pd.DataFrame,
+    predictions: np.ndarray,
+    schema: DataSchema,
+    params: EvaluationConfig,
+    *,
+    model_id: str | None = None,
+    champion: Champion | None = None,
+    champion_note: str = "",
+) -> EvaluateOutputs:
+    """Score ``predictions`` (and the champion's) against the test split's target; judge them.
+
+    Uses MLflow's evaluation API, which logs the candidate's metrics to the active run (linked to
+    ``model_id`` when given) and the champion's to a nested run. ``champion_note`` explains why
+    there is no champion to compare with, when there is none.
+    """
+    actual = test[schema.target].to_numpy(dtype="float64")
+    result = _evaluate_predictions(actual, predictions, schema.target, model_id)
+    champion_result = None
+    if champion is not None:
+        with mlflow.start_run(nested=True, run_name=f"{champion.model} (champion, same test split)"):
+            champion_result = _evaluate_predictions(actual, champion.predictions, schema.target, None)
+    elif not champion_note:
+        champion_note = "no champion yet: absolute thresholds only"
+    checks = judge(params, result, champion_result, f"champion version {champion.model.version}" if champion else "")
+    passed, reason = verdict(checks, champion_note)
+    return EvaluateOutputs(
+        metrics={name: float(value) for name, value in result.metrics.items()},
+        passed=passed,
+        reason=reason,
+        checks=checks,
+        champion_metrics={name: float(value) for name, value in champion_result.metrics.items()} if champion_result else None,
+        figures=plot_predictions(actual, np.asarray(predictions, dtype="float64").reshape(-1), schema.target),
     )
-    try:
-        mlflow.validate_evaluation_results(thresholds(params), candidate_result=result)
-        passed = True
-        reason = f"r2_score >= {params.min_r2} and root_mean_squared_error <= {params.max_rmse}"
-    except ModelValidationFailedException as exc:
-        passed = False
-        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    metrics = {name: float(value) for name, value in result.metrics.items()}
-    return EvaluateOutputs(metrics=metrics, passed=passed, reason=reason, figures=plot_predictions(actual, predicted, schema.target))
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """evaluation/report.md: the verdict, both metric sets side by side, and each check."""
+    champion = result["champion"]
+    verdict_text = "**passed**" if result["passed"] else "**rejected**"
+    lines = [f"# Evaluation: {verdict_text}", "", result["reason"], ""]
+    header = "| metric | candidate |" + (f" champion (version {champion['version']}) |" if champion and champion.get("metrics") else "")
+    lines += [header, "|---|---|" + ("---|" if "champion (" in header else "")]
+    for name, label in REPORTED_METRICS.items():
+        row = f"| {label} | {result['metrics'][name]:.4g} |"
+        if "champion (" in header:
+            row += f" {champion['metrics'][name]:.4g} |"
+        lines.append(row)
+    lines += ["", "| check | passed | detail |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in result["checks"]]
+    lines += ["", f"Test split: {result['test_rows']} rows from `{result['test_uri']}`; model `{result['model_uri']}`.", ""]
+    return "\n".join(lines)
 
 
 # Artifact URIs this step reads, produced by upstream steps.
@@ -107,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("evaluate", __doc__, INPUTS)
     parser.add_argument("--min_r2", type=float, required=True, help="pass only if R² >= this")
     parser.add_argument("--max_rmse", type=float, required=True, help="pass only if RMSE <= this")
+    parser.add_argument("--champion_tolerance", type=float, required=True, help="pass only if RMSE <= the champion's RMSE x (1 + this)")
+    parser.add_argument(
+        "--champion_uri",
+        type=str,
+        default="",
+        help="the champion to compare with: models:/<name>/<version> or models:/<name>@champion; empty: none",
+    )
     return parser
 
 
@@ -114,31 +235,71 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("evaluate", build_parser(), _evaluate, argv)
 
 
+def _load(uri: str, what: str) -> mlflow.pyfunc.PyFuncModel:
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        raise InputError(f"{what} {uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def load_champion(uri: str, features: pd.DataFrame) -> tuple[Champion | None, str]:
+    """The champion at ``uri`` with its predictions on ``features``, or None and why not.
+
+    A champion that cannot score the current split (e.g. the schema has changed since it was
+    trained) is no reason to block every future model: the candidate is then judged on the
+    absolute thresholds alone, and the reason says so.
+    """
+    if not uri:
+        return None, "no champion yet: absolute thresholds only"
+    model = resolve(MlflowClient(), uri, "champion_uri")
+    if model is None:
+        return None, f"{uri} points at no version yet: absolute thresholds only"
+    try:
+        predictions = np.asarray(_load(model.uri, "champion").predict(features))
+    except Exception as exc:
+        logger.warning("%s cannot score the test split: %s", model, exc)
+        return None, f"champion version {model.version} cannot score this test split ({first_line(exc)}): absolute thresholds only"
+    return Champion(model, predictions), ""
+
+
 def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
-    params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse)
+    params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse, champion_tolerance=args.champion_tolerance)
     model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
     test = read_split(test_uri, "test split", schema)
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:
-        raise InputError(f"model {model_uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None
-    predictions = model.predict(test[schema.features])
-    out = run(test, np.asarray(predictions), schema, params, model_id=model.metadata.model_id)
+    features = test[schema.features]
+    model = _load(model_uri, "model")
+    champion, note = load_champion(args.champion_uri.strip(), features)
+    predictions = np.asarray(model.predict(features))
+    out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion, champion_note=note)
 
     for artifact_file, figure in out.figures.items():
         mlflow.log_figure(figure, artifact_file)
-    mlflow.set_tags({"pipeline.evaluation.passed": str(out.passed).lower(), "pipeline.evaluation.reason": out.reason[:MAX_TAG_LENGTH]})
+    if out.champion_metrics:
+        mlflow.log_metrics({CHAMPION_METRIC_PREFIX + name: out.champion_metrics[name] for name in REPORTED_METRICS})
+    mlflow.set_tags(
+        {
+            "pipeline.evaluation.passed": str(out.passed).lower(),
+            "pipeline.evaluation.reason": out.reason[:MAX_TAG_LENGTH],
+            "pipeline.evaluation.champion_version": champion.model.version if champion else NO_VERSION,
+        }
+    )
     result: dict[str, Any] = {
         "passed": out.passed,
         "reason": out.reason,
+        "checks": [asdict(check) for check in out.checks],
         "metrics": {name: out.metrics[name] for name in REPORTED_METRICS} | out.metrics,
-        "thresholds": {"min_r2": params.min_r2, "max_rmse": params.max_rmse},
+        # The champion this candidate was compared with: register promotes only if it still is.
+        "champion": None
+        if champion is None
+        else {"model_name": champion.model.name, "version": champion.model.version, "metrics": out.champion_metrics},
+        "thresholds": {"min_r2": params.min_r2, "max_rmse": params.max_rmse, "champion_tolerance": params.champion_tolerance},
         "model_uri": model_uri,
         "test_uri": test_uri,
         "test_rows": len(test),
     }
-    logger.info("%s: %s", "passed" if out.passed else "did not pass", out.reason)
+    logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
+    mlflow.log_text(report_markdown(result), "evaluation/report.md")
     return {"evaluation_uri": log_json(result, "evaluation/result.json")}
 
 

@@ -1,0 +1,116 @@
+"""The model registry conventions every step shares: aliases, version tags, promotion history.
+
+- ``champion``: the version in production (served, used by ``predict``). It moves only to a
+  version that passed evaluation against the champion it replaces, or back with ``rollback``.
+- ``challenger``: the newest candidate, whatever its verdict.
+
+Each promotion tags the promoted version with ``champion.previous`` (the version it replaced),
+so ``rollback`` can walk back one promotion at a time; rollbacks tag the version they demote.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from steps.errors import InputError, describe
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+# Version tags.
+PASSED_TAG = "evaluation.passed"
+DECISION_TAG = "decision"
+DECISION_REASON_TAG = "decision.reason"
+PREVIOUS_CHAMPION_TAG = "champion.previous"
+NO_VERSION = "none"
+# Registered-model tag: the last change of the champion alias, in words.
+LAST_CHANGE_TAG = "champion.last_change"
+
+# Outcomes of register.
+PROMOTED = "promoted"
+REJECTED = "rejected"
+# Passed evaluation, but the champion it was compared with is no longer the champion.
+STALE = "not promoted"
+
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One version of a registered model, by name and number."""
+
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.name} version {self.version}"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the alias (or the model) does not exist."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def champion_uri(client: MlflowClient, name: str) -> str:
+    """``models:/<name>/<version>`` of the current champion, or "" when there is none."""
+    version = alias_version(client, name, CHAMPION)
+    return RegisteredModel(name, version).uri if version else ""
+
+
+def get_version(client: MlflowClient, model: RegisteredModel) -> ModelVersion:
+    try:
+        return client.get_model_version(model.name, model.version)
+    except MlflowException as exc:
+        raise InputError(f"{model}: not found in the model registry ({describe(exc)})") from None
+
+
+def resolve(client: MlflowClient, uri: str, what: str) -> RegisteredModel | None:
+    """The registered version ``uri`` names (``models:/<name>/<n>`` or ``models:/<name>@<alias>``).
+
+    None when an alias points nowhere; an InputError for any other kind of URI or a version
+    that does not exist.
+    """
+    if match := _ALIAS_URI.match(uri):
+        version = alias_version(client, match["name"], match["alias"])
+        return RegisteredModel(match["name"], version) if version else None
+    if match := _VERSION_URI.match(uri):
+        model = RegisteredModel(match["name"], match["version"])
+        get_version(client, model)
+        return model
+    raise InputError(f"{what} {uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+
+
+def promote(client: MlflowClient, model: RegisteredModel, previous: str | None, by: Mapping[str, str]) -> None:
+    """Point ``champion`` at ``model``; record what it replaced and who promoted it."""
+    client.set_registered_model_alias(model.name, CHAMPION, model.version)
+    client.set_model_version_tag(model.name, model.version, PREVIOUS_CHAMPION_TAG, previous or NO_VERSION)
+    client.set_model_version_tag(model.name, model.version, "champion.promoted_at", now())
+    for key, value in by.items():
+        client.set_model_version_tag(model.name, model.version, f"champion.promoted_by.{key}", value)
+    change = f"{now()}: version {model.version} promoted (replacing {previous or 'no champion'})"
+    client.set_registered_model_tag(model.name, LAST_CHANGE_TAG, change)
+    logger.info("%s is now the champion (was %s)", model, previous or "none")
