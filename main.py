@@ -6,8 +6,12 @@ step as a child run, handing every step the artifact URIs of its upstream steps'
 
     ingest    --train_uri, test_uri, manifest_uri-->  featurize
     featurize --transformer_uri---------------------> train      (+ train_uri, manifest_uri)
-    train     --model_uri---------------------------> evaluate   (+ test_uri, manifest_uri)
+    train     --model_uri---------------------------> evaluate   (+ test_uri, manifest_uri, champion_uri)
     evaluate  --evaluation_uri----------------------> register   (+ model_uri, manifest_uri)
+
+evaluate compares the candidate with the current champion, pinned by version (so the cache
+reuses an evaluation only against the same champion); register promotes a candidate that
+passed, as long as that version is still the champion.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_loggi
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError, first_line
 from steps.lock import lock_path, pipeline_lock
+from steps.registry import REJECTED, champion_uri
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +99,8 @@ def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
         manifest_uri=manifest_uri,
         min_r2=evaluation.min_r2,
         max_rmse=evaluation.max_rmse,
+        champion_tolerance=evaluation.champion_tolerance,
+        champion_uri=champion_uri(chain.client, config.registry.model_name),
     )
     chain.step(
         "register",
@@ -124,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
         with exclusive(config, parent):
             run_pipeline(chain, config)
+        decision = chain.decision()
+        if config.run.fail_on_reject and decision and decision[0] == REJECTED:
+            error = f"the candidate was rejected and fail_on_reject=true: {decision[1]}"
     except ChainStopped:
         pass  # -P steps selected no step after this point
     except StepFailedError as exc:

@@ -183,7 +183,7 @@ def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:
         return log_file(local, artifact_path)
 
 
-def to_dataset(frame: pd.DataFrame, name: str, source: str, target: str) -> mlflow.data.pandas_dataset.PandasDataset:
+def to_dataset(frame: pd.DataFrame, name: str, source: str, target: str | None) -> mlflow.data.pandas_dataset.PandasDataset:
     """An MLflow dataset (for ``mlflow.log_input``) with ``source`` when MLflow can describe it."""
     try:
         with warnings.catch_warnings():

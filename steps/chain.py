@@ -39,6 +39,15 @@ from steps.cache import (
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 from steps.errors import PipelineError, describe
+from steps.registry import (
+    CHALLENGER,
+    CHAMPION,
+    CHAMPION_METRIC_PREFIX,
+    DECISION_REASON_RUN_TAG,
+    DECISION_RUN_TAG,
+    REPORTED_METRICS,
+    alias_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -300,15 +309,7 @@ class Chain:
         for r in self.results:
             run_id = r.reused_run_id or r.run_id or "-"
             lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {r.reason}")
-        evaluate = self.result("evaluate")
-        evaluate_id = evaluate and (evaluate.reused_run_id or evaluate.run_id)
-        if evaluate_id and evaluate.status in ("FINISHED", "REUSED"):
-            run = self.client.get_run(evaluate_id)
-            metrics = run.data.metrics
-            names = (("root_mean_squared_error", "RMSE"), ("mean_absolute_error", "MAE"), ("r2_score", "R²"))
-            shown = ", ".join(f"{label} {metrics[key]:.4g}" for key, label in names if key in metrics)
-            verdict = "passed" if run.data.tags.get("pipeline.evaluation.passed") == "true" else "did not pass"
-            lines.append(f"Evaluation (test split): {shown}; {verdict}: {run.data.tags.get('pipeline.evaluation.reason', '')}")
+        lines += self._evaluation_lines()
         register = self.result("register")
         if register and register.status in ("FINISHED", "REUSED"):
             lines += self._registration_lines(register)
@@ -316,26 +317,57 @@ class Chain:
             lines.append(f"Error: {error}")
         return "\n".join(lines)
 
+    def _step_run(self, name: str) -> Run | None:
+        """The run that did step ``name``'s work in this pipeline run (reused or not), if it finished."""
+        result = self.result(name)
+        run_id = result and (result.reused_run_id or result.run_id)
+        if not run_id or result.status not in ("FINISHED", "REUSED"):
+            return None
+        return self.client.get_run(run_id)
+
+    def decision(self) -> tuple[str, str] | None:
+        """register's decision (promoted / rejected / not promoted) and its reason, if it ran."""
+        run = self._step_run("register")
+        if run is None or DECISION_RUN_TAG not in run.data.tags:
+            return None
+        return run.data.tags[DECISION_RUN_TAG], run.data.tags.get(DECISION_REASON_RUN_TAG, "")
+
+    def _evaluation_lines(self) -> list[str]:
+        run = self._step_run("evaluate")
+        if run is None:
+            return []
+        metrics, tags = run.data.metrics, run.data.tags
+        line = "Evaluation (test split): " + ", ".join(
+            f"{label} {metrics[key]:.4g}" for key, label in REPORTED_METRICS.items() if key in metrics
+        )
+        champion = [
+            f"{label} {metrics[CHAMPION_METRIC_PREFIX + key]:.4g}"
+            for key, label in REPORTED_METRICS.items()
+            if CHAMPION_METRIC_PREFIX + key in metrics
+        ]
+        if champion:
+            line += f"; champion version {tags.get('pipeline.evaluation.champion_version')}: {', '.join(champion)}"
+        verdict = "passed" if tags.get("pipeline.evaluation.passed") == "true" else "rejected"
+        return [line, f"Verdict: {verdict}: {tags.get('pipeline.evaluation.reason', '')}"]
+
     def _registration_lines(self, register: StepResult) -> list[str]:
         name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
-        alias_uri = register.outputs.get("alias_uri")
+        decision = self.decision()
         if register.status == "REUSED":
-            head = f"Registered: nothing new; {name} version {version} was registered by an identical run"
+            lines = [f"Registered: nothing new; {name} version {version} was registered by an identical run"]
+            if decision:
+                lines.append(f"Decision (then): {decision[0]}: {decision[1]}")
         else:
-            head = f"Registered: {name} version {version}"
-        if not alias_uri:
-            return [f"{head}, no alias (evaluation did not pass; the champion is unchanged)"]
-        try:
-            champion = str(self.client.get_model_version_by_alias(name, "champion").version)
-        except MlflowException:
-            champion = None
-        if champion == version:
-            lines = [f"{head}, alias champion ({alias_uri})"]
-        else:
-            # A reused registration: the champion may have moved on since (or been removed).
-            lines = [f"{head}; the champion alias now points at version {champion or 'no version'}"]
-        if champion:
-            lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@champion" --env-manager local -h 127.0.0.1 -p 5000')
+            lines = [f"Registered: {name} version {version}, alias {CHALLENGER}"]
+            if decision:
+                lines.append(f"Decision: {decision[0]}: {decision[1]}")
+        champion = alias_version(self.client, name, CHAMPION)
+        if champion is None:
+            lines.append(f"Champion: none (no version of {name} has passed evaluation yet)")
+            return lines
+        mine = " (this run's model)" if champion == version else ""
+        lines.append(f"Champion: {name} version {champion}{mine}")
+        lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
         return lines
 
 

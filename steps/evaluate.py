@@ -30,17 +30,12 @@ from steps.artifacts import LoggedArtifact, load_manifest, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
-from steps.registry import NO_VERSION, RegisteredModel, resolve
+from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, R2, REPORTED_METRICS, RMSE, RegisteredModel, resolve
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "prediction"
-RMSE, MAE, R2 = "root_mean_squared_error", "mean_absolute_error", "r2_score"
-# Metrics every evaluation reports, by MLflow's names, and how the summary shows them.
-REPORTED_METRICS = {RMSE: "RMSE", MAE: "MAE", R2: "R²"}
-# Metrics of the champion logged on the evaluate run get this prefix.
-CHAMPION_METRIC_PREFIX = "champion_"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""register: register the model version and, if evaluation passed, make it the champion.
+"""register: register the candidate, point ``challenger`` at it, and promote it if it passed.
 
-The version is tagged with its lineage: the pipeline (parent) run, the data digest, the git
-commit and the evaluation verdict. The alias ``champion`` moves only to a version that passed.
+Every candidate becomes a new model version with the alias ``challenger``, tagged with its
+lineage (the pipeline run, the data digest, the git commit) and the verdict. ``champion`` moves
+to it only when evaluation passed *and* the champion evaluation compared it with is still the
+champion: when another pipeline promoted its own model in the meantime, this one is not promoted
+(the comparison is out of date) and the summary says so. See steps/registry.py for the aliases.
 """
 
 from __future__ import annotations
@@ -13,31 +16,79 @@ from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
 from steps.artifacts import load_manifest, read_json
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import RegistryConfig
 from steps.errors import InputError
+from steps.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DECISION_REASON_RUN_TAG,
+    DECISION_REASON_TAG,
+    DECISION_RUN_TAG,
+    DECISION_TAG,
+    NO_VERSION,
+    PROMOTED,
+    REJECTED,
+    REPORTED_METRICS,
+    STALE,
+    RegisteredModel,
+    alias_version,
+    promote,
+)
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
+
+@dataclass(frozen=True)
+class Verdict:
+    """What evaluate decided, and which champion version it compared with (None: no champion)."""
+
+    passed: bool
+    reason: str
+    compared_with: str | None
 
 
 @dataclass(frozen=True)
 class RegisterOutputs:
-    version: str
-    alias: str | None
+    model: RegisteredModel
+    decision: str
+    reason: str
+    champion: str | None  # the champion's version after this step
 
 
-def run(client: MlflowClient, model_uri: str, model_name: str, passed: bool, tags: Mapping[str, str]) -> RegisterOutputs:
-    """Register ``model_uri`` under ``model_name``; point ``champion`` at it when ``passed``."""
+def decide(verdict: Verdict, current_champion: str | None) -> tuple[str, str]:
+    """promoted / rejected / not promoted, and why."""
+    if not verdict.passed:
+        return REJECTED, verdict.reason
+    if current_champion != verdict.compared_with:
+        compared = f"version {verdict.compared_with}" if verdict.compared_with else "no champion"
+        now = f"version {current_champion}" if current_champion else "no version"
+        return STALE, (
+            f"the champion changed while this run was in progress: it was compared with {compared}, "
+            f"but champion is now {now}; run the pipeline again to compare with it"
+        )
+    return PROMOTED, verdict.reason
+
+
+def run(
+    client: MlflowClient, model_uri: str, model_name: str, verdict: Verdict, *, tags: Mapping[str, str], by: Mapping[str, str]
+) -> RegisterOutputs:
+    """Register ``model_uri`` as a new version of ``model_name`` and apply the aliases."""
     version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
-    if not passed:
-        return RegisterOutputs(version=str(version.version), alias=None)
-    client.set_registered_model_alias(model_name, CHAMPION, version.version)
-    return RegisterOutputs(version=str(version.version), alias=CHAMPION)
+    model = RegisteredModel(model_name, str(version.version))
+    client.set_registered_model_alias(model_name, CHALLENGER, model.version)
+    # Checked as late as possible: the window in which another pipeline can promote is small.
+    current = alias_version(client, model_name, CHAMPION)
+    decision, reason = decide(verdict, current)
+    client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
+    client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
+    if decision == PROMOTED:
+        promote(client, model, previous=current, by=by)
+        current = model.version
+    return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current)
 
 
 def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Mapping) -> dict[str, str]:
@@ -49,11 +100,7 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Map
         "git.commit": run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
         "evaluation.passed": str(bool(evaluation["passed"])).lower(),
         "evaluation.reason": str(evaluation.get("reason", ""))[:MAX_TAG_LENGTH],
-        **{
-            f"evaluation.{name}": f"{value:.6g}"
-            for name, value in evaluation.get("metrics", {}).items()
-            if name in ("root_mean_squared_error", "mean_absolute_error", "r2_score")
-        },
+        **{f"evaluation.{name}": f"{value:.6g}" for name, value in evaluation.get("metrics", {}).items() if name in REPORTED_METRICS},
     }
 
 
@@ -71,29 +118,49 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("register", build_parser(), _register, argv)
 
 
-def _register(args: argparse.Namespace) -> dict[str, str]:
-    model_name = RegistryConfig(model_name=args.model_name).model_name
-    model_uri, evaluation_uri, manifest_uri = require_inputs(args, INPUTS).values()
-    evaluation = read_json(evaluation_uri, what="evaluation result")
+def verdict_of(evaluation: object, evaluation_uri: str, model_uri: str, model_name: str) -> Verdict:
+    """The verdict in evaluate's result.json, checked to be about this model and registry name."""
     if not isinstance(evaluation, dict) or "passed" not in evaluation:
         raise InputError(f"evaluation result {evaluation_uri}: not a result written by evaluate (no 'passed')")
     if evaluation.get("model_uri") not in (None, model_uri):
         raise InputError(f"evaluation result {evaluation_uri} is for {evaluation['model_uri']}, not for {model_uri}")
+    champion = evaluation.get("champion") or None
+    if champion and champion.get("model_name") != model_name:
+        raise InputError(
+            f"evaluation result {evaluation_uri} compared with the champion of {champion.get('model_name')!r}, "
+            f"not of {model_name!r}: evaluate with -P champion_uri=models:/{model_name}@champion"
+        )
+    return Verdict(
+        passed=bool(evaluation["passed"]), reason=str(evaluation.get("reason", "")), compared_with=champion and str(champion["version"])
+    )
+
+
+def _register(args: argparse.Namespace) -> dict[str, str]:
+    model_name = RegistryConfig(model_name=args.model_name).model_name
+    model_uri, evaluation_uri, manifest_uri = require_inputs(args, INPUTS).values()
+    evaluation = read_json(evaluation_uri, what="evaluation result")
+    verdict = verdict_of(evaluation, evaluation_uri, model_uri, model_name)
     manifest, _ = load_manifest(manifest_uri)
 
     client = MlflowClient()
-    run_tags = client.get_run(mlflow.active_run().info.run_id).data.tags
-    out = run(client, model_uri, model_name, bool(evaluation["passed"]), lineage_tags(run_tags, manifest, evaluation))
-    mlflow.set_tags({"pipeline.model_name": model_name, "pipeline.model_version": out.version, "pipeline.alias": out.alias or ""})
-    if out.alias:
-        logger.info("registered %s version %s and set alias %s", model_name, out.version, out.alias)
-    else:
-        logger.info(
-            "registered %s version %s without alias: evaluation did not pass (%s)", model_name, out.version, evaluation.get("reason")
-        )
-    outputs = {"model_name": model_name, "model_version": out.version, "registered_model_uri": f"models:/{model_name}/{out.version}"}
-    if out.alias:
-        outputs["alias_uri"] = f"models:/{model_name}@{out.alias}"
+    active = mlflow.active_run().info.run_id
+    run_tags = client.get_run(active).data.tags
+    tags = lineage_tags(run_tags, manifest, evaluation) | {"evaluation.champion_version": verdict.compared_with or NO_VERSION}
+    by = {"run_id": run_tags.get(MLFLOW_PARENT_RUN_ID, active), "user": run_tags.get(MLFLOW_USER, "unknown")}
+    out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
+    mlflow.set_tags(
+        {
+            "pipeline.model_name": model_name,
+            "pipeline.model_version": out.model.version,
+            "pipeline.champion_version": out.champion or NO_VERSION,
+            DECISION_RUN_TAG: out.decision,
+            DECISION_REASON_RUN_TAG: out.reason[:MAX_TAG_LENGTH],
+        }
+    )
+    logger.info("registered %s (alias %s): %s: %s", out.model, CHALLENGER, out.decision, out.reason)
+    outputs = {"model_name": model_name, "model_version": out.model.version, "registered_model_uri": out.model.uri}
+    if out.decision == PROMOTED:
+        outputs["alias_uri"] = f"models:/{model_name}@{CHAMPION}"
     return outputs
 
 

@@ -33,8 +33,17 @@ DECISION_TAG = "decision"
 DECISION_REASON_TAG = "decision.reason"
 PREVIOUS_CHAMPION_TAG = "champion.previous"
 NO_VERSION = "none"
+# Tags of the register run.
+DECISION_RUN_TAG = "pipeline.decision"
+DECISION_REASON_RUN_TAG = "pipeline.decision.reason"
 # Registered-model tag: the last change of the champion alias, in words.
 LAST_CHANGE_TAG = "champion.last_change"
+
+# Evaluation metrics by MLflow's names, and how summaries show them.
+RMSE, MAE, R2 = "root_mean_squared_error", "mean_absolute_error", "r2_score"
+REPORTED_METRICS = {RMSE: "RMSE", MAE: "MAE", R2: "R²"}
+# The champion's metrics on the candidate's test split, logged on the evaluate run with this prefix.
+CHAMPION_METRIC_PREFIX = "champion_"
 
 # Outcomes of register.
 PROMOTED = "promoted"

@@ -219,10 +219,12 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
     return values, problems
 
 
-def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str) -> pd.DataFrame:
+def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require_target: bool = True) -> pd.DataFrame:
     """Check ``frame`` against ``schema`` and return it typed, with only the schema's columns.
 
-    Raises :class:`DataError` naming ``source``, the column(s) and the problem(s).
+    ``require_target=False`` is for rows to score: the target column may then be absent (it is
+    checked when present). Raises :class:`DataError` naming ``source``, the column(s) and the
+    problem(s).
     """
     if frame.shape[1] == 0:
         raise DataError(f"{source}: the file is empty (no header, no rows)")
@@ -230,7 +232,8 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str) -> pd.D
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataError(f"{source}: duplicate column name(s) {', '.join(map(repr, duplicated))}")
-    missing = [c.name for c in schema.columns if c.name not in names]
+    columns = [c for c in schema.columns if require_target or c.name != schema.target or c.name in names]
+    missing = [c.name for c in columns if c.name not in names]
     if missing:
         hint = ""
         if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
@@ -245,7 +248,7 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str) -> pd.D
 
     typed = {}
     problems = []
-    for spec in schema.columns:
+    for spec in columns:
         typed[spec.name], column_problems = _column_problems(spec, frame[spec.name].reset_index(drop=True))
         problems += [f"column {spec.name!r}: {p}" for p in column_problems]
     if problems:

@@ -32,8 +32,14 @@ STEP_PARAMETERS = {
     ("train", "max_iter"): "model.max_iter",
     ("evaluate", "min_r2"): "evaluation.min_r2",
     ("evaluate", "max_rmse"): "evaluation.max_rmse",
+    ("evaluate", "champion_tolerance"): "evaluation.champion_tolerance",
     ("register", "model_name"): "registry.model_name",
+    ("rollback", "model_name"): "registry.model_name",
+    ("predict", "model_name"): "registry.model_name",
+    ("predict", "schema"): "data.schema",
 }
+# The entry points besides main, each a module of steps/ with a build_parser().
+ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict")
 
 
 def raw_config() -> dict:
@@ -47,8 +53,8 @@ def test_default_config_loads_with_documented_values():
     assert isinstance(config.data.seed, int)
     assert set(config.flat()) == {
         "data.uri", "data.schema", "data.test_size", "data.seed", "model.alpha", "model.l1_ratio", "model.max_iter",
-        "evaluation.min_r2", "evaluation.max_rmse", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run", "run.overlap",
-        "run.max_wait_seconds",
+        "evaluation.min_r2", "evaluation.max_rmse", "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps",
+        "run.dry_run", "run.fail_on_reject", "run.overlap", "run.max_wait_seconds",
     }  # fmt: skip
 
 
@@ -143,11 +149,21 @@ def test_step_entry_point_defaults_mirror_the_config(step_and_name, key):
 
 def test_every_entry_point_parameter_is_typed_and_used_by_its_command():
     spec = read_yaml("MLproject")
-    assert set(spec["entry_points"]) == {"main", "ingest", "featurize", "train", "evaluate", "register"}
+    assert set(spec["entry_points"]) == {"main", *ENTRY_POINT_MODULES}
     for name, entry_point in spec["entry_points"].items():
         for param, declared in entry_point["parameters"].items():
             assert declared["type"] in ("string", "float", "int", "bool"), f"{name}.{param}"
             assert f"--{param}={{{param}}}" in entry_point["command"], f"{name}.{param} is not passed to its command"
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINT_MODULES)
+def test_cli_types_match_the_mlproject_parameter_types(entry_point):
+    python_type = {"string": str, "float": float, "int": int}
+    actions = {a.dest: a for a in importlib.import_module(f"steps.{entry_point}").build_parser()._actions if a.dest != "help"}
+    declared = mlproject_parameters(entry_point)
+    assert set(actions) == set(declared), entry_point
+    for name, spec in declared.items():
+        assert (actions[name].type or str) is python_type[spec["type"]], f"{entry_point}.{name}"
 
 
 def test_environment_files_pin_the_same_requirements():

@@ -1,4 +1,4 @@
-"""The evaluate and register cores, against a real (temporary) MLflow tracking store."""
+"""The evaluate, register and rollback cores, against a real (temporary) MLflow tracking store."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from steps import evaluate, featurize, register, train
+from steps import evaluate, featurize, register, rollback, train
 from steps.config import EvaluationConfig
 from steps.errors import InputError
+from steps.registry import RegisteredModel, alias_version, champion_uri, resolve
 from tests.conftest import make_frame
 
-LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0)
+LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
+BY = {"user": "tester", "run_id": "run123"}
 
 
 def test_good_predictions_pass_and_metrics_come_from_mlflow_evaluate(tracking_uri, small_schema):
@@ -23,6 +25,9 @@ def test_good_predictions_pass_and_metrics_come_from_mlflow_evaluate(tracking_ur
     assert out.metrics["root_mean_squared_error"] == pytest.approx(1.0)
     assert out.metrics["mean_absolute_error"] == pytest.approx(1.0)
     assert out.metrics["r2_score"] > 0.99
+    assert out.champion_metrics is None
+    assert out.reason.endswith("no champion yet: absolute thresholds only")
+    assert [c.name for c in out.checks] == ["min_r2", "max_rmse"]
     assert set(out.figures) == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
     logged = MlflowClient().get_run(run.info.run_id).data.metrics
     assert logged["root_mean_squared_error"] == pytest.approx(1.0)
@@ -32,9 +37,10 @@ def test_poor_predictions_fail_with_the_reason(tracking_uri, small_schema):
     test = make_frame(rows=30, missing=False)
     constant = np.full(len(test), test["y"].mean())
     with mlflow.start_run():
-        out = evaluate.run(test, constant, small_schema, EvaluationConfig(min_r2=0.3, max_rmse=1.0))
+        out = evaluate.run(test, constant, small_schema, EvaluationConfig(min_r2=0.3, max_rmse=1.0, champion_tolerance=0.0))
     assert not out.passed
-    assert "r2_score" in out.reason and "root_mean_squared_error" in out.reason
+    assert out.reason.startswith("R² ")
+    assert "< min_r2 0.3" in out.reason and "> max_rmse 1;" in out.reason
     assert "\n" not in out.reason
 
 
@@ -46,6 +52,55 @@ def test_unusable_predictions_are_errors(tracking_uri, small_schema):
         evaluate.run(test, np.r_[np.zeros(9), np.nan], small_schema, LENIENT)
 
 
+@pytest.mark.parametrize(
+    ("candidate_error", "champion_error", "passed"),
+    [
+        (2.0, 1.0, False),  # twice the champion's RMSE: far beyond the 1% tolerance
+        (1.005, 1.0, True),  # 0.5% worse: within the tolerance
+        (1.0, 2.0, True),  # better than the champion
+    ],
+)
+def test_candidate_is_judged_against_the_champion_on_the_same_split(tracking_uri, small_schema, candidate_error, champion_error, passed):
+    test = make_frame(rows=40, missing=False)
+    signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)  # RMSE == the offset exactly
+    champion = evaluate.Champion(RegisteredModel("m", "3"), test["y"].to_numpy() + champion_error * signs)
+    with mlflow.start_run() as run:
+        out = evaluate.run(test, test["y"].to_numpy() + candidate_error * signs, small_schema, LENIENT, champion=champion)
+    assert out.passed is passed, out.reason
+    assert out.champion_metrics["root_mean_squared_error"] == pytest.approx(champion_error)
+    check = out.checks[-1]
+    assert check.name == "champion" and check.passed is passed
+    assert f"champion version 3's RMSE {champion_error:.4g} on the same test split + 1% tolerance" in check.detail
+    if not passed:
+        assert out.reason == check.detail  # only the failed check explains a rejection
+    # The champion's evaluation is a nested run of the evaluate run, named after the version.
+    (nested,) = MlflowClient().search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert nested.data.tags["mlflow.runName"] == "m version 3 (champion, same test split)"
+    assert nested.data.metrics["root_mean_squared_error"] == pytest.approx(champion_error)
+
+
+def test_report_shows_both_metric_sets_and_every_check():
+    result = {
+        "passed": False,
+        "reason": "RMSE 2 > 1.01",
+        "metrics": {"root_mean_squared_error": 2.0, "mean_absolute_error": 1.5, "r2_score": 0.5},
+        "champion": {
+            "model_name": "m",
+            "version": "3",
+            "metrics": {"root_mean_squared_error": 1.0, "mean_absolute_error": 0.8, "r2_score": 0.9},
+        },
+        "checks": [{"name": "champion", "passed": False, "detail": "RMSE 2 > 1.01"}],
+        "test_rows": 40,
+        "test_uri": "runs:/x/data/test.parquet",
+        "model_uri": "models:/m-1",
+    }
+    report = evaluate.report_markdown(result)
+    assert report.startswith("# Evaluation: **rejected**")
+    assert "| metric | candidate | champion (version 3) |" in report
+    assert "| RMSE | 2 | 1 |" in report
+    assert "| champion | no | RMSE 2 > 1.01 |" in report
+
+
 def _logged_model_uri(small_schema) -> str:
     frame = make_frame(rows=60)
     transformer = featurize.run(frame, small_schema).transformer
@@ -55,19 +110,66 @@ def _logged_model_uri(small_schema) -> str:
     ).model_uri
 
 
-def test_register_sets_champion_only_when_evaluation_passed(tracking_uri, small_schema):
-    client = MlflowClient()
+@pytest.fixture
+def model_uri(tracking_uri, small_schema) -> str:
     with mlflow.start_run():
-        model_uri = _logged_model_uri(small_schema)
-    passed = register.run(client, model_uri, "unit-model", passed=True, tags={"data.digest": "abc"})
-    failed = register.run(client, model_uri, "unit-model", passed=False, tags={"data.digest": "abc"})
-    assert (passed.version, passed.alias) == ("1", "champion")
-    assert (failed.version, failed.alias) == ("2", None)
-    champion = client.get_model_version_by_alias("unit-model", "champion")
-    assert str(champion.version) == "1"
-    assert client.get_model_version("unit-model", "2").tags["data.digest"] == "abc"
+        return _logged_model_uri(small_schema)
+
+
+def _register(model_uri: str, passed: bool, compared_with: str | None, name: str = "unit-model") -> register.RegisterOutputs:
+    verdict = register.Verdict(passed=passed, reason="because", compared_with=compared_with)
+    tags = {"data.digest": "abc", "evaluation.passed": str(passed).lower()}
+    return register.run(MlflowClient(), model_uri, name, verdict, tags=tags, by=BY)
+
+
+def test_register_promotes_passed_candidates_and_keeps_rejected_ones_as_challenger(model_uri, small_schema):
+    client = MlflowClient()
+    first = _register(model_uri, passed=True, compared_with=None)
+    assert (first.model.version, first.decision, first.champion) == ("1", "promoted", "1")
+    assert client.get_model_version("unit-model", "1").tags["champion.previous"] == "none"
+
+    rejected = _register(model_uri, passed=False, compared_with="1")
+    assert (rejected.model.version, rejected.decision, rejected.champion) == ("2", "rejected", "1")
+    assert alias_version(client, "unit-model", "challenger") == "2"
+    assert alias_version(client, "unit-model", "champion") == "1"
+    tags = client.get_model_version("unit-model", "2").tags
+    assert (tags["decision"], tags["decision.reason"], tags["data.digest"]) == ("rejected", "because", "abc")
+
+    better = _register(model_uri, passed=True, compared_with="1")
+    assert (better.model.version, better.decision, better.champion) == ("3", "promoted", "3")
+    tags = client.get_model_version("unit-model", "3").tags
+    assert tags["champion.previous"] == "1"
+    assert tags["champion.promoted_by.user"] == "tester"
+    assert "version 3 promoted (replacing 1)" in client.get_registered_model("unit-model").tags["champion.last_change"]
+    assert champion_uri(client, "unit-model") == "models:/unit-model/3"
     predictions = mlflow.pyfunc.load_model("models:/unit-model@champion").predict(make_frame(rows=5)[small_schema.features])
     assert np.isfinite(predictions).all()
+
+
+def test_register_does_not_promote_when_the_champion_changed_since_evaluation(model_uri):
+    _register(model_uri, passed=True, compared_with=None)  # version 1, champion
+    _register(model_uri, passed=True, compared_with="1")  # version 2: another pipeline promoted it meanwhile
+    late = _register(model_uri, passed=True, compared_with="1")  # version 3 was compared with version 1
+    assert (late.decision, late.champion) == ("not promoted", "2")
+    assert "compared with version 1, but champion is now version 2" in late.reason
+    assert alias_version(MlflowClient(), "unit-model", "challenger") == "3"
+
+
+def test_first_candidate_is_not_promoted_if_a_champion_appeared_meanwhile(model_uri):
+    _register(model_uri, passed=True, compared_with=None)
+    late = _register(model_uri, passed=True, compared_with=None)
+    assert late.decision == "not promoted"
+    assert "compared with no champion, but champion is now version 1" in late.reason
+
+
+def test_verdict_must_be_about_this_model_and_registry_name():
+    evaluation = {"passed": True, "model_uri": "models:/m-1", "champion": {"model_name": "other", "version": "2"}}
+    with pytest.raises(InputError, match="compared with the champion of 'other', not of 'unit-model'"):
+        register.verdict_of(evaluation, "runs:/e/evaluation/result.json", "models:/m-1", "unit-model")
+    with pytest.raises(InputError, match="is for models:/m-1, not for models:/m-2"):
+        register.verdict_of(evaluation, "runs:/e/evaluation/result.json", "models:/m-2", "other")
+    verdict = register.verdict_of(evaluation, "uri", "models:/m-1", "other")
+    assert (verdict.passed, verdict.compared_with) == (True, "2")
 
 
 def test_lineage_tags_link_run_data_code_and_verdict():
@@ -85,3 +187,58 @@ def test_lineage_tags_link_run_data_code_and_verdict():
     standalone = register.lineage_tags({}, {}, {"passed": False})
     assert standalone["pipeline.run_id"].startswith("none")
     assert standalone["git.commit"].startswith("unknown")
+
+
+def test_rollback_walks_back_one_promotion_at_a_time(model_uri):
+    client = MlflowClient()
+    _register(model_uri, passed=True, compared_with=None)  # 1: champion
+    _register(model_uri, passed=False, compared_with="1")  # 2: rejected
+    _register(model_uri, passed=True, compared_with="1")  # 3: champion, previous 1
+
+    out = rollback.run(client, "unit-model", None, "bad predictions in production", by=BY)
+    assert (out.demoted.version, out.champion.version) == ("3", "1")
+    assert alias_version(client, "unit-model", "champion") == "1"
+    tags = client.get_model_version("unit-model", "3").tags
+    assert tags["champion.rolled_back.reason"] == "bad predictions in production"
+    assert tags["champion.rolled_back.by.user"] == "tester"
+    assert "rolled back from version 3 to 1" in client.get_registered_model("unit-model").tags["champion.last_change"]
+
+    with pytest.raises(InputError, match="unit-model version 1 is the first champion: there is no earlier one"):
+        rollback.run(client, "unit-model", None, "again", by=BY)
+    with pytest.raises(InputError, match="unit-model version 2 did not pass evaluation"):
+        rollback.run(client, "unit-model", "2", "try the rejected one", by=BY)
+    with pytest.raises(InputError, match="unit-model version 1 is already the champion"):
+        rollback.run(client, "unit-model", "1", "noop", by=BY)
+    with pytest.raises(InputError, match="unit-model version 9: not found in the model registry"):
+        rollback.run(client, "unit-model", "9", "missing", by=BY)
+    assert rollback.run(client, "unit-model", "3", "fixed after all", by=BY).champion.version == "3"
+
+
+def test_rollback_needs_a_champion(tracking_uri):
+    with pytest.raises(InputError, match="registered model 'nobody' has no champion: nothing to roll back"):
+        rollback.run(MlflowClient(), "nobody", None, "why", by=BY)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", None), (" 3 ", "3"), ("007", "7")])
+def test_rollback_version_parameter(text, expected):
+    assert rollback.parse_version(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "v2", "1.5"])
+def test_rollback_rejects_a_version_that_is_not_a_number(text):
+    with pytest.raises(InputError, match=r"-P version: expected a model version number"):
+        rollback.parse_version(text)
+
+
+def test_model_uris_resolve_to_registered_versions(model_uri):
+    client = MlflowClient()
+    _register(model_uri, passed=True, compared_with=None)
+    assert resolve(client, "models:/unit-model@champion", "x") == RegisteredModel("unit-model", "1")
+    assert resolve(client, "models:/unit-model@challenger", "x") == RegisteredModel("unit-model", "1")
+    assert resolve(client, "models:/unit-model@nobody", "x") is None
+    assert resolve(client, "models:/unit-model/1", "x").uri == "models:/unit-model/1"
+    with pytest.raises(InputError, match="unit-model version 5: not found"):
+        resolve(client, "models:/unit-model/5", "x")
+    with pytest.raises(InputError, match="champion_uri 'runs:/abc/model': expected models:/<name>/<version>"):
+        resolve(client, "runs:/abc/model", "champion_uri")
+    assert champion_uri(client, "no-such-model") == ""
