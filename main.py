@@ -29,7 +29,7 @@ from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_loggi
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError, first_line
 from steps.lock import lock_path, pipeline_lock
-from steps.registry import REJECTED, champion_uri
+from steps.registry import REJECTED, champion_to_compare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +100,7 @@ def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
         min_r2=evaluation.min_r2,
         max_rmse=evaluation.max_rmse,
         champion_tolerance=evaluation.champion_tolerance,
-        champion_uri=champion_uri(chain.client, config.registry.model_name),
+        champion_uri=champion_to_compare(chain.client, config.registry.model_name, train["model_uri"]),
     )
     chain.step(
         "register",

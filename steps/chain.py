@@ -45,6 +45,8 @@ from steps.registry import (
     CHAMPION_METRIC_PREFIX,
     DECISION_REASON_RUN_TAG,
     DECISION_RUN_TAG,
+    PROMOTED,
+    REJECTED,
     REPORTED_METRICS,
     alias_version,
 )
@@ -352,15 +354,20 @@ class Chain:
 
     def _registration_lines(self, register: StepResult) -> list[str]:
         name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
-        decision = self.decision()
         if register.status == "REUSED":
             lines = [f"Registered: nothing new; {name} version {version} was registered by an identical run"]
-            if decision:
-                lines.append(f"Decision (then): {decision[0]}: {decision[1]}")
         else:
             lines = [f"Registered: {name} version {version}, alias {CHALLENGER}"]
-            if decision:
-                lines.append(f"Decision: {decision[0]}: {decision[1]}")
+        decision = self.decision()
+        if decision:
+            outcome, reason = decision
+            label = "Decision (then)" if register.status == "REUSED" else "Decision"
+            if outcome == PROMOTED:
+                lines.append(f"{label}: promoted to {CHAMPION}")
+            elif outcome == REJECTED:
+                lines.append(f"{label}: rejected (see the verdict above)")
+            else:
+                lines.append(f"{label}: {outcome}: {reason}")
         champion = alias_version(self.client, name, CHAMPION)
         if champion is None:
             lines.append(f"Champion: none (no version of {name} has passed evaluation yet)")

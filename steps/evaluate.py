@@ -104,11 +104,14 @@ def judge(
     if champion is not None:
         limit = champion_thresholds(params, champion)
         ok = _passes(limit, candidate, champion)
-        tolerance = f"{params.champion_tolerance * 100:g}%"
-        detail = (
-            f"RMSE {metrics[RMSE]:.4g} {'<=' if ok else '>'} {limit[RMSE].threshold:.4g}, "
-            f"{champion_name}'s RMSE {champion.metrics[RMSE]:.4g} on the same test split + {tolerance} tolerance"
-        )
+        relation = "<=" if ok else ">"
+        if params.champion_tolerance:
+            detail = (
+                f"RMSE {metrics[RMSE]:.4g} {relation} {limit[RMSE].threshold:.4g}, {champion_name}'s RMSE "
+                f"{champion.metrics[RMSE]:.4g} on the same test split + {params.champion_tolerance * 100:g}% tolerance"
+            )
+        else:
+            detail = f"RMSE {metrics[RMSE]:.4g} {relation} {champion.metrics[RMSE]:.4g}, {champion_name}'s RMSE on the same test split"
         checks.append(Check("champion", ok, detail))
     return checks
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
 from steps.artifacts import load_manifest, read_json
@@ -23,6 +24,7 @@ from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import RegistryConfig
 from steps.errors import InputError
 from steps.registry import (
+    ALREADY,
     CHALLENGER,
     CHAMPION,
     DECISION_REASON_RUN_TAG,
@@ -33,10 +35,13 @@ from steps.registry import (
     PROMOTED,
     REJECTED,
     REPORTED_METRICS,
+    ROLLED_BACK_TAG_PREFIX,
     STALE,
     RegisteredModel,
-    alias_version,
+    alias_target,
+    holds_model,
     promote,
+    rolled_back_versions,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,10 +64,20 @@ class RegisterOutputs:
     champion: str | None  # the champion's version after this step
 
 
-def decide(verdict: Verdict, current_champion: str | None) -> tuple[str, str]:
-    """promoted / rejected / not promoted, and why."""
+def decide(
+    verdict: Verdict, current_champion: str | None, champion_is_candidate: bool = False, rolled_back: ModelVersion | None = None
+) -> tuple[str, str]:
+    """promoted / rejected / not promoted / already champion, and why."""
     if not verdict.passed:
         return REJECTED, verdict.reason
+    if champion_is_candidate:
+        return ALREADY, f"the champion, version {current_champion}, is this same model"
+    if rolled_back is not None:
+        why = rolled_back.tags.get(ROLLED_BACK_TAG_PREFIX + "reason", "no reason given")
+        return STALE, (
+            f"version {rolled_back.version} holds this same model and was rolled back ({why}); "
+            f"it is not promoted again automatically (to restore it on purpose: -e rollback -P version={rolled_back.version})"
+        )
     if current_champion != verdict.compared_with:
         compared = f"version {verdict.compared_with}" if verdict.compared_with else "no champion"
         now = f"version {current_champion}" if current_champion else "no version"
@@ -81,8 +96,15 @@ def run(
     model = RegisteredModel(model_name, str(version.version))
     client.set_registered_model_alias(model_name, CHALLENGER, model.version)
     # Checked as late as possible: the window in which another pipeline can promote is small.
-    current = alias_version(client, model_name, CHAMPION)
-    decision, reason = decide(verdict, current)
+    champion = alias_target(client, model_name, CHAMPION)
+    current = str(champion.version) if champion else None
+    rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
+    decision, reason = decide(
+        verdict,
+        current,
+        champion_is_candidate=champion is not None and holds_model(champion, model_uri),
+        rolled_back=rolled_back[0] if rolled_back else None,
+    )
     client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
     client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
     if decision == PROMOTED:

@@ -32,6 +32,8 @@ PASSED_TAG = "evaluation.passed"
 DECISION_TAG = "decision"
 DECISION_REASON_TAG = "decision.reason"
 PREVIOUS_CHAMPION_TAG = "champion.previous"
+ROLLED_BACK_TAG_PREFIX = "champion.rolled_back."
+ROLLED_BACK_AT_TAG = ROLLED_BACK_TAG_PREFIX + "at"
 NO_VERSION = "none"
 # Tags of the register run.
 DECISION_RUN_TAG = "pipeline.decision"
@@ -50,6 +52,8 @@ PROMOTED = "promoted"
 REJECTED = "rejected"
 # Passed evaluation, but the champion it was compared with is no longer the champion.
 STALE = "not promoted"
+# The champion already is this very model (registered again, e.g. by a forced re-run).
+ALREADY = "already champion"
 
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
@@ -74,20 +78,44 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+def alias_target(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version ``alias`` points at, or None when the alias (or the model) does not exist."""
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
-def champion_uri(client: MlflowClient, name: str) -> str:
-    """``models:/<name>/<version>`` of the current champion, or "" when there is none."""
-    version = alias_version(client, name, CHAMPION)
-    return RegisteredModel(name, version).uri if version else ""
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The number of the version ``alias`` points at, or None."""
+    target = alias_target(client, name, alias)
+    return str(target.version) if target else None
+
+
+def holds_model(version: ModelVersion, model_uri: str) -> bool:
+    """Whether registered ``version`` is the logged model ``model_uri`` (``models:/<model id>``)."""
+    return model_uri in (version.source, f"models:/{version.model_id}")
+
+
+def rolled_back_versions(client: MlflowClient, name: str, model_uri: str) -> list[ModelVersion]:
+    """Versions of ``name`` holding the model ``model_uri`` that a rollback demoted."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return [v for v in versions if holds_model(v, model_uri) and ROLLED_BACK_AT_TAG in v.tags]
+
+
+def champion_to_compare(client: MlflowClient, name: str, candidate_model_uri: str) -> str:
+    """``models:/<name>/<version>`` of the champion a candidate must be compared with, or "".
+
+    "" when there is no champion, and when the champion already is the candidate model (an
+    identical re-run): a model compared with itself passes by definition, and comparing with
+    nothing keeps the re-run's evaluation a cache hit instead of a new version of the same model.
+    """
+    champion = alias_target(client, name, CHAMPION)
+    if champion is None or holds_model(champion, candidate_model_uri):
+        return ""
+    return RegisteredModel(name, str(champion.version)).uri
 
 
 def get_version(client: MlflowClient, model: RegisteredModel) -> ModelVersion:

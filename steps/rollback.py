@@ -26,6 +26,7 @@ from steps.registry import (
     NO_VERSION,
     PASSED_TAG,
     PREVIOUS_CHAMPION_TAG,
+    ROLLED_BACK_TAG_PREFIX,
     RegisteredModel,
     alias_version,
     get_version,
@@ -70,7 +71,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
     when = now()
     demoted_tags = {"at": when, "reason": reason, **{f"by.{key}": value for key, value in by.items()}}
     for key, value in demoted_tags.items():
-        client.set_model_version_tag(model_name, current.version, f"champion.rolled_back.{key}", value[:MAX_TAG_LENGTH])
+        client.set_model_version_tag(model_name, current.version, ROLLED_BACK_TAG_PREFIX + key, value[:MAX_TAG_LENGTH])
     client.set_registered_model_tag(
         model_name, LAST_CHANGE_TAG, f"{when}: rolled back from version {current.version} to {target.version} ({reason})"[:MAX_TAG_LENGTH]
     )

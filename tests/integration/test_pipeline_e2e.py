@@ -120,7 +120,10 @@ def test_steps_log_what_they_promise(default_store_run):
     assert plots == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
     result = json.loads(mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/result.json"))
     assert result["passed"] is True
-    assert result["thresholds"] == {"min_r2": 0.3, "max_rmse": 65.0}
+    assert result["thresholds"] == {"min_r2": 0.3, "max_rmse": 65.0, "champion_tolerance": 0.0}
+    assert result["champion"] is None  # the first model: judged on the absolute thresholds only
+    report = mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/report.md")
+    assert report.startswith("# Evaluation: **passed**")
 
 
 def test_parent_logs_resolved_config_and_prints_a_summary(default_store_run):
@@ -133,8 +136,10 @@ def test_parent_logs_resolved_config_and_prints_a_summary(default_store_run):
     out = default_store_run.process.stdout
     for step, child in default_store_run.children().items():
         assert re.search(rf"{step}\s+{child.info.run_id}\s+FINISHED\s+[\d.]+s", out), out
-    assert re.search(r"Evaluation \(test split\): RMSE [\d.]+, MAE [\d.]+, R² [\d.]+; passed", out), out
-    assert "Registered: diabetes-elasticnet version 1, alias champion" in out
+    assert re.search(r"Evaluation \(test split\): RMSE [\d.]+, MAE [\d.]+, R² [\d.]+\n", out), out
+    assert re.search(r"Verdict: passed: R² [\d.]+ >= min_r2 0.3; RMSE [\d.]+ <= max_rmse 65; no champion yet", out), out
+    assert "Registered: diabetes-elasticnet version 1, alias challenger\nDecision: promoted to champion\n" in out
+    assert "Champion: diabetes-elasticnet version 1 (this run's model)" in out
     assert 'mlflow models serve -m "models:/diabetes-elasticnet@champion"' in out
     assert mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/summary.txt").startswith(f"Pipeline run {parent.info.run_id} FINISHED")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mlflow
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from mlflow import MlflowClient
 from steps import evaluate, featurize, register, rollback, train
 from steps.config import EvaluationConfig
 from steps.errors import InputError
-from steps.registry import RegisteredModel, alias_version, champion_uri, resolve
+from steps.registry import RegisteredModel, alias_version, champion_to_compare, resolve
 from tests.conftest import make_frame
 
 LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
@@ -73,10 +75,25 @@ def test_candidate_is_judged_against_the_champion_on_the_same_split(tracking_uri
     assert f"champion version 3's RMSE {champion_error:.4g} on the same test split + 1% tolerance" in check.detail
     if not passed:
         assert out.reason == check.detail  # only the failed check explains a rejection
+
     # The champion's evaluation is a nested run of the evaluate run, named after the version.
     (nested,) = MlflowClient().search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert nested.data.tags["mlflow.runName"] == "m version 3 (champion, same test split)"
     assert nested.data.metrics["root_mean_squared_error"] == pytest.approx(champion_error)
+
+
+def test_with_no_tolerance_the_candidate_must_not_be_worse_than_the_champion(tracking_uri, small_schema):
+    test = make_frame(rows=40, missing=False)
+    signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)
+    strict = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.0)
+    champion = evaluate.Champion(RegisteredModel("m", "2"), test["y"].to_numpy() + signs)
+    with mlflow.start_run():
+        same = evaluate.run(test, test["y"].to_numpy() + signs, small_schema, strict, champion=champion)
+        worse = evaluate.run(test, test["y"].to_numpy() + 1.001 * signs, small_schema, strict, champion=champion)
+    assert same.passed, same.reason
+    assert same.checks[-1].detail == "RMSE 1 <= 1, champion version 2's RMSE on the same test split"
+    assert not worse.passed
+    assert worse.reason == "RMSE 1.001 > 1, champion version 2's RMSE on the same test split"
 
 
 def test_report_shows_both_metric_sets_and_every_check():
@@ -101,19 +118,20 @@ def test_report_shows_both_metric_sets_and_every_check():
     assert "| champion | no | RMSE 2 > 1.01 |" in report
 
 
-def _logged_model_uri(small_schema) -> str:
+@pytest.fixture
+def new_model(tracking_uri, small_schema) -> Callable[[], str]:
+    """Log a new model (a distinct logged model id each call) and return its URI."""
     frame = make_frame(rows=60)
     transformer = featurize.run(frame, small_schema).transformer
-    model = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.1, l1_ratio=0.5, max_iter=5000)).model
-    return mlflow.sklearn.log_model(
-        model, name="model", serialization_format="skops", skops_trusted_types=featurize.SKOPS_TRUSTED_TYPES
-    ).model_uri
+    fitted = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.1, l1_ratio=0.5, max_iter=5000)).model
 
+    def log() -> str:
+        with mlflow.start_run():
+            return mlflow.sklearn.log_model(
+                fitted, name="model", serialization_format="skops", skops_trusted_types=featurize.SKOPS_TRUSTED_TYPES
+            ).model_uri
 
-@pytest.fixture
-def model_uri(tracking_uri, small_schema) -> str:
-    with mlflow.start_run():
-        return _logged_model_uri(small_schema)
+    return log
 
 
 def _register(model_uri: str, passed: bool, compared_with: str | None, name: str = "unit-model") -> register.RegisterOutputs:
@@ -122,44 +140,69 @@ def _register(model_uri: str, passed: bool, compared_with: str | None, name: str
     return register.run(MlflowClient(), model_uri, name, verdict, tags=tags, by=BY)
 
 
-def test_register_promotes_passed_candidates_and_keeps_rejected_ones_as_challenger(model_uri, small_schema):
+def test_register_promotes_passed_candidates_and_keeps_rejected_ones_as_challenger(new_model, small_schema):
     client = MlflowClient()
-    first = _register(model_uri, passed=True, compared_with=None)
+    first = _register(new_model(), passed=True, compared_with=None)
     assert (first.model.version, first.decision, first.champion) == ("1", "promoted", "1")
     assert client.get_model_version("unit-model", "1").tags["champion.previous"] == "none"
 
-    rejected = _register(model_uri, passed=False, compared_with="1")
+    rejected = _register(new_model(), passed=False, compared_with="1")
     assert (rejected.model.version, rejected.decision, rejected.champion) == ("2", "rejected", "1")
     assert alias_version(client, "unit-model", "challenger") == "2"
     assert alias_version(client, "unit-model", "champion") == "1"
     tags = client.get_model_version("unit-model", "2").tags
     assert (tags["decision"], tags["decision.reason"], tags["data.digest"]) == ("rejected", "because", "abc")
 
-    better = _register(model_uri, passed=True, compared_with="1")
+    better = _register(new_model(), passed=True, compared_with="1")
     assert (better.model.version, better.decision, better.champion) == ("3", "promoted", "3")
     tags = client.get_model_version("unit-model", "3").tags
     assert tags["champion.previous"] == "1"
     assert tags["champion.promoted_by.user"] == "tester"
     assert "version 3 promoted (replacing 1)" in client.get_registered_model("unit-model").tags["champion.last_change"]
-    assert champion_uri(client, "unit-model") == "models:/unit-model/3"
+    assert champion_to_compare(client, "unit-model", new_model()) == "models:/unit-model/3"
     predictions = mlflow.pyfunc.load_model("models:/unit-model@champion").predict(make_frame(rows=5)[small_schema.features])
     assert np.isfinite(predictions).all()
 
 
-def test_register_does_not_promote_when_the_champion_changed_since_evaluation(model_uri):
-    _register(model_uri, passed=True, compared_with=None)  # version 1, champion
-    _register(model_uri, passed=True, compared_with="1")  # version 2: another pipeline promoted it meanwhile
-    late = _register(model_uri, passed=True, compared_with="1")  # version 3 was compared with version 1
+def test_register_does_not_promote_when_the_champion_changed_since_evaluation(new_model):
+    _register(new_model(), passed=True, compared_with=None)  # version 1, champion
+    _register(new_model(), passed=True, compared_with="1")  # version 2: another pipeline promoted it meanwhile
+    late = _register(new_model(), passed=True, compared_with="1")  # version 3 was compared with version 1
     assert (late.decision, late.champion) == ("not promoted", "2")
     assert "compared with version 1, but champion is now version 2" in late.reason
     assert alias_version(MlflowClient(), "unit-model", "challenger") == "3"
 
 
-def test_first_candidate_is_not_promoted_if_a_champion_appeared_meanwhile(model_uri):
-    _register(model_uri, passed=True, compared_with=None)
-    late = _register(model_uri, passed=True, compared_with=None)
+def test_first_candidate_is_not_promoted_if_a_champion_appeared_meanwhile(new_model):
+    _register(new_model(), passed=True, compared_with=None)
+    late = _register(new_model(), passed=True, compared_with=None)
     assert late.decision == "not promoted"
     assert "compared with no champion, but champion is now version 1" in late.reason
+
+
+def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new_model):
+    client = MlflowClient()
+    model_uri = new_model()
+    _register(model_uri, passed=True, compared_with=None)
+    # An identical re-run compares with nothing, so its evaluation stays a cache hit...
+    assert champion_to_compare(client, "unit-model", model_uri) == ""
+    assert champion_to_compare(client, "unit-model", new_model()) == "models:/unit-model/1"
+    # ...and registering the same model again (e.g. forced with -P steps) changes no champion.
+    again = _register(model_uri, passed=True, compared_with=None)
+    assert (again.model.version, again.decision, again.champion) == ("2", "already champion", "1")
+    assert again.reason == "the champion, version 1, is this same model"
+
+
+def test_a_rolled_back_model_is_not_promoted_again_automatically(new_model):
+    client = MlflowClient()
+    first, second = new_model(), new_model()
+    _register(first, passed=True, compared_with=None)  # 1
+    _register(second, passed=True, compared_with="1")  # 2, previous 1
+    rollback.run(client, "unit-model", None, "complaints", by=BY)  # champion back to 1
+    again = _register(second, passed=True, compared_with="1")  # 3: the same model as 2, evaluated anew
+    assert (again.decision, again.champion) == ("not promoted", "1")
+    assert "version 2 holds this same model and was rolled back (complaints)" in again.reason
+    assert "-e rollback -P version=2" in again.reason
 
 
 def test_verdict_must_be_about_this_model_and_registry_name():
@@ -189,11 +232,11 @@ def test_lineage_tags_link_run_data_code_and_verdict():
     assert standalone["git.commit"].startswith("unknown")
 
 
-def test_rollback_walks_back_one_promotion_at_a_time(model_uri):
+def test_rollback_walks_back_one_promotion_at_a_time(new_model):
     client = MlflowClient()
-    _register(model_uri, passed=True, compared_with=None)  # 1: champion
-    _register(model_uri, passed=False, compared_with="1")  # 2: rejected
-    _register(model_uri, passed=True, compared_with="1")  # 3: champion, previous 1
+    _register(new_model(), passed=True, compared_with=None)  # 1: champion
+    _register(new_model(), passed=False, compared_with="1")  # 2: rejected
+    _register(new_model(), passed=True, compared_with="1")  # 3: champion, previous 1
 
     out = rollback.run(client, "unit-model", None, "bad predictions in production", by=BY)
     assert (out.demoted.version, out.champion.version) == ("3", "1")
@@ -230,9 +273,9 @@ def test_rollback_rejects_a_version_that_is_not_a_number(text):
         rollback.parse_version(text)
 
 
-def test_model_uris_resolve_to_registered_versions(model_uri):
+def test_model_uris_resolve_to_registered_versions(new_model):
     client = MlflowClient()
-    _register(model_uri, passed=True, compared_with=None)
+    _register(new_model(), passed=True, compared_with=None)
     assert resolve(client, "models:/unit-model@champion", "x") == RegisteredModel("unit-model", "1")
     assert resolve(client, "models:/unit-model@challenger", "x") == RegisteredModel("unit-model", "1")
     assert resolve(client, "models:/unit-model@nobody", "x") is None
@@ -241,4 +284,4 @@ def test_model_uris_resolve_to_registered_versions(model_uri):
         resolve(client, "models:/unit-model/5", "x")
     with pytest.raises(InputError, match="champion_uri 'runs:/abc/model': expected models:/<name>/<version>"):
         resolve(client, "runs:/abc/model", "champion_uri")
-    assert champion_uri(client, "no-such-model") == ""
+    assert champion_to_compare(client, "no-such-model", "models:/m-1") == ""
