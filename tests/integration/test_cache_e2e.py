@@ -70,8 +70,10 @@ def test_the_same_command_twice_reuses_every_step_and_registers_nothing(first_ru
         assert child.data.tags["pipeline.cache.reused_from"] == tags[f"pipeline.{step}.run_id"]
     assert "REUSED" in second.process.stdout
     assert (
-        "Registered: nothing new; diabetes-elasticnet version 1 was registered by an identical run, alias champion" in second.process.stdout
-    )
+        "Registered: nothing new; diabetes-elasticnet version 1 was registered by an identical run\n"
+        "Decision (then): promoted to champion\n"
+        "Champion: diabetes-elasticnet version 1 (this run's model)"
+    ) in second.process.stdout
 
 
 def test_a_new_alpha_reuses_ingest_and_featurize_only(first_run):
