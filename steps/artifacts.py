@@ -25,7 +25,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from steps.config import project_path
-from steps.errors import DataError, InputError, describe
+from steps.errors import DataError, InputError, describe, first_line
 from steps.schema import DataSchema, parse_schema
 
 logger = logging.getLogger(__name__)
@@ -211,3 +211,12 @@ def read_split(uri: str, what: str, schema: DataSchema) -> pd.DataFrame:
         names = ", ".join(map(repr, missing))
         raise InputError(f"{what} {uri}: missing column(s) {names} of the manifest's schema; pass the split and manifest of one ingest run")
     return frame
+
+
+def load_model(uri: str, what: str = "model") -> mlflow.pyfunc.PyFuncModel:
+    """The MLflow model at ``uri`` as a pyfunc; one line naming ``uri`` when it cannot be loaded."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        # Missing artifacts, a flavor whose package is not installed, untrusted skops types...
+        raise InputError(f"{what} {uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None

@@ -372,8 +372,13 @@ class Chain:
         if champion is None:
             lines.append(f"Champion: none (no version of {name} has passed evaluation yet)")
             return lines
-        mine = " (this run's model)" if champion == version else ""
-        lines.append(f"Champion: {name} version {champion}{mine}")
+        if champion == version:
+            note = " (this run's model)"
+        elif decision and decision[0] == PROMOTED:
+            note = f" (version {version} was promoted then, and has been replaced or rolled back since)"
+        else:
+            note = ""
+        lines.append(f"Champion: {name} version {champion}{note}")
         lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
         return lines
 

@@ -26,24 +26,29 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from steps.artifacts import LoggedArtifact, load_manifest, log_json, read_split
+from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
 from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, R2, REPORTED_METRICS, RMSE, RegisteredModel, resolve
-from steps.schema import DataSchema
+from steps.schema import PREDICTION_COLUMN, DataSchema
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMN = "prediction"
+
+NO_CHAMPION = "no champion yet: absolute thresholds only"
 
 
 @dataclass(frozen=True)
 class Champion:
-    """The current champion and its predictions on the same test split."""
+    """The current champion and its predictions on the same test split.
+
+    ``predictions`` is None when it cannot score the split; ``problem`` then says why.
+    """
 
     model: RegisteredModel
-    predictions: np.ndarray
+    predictions: np.ndarray | None
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,24 +170,24 @@ def run(
     *,
     model_id: str | None = None,
     champion: Champion | None = None,
-    champion_note: str = "",
 ) -> EvaluateOutputs:
     """Score ``predictions`` (and the champion's) against the test split's target; judge them.
 
     Uses MLflow's evaluation API, which logs the candidate's metrics to the active run (linked to
-    ``model_id`` when given) and the champion's to a nested run. ``champion_note`` explains why
-    there is no champion to compare with, when there is none.
+    ``model_id`` when given) and the champion's to a nested run. Without a champion, or with one
+    that cannot score the split, only the absolute thresholds apply and the reason says why.
     """
     actual = test[schema.target].to_numpy(dtype="float64")
     result = _evaluate_predictions(actual, predictions, schema.target, model_id)
-    champion_result = None
-    if champion is not None:
+    champion_result, note = None, NO_CHAMPION
+    if champion is not None and champion.predictions is not None:
         with mlflow.start_run(nested=True, run_name=f"{champion.model} (champion, same test split)"):
             champion_result = _evaluate_predictions(actual, champion.predictions, schema.target, None)
-    elif not champion_note:
-        champion_note = "no champion yet: absolute thresholds only"
+        note = ""
+    elif champion is not None:
+        note = f"champion version {champion.model.version} {champion.problem}: absolute thresholds only"
     checks = judge(params, result, champion_result, f"champion version {champion.model.version}" if champion else "")
-    passed, reason = verdict(checks, champion_note)
+    passed, reason = verdict(checks, note)
     return EvaluateOutputs(
         metrics={name: float(value) for name, value in result.metrics.items()},
         passed=passed,
@@ -233,31 +238,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("evaluate", build_parser(), _evaluate, argv)
 
 
-def _load(uri: str, what: str) -> mlflow.pyfunc.PyFuncModel:
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    except Exception as exc:
-        raise InputError(f"{what} {uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None
-
-
-def load_champion(uri: str, features: pd.DataFrame) -> tuple[Champion | None, str]:
-    """The champion at ``uri`` with its predictions on ``features``, or None and why not.
+def load_champion(uri: str, features: pd.DataFrame) -> Champion | None:
+    """The champion at ``uri`` with its predictions on ``features``; None when there is none.
 
     A champion that cannot score the current split (e.g. the schema has changed since it was
-    trained) is no reason to block every future model: the candidate is then judged on the
-    absolute thresholds alone, and the reason says so.
+    trained) is no reason to block every future model: it is returned without predictions and
+    the candidate is judged on the absolute thresholds alone. One that cannot even be loaded is
+    an error: the registry needs fixing (e.g. ``-e rollback``).
     """
     if not uri:
-        return None, "no champion yet: absolute thresholds only"
+        return None
     model = resolve(MlflowClient(), uri, "champion_uri")
     if model is None:
-        return None, f"{uri} points at no version yet: absolute thresholds only"
+        logger.info("%s points at no version yet: no champion to compare with", uri)
+        return None
+    loaded = load_model(model.uri, "champion")
     try:
-        predictions = np.asarray(_load(model.uri, "champion").predict(features))
+        return Champion(model, np.asarray(loaded.predict(features)))
     except Exception as exc:
         logger.warning("%s cannot score the test split: %s", model, exc)
-        return None, f"champion version {model.version} cannot score this test split ({first_line(exc)}): absolute thresholds only"
-    return Champion(model, predictions), ""
+        return Champion(model, None, f"cannot score this test split ({type(exc).__name__}: {first_line(exc)})")
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
@@ -266,10 +266,10 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     _, schema = load_manifest(manifest_uri)
     test = read_split(test_uri, "test split", schema)
     features = test[schema.features]
-    model = _load(model_uri, "model")
-    champion, note = load_champion(args.champion_uri.strip(), features)
+    model = load_model(model_uri)
+    champion = load_champion(args.champion_uri.strip(), features)
     predictions = np.asarray(model.predict(features))
-    out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion, champion_note=note)
+    out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion)
 
     for artifact_file, figure in out.figures.items():
         mlflow.log_figure(figure, artifact_file)
@@ -290,7 +290,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         # The champion this candidate was compared with: register promotes only if it still is.
         "champion": None
         if champion is None
-        else {"model_name": champion.model.name, "version": champion.model.version, "metrics": out.champion_metrics},
+        else {
+            "model_name": champion.model.name,
+            "version": champion.model.version,
+            "metrics": out.champion_metrics,
+            "problem": champion.problem or None,
+        },
         "thresholds": {"min_r2": params.min_r2, "max_rmse": params.max_rmse, "champion_tolerance": params.champion_tolerance},
         "model_uri": model_uri,
         "test_uri": test_uri,

@@ -35,6 +35,12 @@ def lock_path(tracking_uri: str, experiment_id: str, model_name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"mlflow-pipeline-{identity}.lock"
 
 
+def registry_lock_path(tracking_uri: str, model_name: str) -> Path:
+    """The lock file that serialises alias changes of ``model_name`` in this store on this machine."""
+    identity = hashlib.sha256(f"{tracking_uri.rstrip('/')}\nregistry\n{model_name}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mlflow-pipeline-registry-{identity}.lock"
+
+
 def _holder(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip() or "unknown"
@@ -43,11 +49,20 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def pipeline_lock(path: Path, holder: str, overlap: str, max_wait_seconds: float) -> Iterator[None]:
+def pipeline_lock(
+    path: Path,
+    holder: str,
+    overlap: str,
+    max_wait_seconds: float,
+    *,
+    what: str = "run of this pipeline",
+    limit: str = "run.max_wait_seconds",
+) -> Iterator[None]:
     """Hold the lock at ``path``; ``overlap`` says what to do when another run holds it.
 
-    ``"fail"``: raise at once. ``"wait"``: wait up to ``max_wait_seconds``, then raise.
-    ``holder`` (e.g. the run id and pid) is written into the file for the other run's message.
+    ``"fail"``: raise at once. ``"wait"``: wait up to ``max_wait_seconds`` (the setting named
+    ``limit``), then raise. ``holder`` (e.g. the run id and pid) is written into the file for the
+    other run's message; ``what`` names what holds the lock in messages.
     """
     try:
         # World-writable, so a person and the scheduler's service user share one lock.
@@ -67,15 +82,11 @@ def pipeline_lock(path: Path, holder: str, overlap: str, max_wait_seconds: float
             except BlockingIOError:
                 other = _holder(path)
                 if overlap == "fail":
-                    raise PipelineBusyError(
-                        f"another run of this pipeline is in progress ({other}); run.overlap=fail, so this one stops"
-                    ) from None
+                    raise PipelineBusyError(f"another {what} is in progress ({other}); run.overlap=fail, so this one stops") from None
                 if time.monotonic() >= deadline:
-                    raise PipelineBusyError(
-                        f"another run of this pipeline ({other}) still runs after {max_wait_seconds:g} s (run.max_wait_seconds)"
-                    ) from None
+                    raise PipelineBusyError(f"another {what} ({other}) still runs after {max_wait_seconds:g} s ({limit})") from None
                 if not announced:
-                    logger.warning("another run of this pipeline is in progress (%s); waiting up to %g s", other, max_wait_seconds)
+                    logger.warning("another %s is in progress (%s); waiting up to %g s", what, other, max_wait_seconds)
                     announced = True
                 time.sleep(POLL_SECONDS)
         handle.seek(0)

@@ -21,16 +21,15 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput
 
-from steps.artifacts import LoggedArtifact, log_table, read_table, resolve_data_uri, to_dataset
-from steps.cli import ArgumentParser, run_step
+from steps.artifacts import LoggedArtifact, load_model, log_table, read_table, resolve_data_uri, to_dataset
+from steps.cli import run_step, step_parser
 from steps.config import RegistryConfig
-from steps.errors import InputError, first_line
+from steps.errors import InputError
 from steps.registry import CHAMPION, RegisteredModel, resolve
-from steps.schema import DataSchema, load_schema, validate_frame
+from steps.schema import PREDICTION_COLUMN, DataSchema, load_schema, validate_frame
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMN = "prediction"
 PREDICTIONS_FILE = "predictions/predictions.parquet"
 
 
@@ -55,7 +54,7 @@ def run(raw: pd.DataFrame, model: mlflow.pyfunc.PyFuncModel, schema: DataSchema,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="predict", description=(__doc__ or "predict").splitlines()[0])
+    parser = step_parser("predict", __doc__, inputs=())
     parser.add_argument("--data_uri", type=str, default="", help="CSV or Parquet rows to score: path, file://, http(s)://, artifact URI")
     parser.add_argument("--model_uri", type=str, default="", help="the model to use; empty: models:/<model_name>@champion")
     parser.add_argument("--model_name", type=str, required=True, help="registered model whose champion scores when no model_uri")
@@ -84,10 +83,7 @@ def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     schema = load_schema(args.schema)
     client = MlflowClient()
     uri, registered = model_to_use(client, args.model_uri.strip(), args.model_name)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:
-        raise InputError(f"model {uri}: cannot load ({type(exc).__name__}: {first_line(exc)})") from None
+    model = load_model(uri)
     location = resolve_data_uri(args.data_uri)
     raw = read_table(location, what="dataset", text_columns=schema.text_columns)
     out = run(raw, model, schema, source=args.data_uri)

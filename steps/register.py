@@ -27,17 +27,20 @@ from steps.registry import (
     ALREADY,
     CHALLENGER,
     CHAMPION,
+    COMPARED_WITH_TAG,
     DECISION_REASON_RUN_TAG,
     DECISION_REASON_TAG,
     DECISION_RUN_TAG,
     DECISION_TAG,
     NO_VERSION,
+    PASSED_TAG,
     PROMOTED,
     REJECTED,
     REPORTED_METRICS,
     ROLLED_BACK_TAG_PREFIX,
     STALE,
     RegisteredModel,
+    alias_change,
     alias_target,
     holds_model,
     promote,
@@ -95,21 +98,22 @@ def run(
     version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
     model = RegisteredModel(model_name, str(version.version))
     client.set_registered_model_alias(model_name, CHALLENGER, model.version)
-    # Checked as late as possible: the window in which another pipeline can promote is small.
-    champion = alias_target(client, model_name, CHAMPION)
-    current = str(champion.version) if champion else None
     rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
-    decision, reason = decide(
-        verdict,
-        current,
-        champion_is_candidate=champion is not None and holds_model(champion, model_uri),
-        rolled_back=rolled_back[0] if rolled_back else None,
-    )
+    # Read the champion and move it as one step, as late as possible.
+    with alias_change(model_name):
+        champion = alias_target(client, model_name, CHAMPION)
+        current = str(champion.version) if champion else None
+        decision, reason = decide(
+            verdict,
+            current,
+            champion_is_candidate=champion is not None and holds_model(champion, model_uri),
+            rolled_back=rolled_back[0] if rolled_back else None,
+        )
+        if decision == PROMOTED:
+            promote(client, model, previous=current, by=by)
+            current = model.version
     client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
     client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
-    if decision == PROMOTED:
-        promote(client, model, previous=current, by=by)
-        current = model.version
     return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current)
 
 
@@ -120,7 +124,7 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Map
         "data.source": str(manifest.get("source", "")),
         "data.digest": str(manifest.get("digest", "")),
         "git.commit": run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
-        "evaluation.passed": str(bool(evaluation["passed"])).lower(),
+        PASSED_TAG: str(bool(evaluation["passed"])).lower(),
         "evaluation.reason": str(evaluation.get("reason", ""))[:MAX_TAG_LENGTH],
         **{f"evaluation.{name}": f"{value:.6g}" for name, value in evaluation.get("metrics", {}).items() if name in REPORTED_METRICS},
     }
@@ -167,7 +171,7 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
     client = MlflowClient()
     active = mlflow.active_run().info.run_id
     run_tags = client.get_run(active).data.tags
-    tags = lineage_tags(run_tags, manifest, evaluation) | {"evaluation.champion_version": verdict.compared_with or NO_VERSION}
+    tags = lineage_tags(run_tags, manifest, evaluation) | {COMPARED_WITH_TAG: verdict.compared_with or NO_VERSION}
     by = {"run_id": run_tags.get(MLFLOW_PARENT_RUN_ID, active), "user": run_tags.get(MLFLOW_USER, "unknown")}
     out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
     mlflow.set_tags(

@@ -13,14 +13,17 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from steps.errors import InputError, describe
+from steps.lock import pipeline_lock, registry_lock_path
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ CHALLENGER = "challenger"
 
 # Version tags.
 PASSED_TAG = "evaluation.passed"
+# The champion version evaluation compared a version with ("none": no champion then).
+COMPARED_WITH_TAG = "evaluation.champion_version"
 DECISION_TAG = "decision"
 DECISION_REASON_TAG = "decision.reason"
 PREVIOUS_CHAMPION_TAG = "champion.previous"
@@ -55,6 +60,8 @@ STALE = "not promoted"
 # The champion already is this very model (registered again, e.g. by a forced re-run).
 ALREADY = "already champion"
 
+# An alias change takes milliseconds; waiting longer means something is stuck.
+ALIAS_LOCK_SECONDS = 60.0
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
@@ -108,20 +115,39 @@ def rolled_back_versions(client: MlflowClient, name: str, model_uri: str) -> lis
 def champion_to_compare(client: MlflowClient, name: str, candidate_model_uri: str) -> str:
     """``models:/<name>/<version>`` of the champion a candidate must be compared with, or "".
 
-    "" when there is no champion, and when the champion already is the candidate model (an
-    identical re-run): a model compared with itself passes by definition, and comparing with
-    nothing keeps the re-run's evaluation a cache hit instead of a new version of the same model.
+    "" when there is no champion. When the champion already is the candidate model (an identical
+    re-run), comparing it with itself would change evaluate's cache key and register the same
+    model again; it is compared with what it was compared with when it was promoted instead, so
+    the re-run's evaluation (and registration) are cache hits.
     """
     champion = alias_target(client, name, CHAMPION)
-    if champion is None or holds_model(champion, candidate_model_uri):
+    if champion is None:
         return ""
-    return RegisteredModel(name, str(champion.version)).uri
+    if not holds_model(champion, candidate_model_uri):
+        return RegisteredModel(name, str(champion.version)).uri
+    compared = champion.tags.get(COMPARED_WITH_TAG, NO_VERSION)
+    if compared == NO_VERSION:
+        return ""
+    try:
+        return RegisteredModel(name, str(get_version(client, RegisteredModel(name, compared)).version)).uri
+    except InputError:
+        return ""  # that version was deleted since: nothing to compare with
+
+
+@contextmanager
+def alias_change(name: str) -> Iterator[None]:
+    """Check the champion and move it as one step (one process at a time on this machine)."""
+    path = registry_lock_path(mlflow.get_tracking_uri(), name)
+    with pipeline_lock(path, f"alias change of {name}", "wait", ALIAS_LOCK_SECONDS, what="alias change", limit="a fixed limit"):
+        yield
 
 
 def get_version(client: MlflowClient, model: RegisteredModel) -> ModelVersion:
     try:
         return client.get_model_version(model.name, model.version)
     except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         raise InputError(f"{model}: not found in the model registry ({describe(exc)})") from None
 
 
@@ -135,7 +161,7 @@ def resolve(client: MlflowClient, uri: str, what: str) -> RegisteredModel | None
         version = alias_version(client, match["name"], match["alias"])
         return RegisteredModel(match["name"], version) if version else None
     if match := _VERSION_URI.match(uri):
-        model = RegisteredModel(match["name"], match["version"])
+        model = RegisteredModel(match["name"], str(int(match["version"])))
         get_version(client, model)
         return model
     raise InputError(f"{what} {uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")

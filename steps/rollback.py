@@ -17,7 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
-from steps.cli import MAX_TAG_LENGTH, ArgumentParser, run_step
+from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
 from steps.config import RegistryConfig
 from steps.errors import InputError
 from steps.registry import (
@@ -28,6 +28,7 @@ from steps.registry import (
     PREVIOUS_CHAMPION_TAG,
     ROLLED_BACK_TAG_PREFIX,
     RegisteredModel,
+    alias_change,
     alias_version,
     get_version,
     now,
@@ -56,18 +57,17 @@ def target_version(client: MlflowClient, current: RegisteredModel, requested: st
 
 def run(client: MlflowClient, model_name: str, version: str | None, reason: str, by: Mapping[str, str]) -> RollbackOutputs:
     """Move ``champion`` of ``model_name`` from its current version to ``version`` (or the previous)."""
-    current_version = alias_version(client, model_name, CHAMPION)
-    if current_version is None:
-        raise InputError(f"registered model {model_name!r} has no champion: nothing to roll back")
-    current = RegisteredModel(model_name, current_version)
-    target = target_version(client, current, version)
-    target_tags = get_version(client, target).tags
-    if target_tags.get(PASSED_TAG) != "true":
-        raise InputError(
-            f"{target} did not pass evaluation ({PASSED_TAG}={target_tags.get(PASSED_TAG, 'missing')}): not making it the champion"
-        )
-
-    client.set_registered_model_alias(model_name, CHAMPION, target.version)
+    with alias_change(model_name):
+        current_version = alias_version(client, model_name, CHAMPION)
+        if current_version is None:
+            raise InputError(f"registered model {model_name!r} has no champion: nothing to roll back")
+        current = RegisteredModel(model_name, current_version)
+        target = target_version(client, current, version)
+        target_tags = get_version(client, target).tags
+        if target_tags.get(PASSED_TAG) != "true":
+            passed = target_tags.get(PASSED_TAG, "missing")
+            raise InputError(f"{target} did not pass evaluation ({PASSED_TAG}={passed}): not making it the champion")
+        client.set_registered_model_alias(model_name, CHAMPION, target.version)
     when = now()
     demoted_tags = {"at": when, "reason": reason, **{f"by.{key}": value for key, value in by.items()}}
     for key, value in demoted_tags.items():
@@ -80,7 +80,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="rollback", description=(__doc__ or "rollback").splitlines()[0])
+    parser = step_parser("rollback", __doc__, inputs=())
     parser.add_argument("--model_name", type=str, required=True, help="registered model name")
     parser.add_argument("--version", type=str, default="", help="the version to make champion; empty: the previous champion")
     parser.add_argument("--reason", type=str, default="", help="why (recorded with the rollback)")

@@ -17,6 +17,8 @@ from steps.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 DTYPES = ("float", "int", "string")
+# The column of model predictions that evaluate and predict add next to the data's columns.
+PREDICTION_COLUMN = "prediction"
 _COLUMN_KEYS = ("dtype", "categorical", "allowed", "min", "max", "nullable")
 # How many problems one error message lists before summarising the rest.
 _MAX_LISTED = 3

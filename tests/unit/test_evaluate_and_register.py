@@ -96,6 +96,17 @@ def test_with_no_tolerance_the_candidate_must_not_be_worse_than_the_champion(tra
     assert worse.reason == "RMSE 1.001 > 1, champion version 2's RMSE on the same test split"
 
 
+def test_a_champion_that_cannot_score_the_split_leaves_the_absolute_thresholds(tracking_uri, small_schema):
+    test = make_frame(rows=30, missing=False)
+    champion = evaluate.Champion(RegisteredModel("m", "4"), None, "cannot score this test split (KeyError: 'x3')")
+    with mlflow.start_run():
+        out = evaluate.run(test, test["y"].to_numpy() + 1.0, small_schema, LENIENT, champion=champion)
+    assert out.passed
+    assert [c.name for c in out.checks] == ["min_r2", "max_rmse"]
+    assert out.champion_metrics is None
+    assert out.reason.endswith("; champion version 4 cannot score this test split (KeyError: 'x3'): absolute thresholds only")
+
+
 def test_report_shows_both_metric_sets_and_every_check():
     result = {
         "passed": False,
@@ -184,13 +195,21 @@ def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new
     client = MlflowClient()
     model_uri = new_model()
     _register(model_uri, passed=True, compared_with=None)
-    # An identical re-run compares with nothing, so its evaluation stays a cache hit...
+    # An identical re-run compares with what the champion was compared with (here: nothing), so
+    # its evaluation stays a cache hit...
     assert champion_to_compare(client, "unit-model", model_uri) == ""
-    assert champion_to_compare(client, "unit-model", new_model()) == "models:/unit-model/1"
+    other = new_model()
+    assert champion_to_compare(client, "unit-model", other) == "models:/unit-model/1"
     # ...and registering the same model again (e.g. forced with -P steps) changes no champion.
     again = _register(model_uri, passed=True, compared_with=None)
     assert (again.model.version, again.decision, again.champion) == ("2", "already champion", "1")
     assert again.reason == "the champion, version 1, is this same model"
+    # A champion that replaced version 1 is compared with version 1 again when re-run.
+    tags = {"evaluation.passed": "true", "evaluation.champion_version": "1"}
+    promoted = register.run(client, other, "unit-model", register.Verdict(True, "ok", "1"), tags=tags, by=BY)
+    assert (promoted.model.version, promoted.decision) == ("3", "promoted")
+    assert champion_to_compare(client, "unit-model", other) == "models:/unit-model/1"
+    assert champion_to_compare(client, "unit-model", model_uri) == "models:/unit-model/3"
 
 
 def test_a_rolled_back_model_is_not_promoted_again_automatically(new_model):
@@ -280,6 +299,7 @@ def test_model_uris_resolve_to_registered_versions(new_model):
     assert resolve(client, "models:/unit-model@challenger", "x") == RegisteredModel("unit-model", "1")
     assert resolve(client, "models:/unit-model@nobody", "x") is None
     assert resolve(client, "models:/unit-model/1", "x").uri == "models:/unit-model/1"
+    assert resolve(client, "models:/unit-model/01", "x").version == "1"
     with pytest.raises(InputError, match="unit-model version 5: not found"):
         resolve(client, "models:/unit-model/5", "x")
     with pytest.raises(InputError, match="champion_uri 'runs:/abc/model': expected models:/<name>/<version>"):
