@@ -22,15 +22,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
-from mlflow.models.evaluation.validation import ModelValidationFailedException
 
 from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
-from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, R2, REPORTED_METRICS, RMSE, RegisteredModel, resolve
+from steps.gate import Check, absolute_checks, champion_check
+from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, REPORTED_METRICS, RegisteredModel, resolve
 from steps.schema import PREDICTION_COLUMN, DataSchema
 
 logger = logging.getLogger(__name__)
@@ -52,15 +51,6 @@ class Champion:
 
 
 @dataclass(frozen=True)
-class Check:
-    """One rule of the gate and how the candidate fared."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class EvaluateOutputs:
     metrics: dict[str, float]
     passed: bool
@@ -70,54 +60,13 @@ class EvaluateOutputs:
     figures: dict[str, Figure] = field(default_factory=dict)
 
 
-def absolute_thresholds(params: EvaluationConfig) -> dict[str, MetricThreshold]:
-    return {
-        R2: MetricThreshold(threshold=params.min_r2, greater_is_better=True),
-        RMSE: MetricThreshold(threshold=params.max_rmse, greater_is_better=False),
-    }
-
-
-def champion_thresholds(params: EvaluationConfig, champion: EvaluationResult) -> dict[str, MetricThreshold]:
-    """RMSE at most (1 + tolerance) x the champion's on the same split.
-
-    MLflow's ``min_relative_change`` can only demand an improvement; a tolerance for a slightly
-    worse model is a threshold derived from the champion's metric.
-    """
-    limit = champion.metrics[RMSE] * (1 + params.champion_tolerance)
-    return {RMSE: MetricThreshold(threshold=limit, greater_is_better=False)}
-
-
-def _passes(thresholds: dict[str, MetricThreshold], candidate: EvaluationResult, baseline: EvaluationResult | None = None) -> bool:
-    try:
-        mlflow.validate_evaluation_results(thresholds, candidate_result=candidate, baseline_result=baseline)
-    except ModelValidationFailedException:
-        return False
-    return True
-
-
 def judge(
     params: EvaluationConfig, candidate: EvaluationResult, champion: EvaluationResult | None = None, champion_name: str = ""
 ) -> list[Check]:
     """Each rule of the gate, decided by ``mlflow.validate_evaluation_results``, in words."""
-    metrics = candidate.metrics
-    checks = []
-    for metric, threshold in absolute_thresholds(params).items():
-        ok = _passes({metric: threshold}, candidate)
-        relation = (">=" if ok else "<") if threshold.greater_is_better else ("<=" if ok else ">")
-        key = "min_r2" if metric == R2 else "max_rmse"
-        checks.append(Check(key, ok, f"{REPORTED_METRICS[metric]} {metrics[metric]:.4g} {relation} {key} {threshold.threshold:g}"))
+    checks = absolute_checks(params, candidate)
     if champion is not None:
-        limit = champion_thresholds(params, champion)
-        ok = _passes(limit, candidate, champion)
-        relation = "<=" if ok else ">"
-        if params.champion_tolerance:
-            detail = (
-                f"RMSE {metrics[RMSE]:.4g} {relation} {limit[RMSE].threshold:.4g}, {champion_name}'s RMSE "
-                f"{champion.metrics[RMSE]:.4g} on the same test split + {params.champion_tolerance * 100:g}% tolerance"
-            )
-        else:
-            detail = f"RMSE {metrics[RMSE]:.4g} {relation} {champion.metrics[RMSE]:.4g}, {champion_name}'s RMSE on the same test split"
-        checks.append(Check("champion", ok, detail))
+        checks.append(champion_check(params, candidate, champion, champion_name))
     return checks
 
 
@@ -263,7 +212,7 @@ def load_champion(uri: str, features: pd.DataFrame) -> Champion | None:
 def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse, champion_tolerance=args.champion_tolerance)
     model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
-    _, schema = load_manifest(manifest_uri)
+    manifest, schema = load_manifest(manifest_uri)
     test = read_split(test_uri, "test split", schema)
     features = test[schema.features]
     model = load_model(model_uri)
@@ -300,6 +249,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         "model_uri": model_uri,
         "test_uri": test_uri,
         "test_rows": len(test),
+        # Identifies the split (by content): register compares recorded metrics only on the same one.
+        "test_digest": manifest.get("splits", {}).get("test", {}).get("digest"),
     }
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
     mlflow.log_text(report_markdown(result), "evaluation/report.md")

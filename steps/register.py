@@ -3,8 +3,10 @@
 Every candidate becomes a new model version with the alias ``challenger``, tagged with its
 lineage (the pipeline run, the data digest, the git commit) and the verdict. ``champion`` moves
 to it only when evaluation passed *and* the champion evaluation compared it with is still the
-champion: when another pipeline promoted its own model in the meantime, this one is not promoted
-(the comparison is out of date) and the summary says so. See steps/registry.py for the aliases.
+champion. When another pipeline promoted its own model in the meantime, the candidate is compared
+with that champion's recorded metrics on the same test split and promoted only if it is not
+worse; if they cannot be compared, it is not promoted and the summary says why. The aliases move
+under a lease that every process using the store respects (steps/registry.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 from mlflow import MlflowClient
@@ -21,8 +23,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 
 from steps.artifacts import load_manifest, read_json
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
-from steps.config import RegistryConfig
+from steps.config import EvaluationConfig, RegistryConfig
 from steps.errors import InputError
+from steps.gate import Check, champion_check, result_of
 from steps.registry import (
     ALREADY,
     CHALLENGER,
@@ -37,11 +40,14 @@ from steps.registry import (
     PROMOTED,
     REJECTED,
     REPORTED_METRICS,
+    RMSE,
     ROLLED_BACK_TAG_PREFIX,
     STALE,
+    TEST_DIGEST_TAG,
     RegisteredModel,
     alias_change,
     alias_target,
+    alias_version,
     holds_model,
     promote,
     rolled_back_versions,
@@ -52,11 +58,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Verdict:
-    """What evaluate decided, and which champion version it compared with (None: no champion)."""
+    """What evaluate decided, and which champion version it compared with (None: no champion).
+
+    ``metrics``, ``test_digest`` and ``params`` let register re-check the candidate against a
+    champion promoted while it was being evaluated.
+    """
 
     passed: bool
     reason: str
     compared_with: str | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    test_digest: str | None = None
+    params: EvaluationConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -67,28 +80,66 @@ class RegisterOutputs:
     champion: str | None  # the champion's version after this step
 
 
+def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
+    """The candidate against ``champion`` by that champion's recorded metrics, if comparable.
+
+    Comparable when both were evaluated on the same test split (same content digest) and the
+    champion's RMSE is recorded; None otherwise.
+    """
+    if champion is None or verdict.params is None or not verdict.test_digest or RMSE not in verdict.metrics:
+        return None
+    if champion.tags.get(TEST_DIGEST_TAG) != verdict.test_digest:
+        return None
+    try:
+        champion_rmse = float(champion.tags[f"evaluation.{RMSE}"])
+    except (KeyError, ValueError):
+        return None
+    return champion_check(verdict.params, result_of(verdict.metrics), result_of({RMSE: champion_rmse}), f"version {champion.version}")
+
+
 def decide(
-    verdict: Verdict, current_champion: str | None, champion_is_candidate: bool = False, rolled_back: ModelVersion | None = None
+    verdict: Verdict, champion: ModelVersion | None, *, champion_is_candidate: bool = False, rolled_back: ModelVersion | None = None
 ) -> tuple[str, str]:
-    """promoted / rejected / not promoted / already champion, and why."""
+    """promoted / rejected / not promoted / already champion, and why.
+
+    ``champion`` is the champion now. When it is not the one evaluate compared with (another
+    pipeline promoted its model meanwhile), the candidate is compared with the new champion's
+    recorded metrics on the same test split; without those it is not promoted.
+    """
+    current = str(champion.version) if champion else None
     if not verdict.passed:
         return REJECTED, verdict.reason
     if champion_is_candidate:
-        return ALREADY, f"the champion, version {current_champion}, is this same model"
+        return ALREADY, f"the champion, version {current}, is this same model"
     if rolled_back is not None:
         why = rolled_back.tags.get(ROLLED_BACK_TAG_PREFIX + "reason", "no reason given")
         return STALE, (
             f"version {rolled_back.version} holds this same model and was rolled back ({why}); "
             f"it is not promoted again automatically (to restore it on purpose: -e rollback -P version={rolled_back.version})"
         )
-    if current_champion != verdict.compared_with:
-        compared = f"version {verdict.compared_with}" if verdict.compared_with else "no champion"
-        now = f"version {current_champion}" if current_champion else "no version"
-        return STALE, (
-            f"the champion changed while this run was in progress: it was compared with {compared}, "
-            f"but champion is now {now}; run the pipeline again to compare with it"
-        )
-    return PROMOTED, verdict.reason
+    if current == verdict.compared_with:
+        return PROMOTED, verdict.reason
+    return _decide_after_change(verdict, champion)
+
+
+def _decide_after_change(verdict: Verdict, champion: ModelVersion | None) -> tuple[str, str]:
+    """A passed candidate whose champion changed while it was evaluated."""
+    compared = f"version {verdict.compared_with}" if verdict.compared_with else "no champion"
+    now = f"version {champion.version}" if champion else "no version"
+    changed = f"the champion changed while this run was in progress: it was compared with {compared}, but champion is now {now}"
+    check = recheck(verdict, champion)
+    if check is None:
+        return STALE, f"{changed}; run the pipeline again to compare with it"
+    if check.passed:
+        return PROMOTED, f"{verdict.reason}; {changed}, and by its recorded evaluation: {check.detail}"
+    return STALE, f"{changed}, which is better by its recorded evaluation: {check.detail}"
+
+
+def point_challenger(client: MlflowClient, model: RegisteredModel) -> None:
+    """``challenger`` goes to the newest candidate, whichever pipeline registers last."""
+    current = alias_version(client, model.name, CHALLENGER)
+    if current is None or int(current) < int(model.version):
+        client.set_registered_model_alias(model.name, CHALLENGER, model.version)
 
 
 def run(
@@ -97,21 +148,21 @@ def run(
     """Register ``model_uri`` as a new version of ``model_name`` and apply the aliases."""
     version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
     model = RegisteredModel(model_name, str(version.version))
-    client.set_registered_model_alias(model_name, CHALLENGER, model.version)
     rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
-    # Read the champion and move it as one step, as late as possible.
-    with alias_change(model_name):
+    # Read the champion and move the aliases as one step, as late as possible.
+    with alias_change(client, model_name):
         champion = alias_target(client, model_name, CHAMPION)
         current = str(champion.version) if champion else None
         decision, reason = decide(
             verdict,
-            current,
+            champion,
             champion_is_candidate=champion is not None and holds_model(champion, model_uri),
             rolled_back=rolled_back[0] if rolled_back else None,
         )
         if decision == PROMOTED:
             promote(client, model, previous=current, by=by)
             current = model.version
+        point_challenger(client, model)
     client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
     client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
     return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current)
@@ -126,7 +177,9 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Map
         "git.commit": run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
         PASSED_TAG: str(bool(evaluation["passed"])).lower(),
         "evaluation.reason": str(evaluation.get("reason", ""))[:MAX_TAG_LENGTH],
-        **{f"evaluation.{name}": f"{value:.6g}" for name, value in evaluation.get("metrics", {}).items() if name in REPORTED_METRICS},
+        # Full precision: register compares a later candidate with these (see recheck).
+        **{f"evaluation.{name}": repr(float(value)) for name, value in evaluation.get("metrics", {}).items() if name in REPORTED_METRICS},
+        TEST_DIGEST_TAG: str(evaluation.get("test_digest") or "unknown"),
     }
 
 
@@ -156,8 +209,14 @@ def verdict_of(evaluation: object, evaluation_uri: str, model_uri: str, model_na
             f"evaluation result {evaluation_uri} compared with the champion of {champion.get('model_name')!r}, "
             f"not of {model_name!r}: evaluate with -P champion_uri=models:/{model_name}@champion"
         )
+    thresholds = evaluation.get("thresholds")
     return Verdict(
-        passed=bool(evaluation["passed"]), reason=str(evaluation.get("reason", "")), compared_with=champion and str(champion["version"])
+        passed=bool(evaluation["passed"]),
+        reason=str(evaluation.get("reason", "")),
+        compared_with=champion and str(champion["version"]),
+        metrics={k: float(v) for k, v in (evaluation.get("metrics") or {}).items() if isinstance(v, int | float)},
+        test_digest=evaluation.get("test_digest"),
+        params=EvaluationConfig(**thresholds) if isinstance(thresholds, dict) else None,
     )
 
 

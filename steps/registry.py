@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import random
 import re
+import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +24,10 @@ from dataclasses import dataclass
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import RegisteredModel as MlflowRegisteredModel
 from mlflow.exceptions import MlflowException
 
-from steps.errors import InputError, describe
+from steps.errors import InputError, PipelineError, describe
 from steps.lock import pipeline_lock, registry_lock_path
 
 logger = logging.getLogger(__name__)
@@ -34,6 +39,8 @@ CHALLENGER = "challenger"
 PASSED_TAG = "evaluation.passed"
 # The champion version evaluation compared a version with ("none": no champion then).
 COMPARED_WITH_TAG = "evaluation.champion_version"
+# The content digest of the test split a version was evaluated on.
+TEST_DIGEST_TAG = "evaluation.test_digest"
 DECISION_TAG = "decision"
 DECISION_REASON_TAG = "decision.reason"
 PREVIOUS_CHAMPION_TAG = "champion.previous"
@@ -62,6 +69,13 @@ ALREADY = "already champion"
 
 # An alias change takes milliseconds; waiting longer means something is stuck.
 ALIAS_LOCK_SECONDS = 60.0
+# The store-wide lease on alias changes (see registry_lease); a change takes well under a second,
+# so a lease seen unchanged for this long was left by a process that died mid-change.
+LEASE_SUFFIX = ".alias-lock"
+LEASE_HOLDER_TAG = "pipeline.lease.holder"
+LEASE_DESCRIPTION = "Exists only while a pipeline changes the champion/challenger aliases of {name}; deleted within a second."
+STALE_LEASE_SECONDS = 30.0
+LEASE_POLL_SECONDS = 0.2
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
@@ -134,11 +148,85 @@ def champion_to_compare(client: MlflowClient, name: str, candidate_model_uri: st
         return ""  # that version was deleted since: nothing to compare with
 
 
+class RegistryBusyError(PipelineError):
+    """Another process is changing the aliases of the same registered model for too long."""
+
+
+def _lease_model(client: MlflowClient, lease: str) -> MlflowRegisteredModel | None:
+    try:
+        return client.get_registered_model(lease)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def _release(client: MlflowClient, lease: str) -> None:
+    try:
+        client.delete_registered_model(lease)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+
+
 @contextmanager
-def alias_change(name: str) -> Iterator[None]:
-    """Check the champion and move it as one step (one process at a time on this machine)."""
+def registry_lease(
+    client: MlflowClient, name: str, holder: str, *, wait_seconds: float = ALIAS_LOCK_SECONDS, stale_seconds: float = STALE_LEASE_SECONDS
+) -> Iterator[None]:
+    """Hold the store-wide lease on changing the aliases of ``name``, for every machine.
+
+    The lease is a registered model named ``<name>.alias-lock`` that exists only while a change
+    is in progress: creating a registered model either succeeds or fails with
+    RESOURCE_ALREADY_EXISTS on every tracking backend (SQL or a server in front of one), which is
+    the one atomic check-and-set the registry offers. A lease left by a process that died
+    mid-change is broken once it has been seen unchanged for ``stale_seconds`` (measured on this
+    machine's clock, so clock skew between machines does not matter).
+    """
+    lease = f"{name}{LEASE_SUFFIX}"
+    deadline = time.monotonic() + wait_seconds
+    seen: tuple[int | None, float] | None = None  # (the lease's creation time, when first seen)
+    while True:
+        try:
+            client.create_registered_model(lease, tags={LEASE_HOLDER_TAG: holder}, description=LEASE_DESCRIPTION.format(name=name))
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        current = _lease_model(client, lease)
+        if current is None:
+            continue  # released meanwhile: try again at once
+        other = current.tags.get(LEASE_HOLDER_TAG, "unknown")
+        if seen is None or seen[0] != current.creation_timestamp:
+            seen = (current.creation_timestamp, time.monotonic())
+        elif time.monotonic() - seen[1] >= stale_seconds:
+            logger.warning("breaking the alias lease %s of %s: held for over %g s, its process must have died", lease, other, stale_seconds)
+            _release(client, lease)
+            seen = None
+            continue
+        if time.monotonic() >= deadline:
+            raise RegistryBusyError(
+                f"registered model {lease!r} ({other}) has held the aliases of {name!r} for over {wait_seconds:g} s; "
+                f"if no pipeline is changing them, delete that registered model"
+            )
+        time.sleep(LEASE_POLL_SECONDS * (1 + random.random()))  # jitter: waiters do not retry in lockstep
+    try:
+        yield
+    finally:
+        _release(client, lease)
+
+
+@contextmanager
+def alias_change(client: MlflowClient, name: str) -> Iterator[None]:
+    """Check the champion and move it as one step: one process at a time, on any machine.
+
+    Processes on this machine queue on a lock file first, so only one of them at a time polls the
+    store-wide lease.
+    """
     path = registry_lock_path(mlflow.get_tracking_uri(), name)
-    with pipeline_lock(path, f"alias change of {name}", "wait", ALIAS_LOCK_SECONDS, what="alias change", limit="a fixed limit"):
+    active = mlflow.active_run()
+    holder = f"run {active.info.run_id if active else 'none'}, pid {os.getpid()} on {socket.gethostname()}"
+    local = pipeline_lock(path, f"alias change of {name}", "wait", ALIAS_LOCK_SECONDS, what="alias change", limit="a fixed limit")
+    with local, registry_lease(client, name, holder):
         yield
 
 

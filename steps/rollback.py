@@ -57,7 +57,7 @@ def target_version(client: MlflowClient, current: RegisteredModel, requested: st
 
 def run(client: MlflowClient, model_name: str, version: str | None, reason: str, by: Mapping[str, str]) -> RollbackOutputs:
     """Move ``champion`` of ``model_name`` from its current version to ``version`` (or the previous)."""
-    with alias_change(model_name):
+    with alias_change(client, model_name):
         current_version = alias_version(client, model_name, CHAMPION)
         if current_version is None:
             raise InputError(f"registered model {model_name!r} has no champion: nothing to roll back")

@@ -12,10 +12,11 @@ from mlflow import MlflowClient
 from steps import evaluate, featurize, register, rollback, train
 from steps.config import EvaluationConfig
 from steps.errors import InputError
-from steps.registry import RegisteredModel, alias_version, champion_to_compare, resolve
+from steps.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
 from tests.conftest import make_frame
 
 LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
+STRICT = EvaluationConfig(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.0)
 BY = {"user": "tester", "run_id": "run123"}
 
 
@@ -189,6 +190,61 @@ def test_first_candidate_is_not_promoted_if_a_champion_appeared_meanwhile(new_mo
     late = _register(new_model(), passed=True, compared_with=None)
     assert late.decision == "not promoted"
     assert "compared with no champion, but champion is now version 1" in late.reason
+
+
+def _register_measured(model_uri: str, rmse: float, compared_with: str | None, test_digest: str = "split-1") -> register.RegisterOutputs:
+    """Register a passed candidate whose verdict carries its metrics on test split ``test_digest``."""
+    evaluation = {"passed": True, "reason": "ok", "metrics": {"root_mean_squared_error": rmse, "r2_score": 0.9}, "test_digest": test_digest}
+    verdict = register.Verdict(
+        passed=True, reason="ok", compared_with=compared_with, metrics=evaluation["metrics"], test_digest=test_digest, params=STRICT
+    )
+    tags = register.lineage_tags({}, {}, evaluation)
+    return register.run(MlflowClient(), model_uri, "unit-model", verdict, tags=tags, by=BY)
+
+
+def test_a_candidate_overtaken_meanwhile_is_compared_with_the_new_champions_recorded_metrics(new_model):
+    # Three pipelines evaluated against no champion; they register in this order.
+    first = _register_measured(new_model(), rmse=50.0, compared_with=None)
+    assert (first.decision, first.champion) == ("promoted", "1")
+    better = _register_measured(new_model(), rmse=45.0, compared_with=None)
+    assert (better.decision, better.champion) == ("promoted", "2")
+    recheck = "champion is now version 1, and by its recorded evaluation: RMSE 45 <= 50, version 1's RMSE on the same test split"
+    assert recheck in better.reason
+    worse = _register_measured(new_model(), rmse=47.5, compared_with=None)
+    assert (worse.decision, worse.champion) == ("not promoted", "2")
+    assert worse.reason.endswith("which is better by its recorded evaluation: RMSE 47.5 > 45, version 2's RMSE on the same test split")
+    # Recorded on another split: not comparable, so not promoted.
+    other_split = _register_measured(new_model(), rmse=1.0, compared_with="1", test_digest="split-2")
+    assert (other_split.decision, other_split.champion) == ("not promoted", "2")
+    assert other_split.reason.endswith("run the pipeline again to compare with it")
+    client = MlflowClient()
+    assert alias_version(client, "unit-model", "champion") == "2"
+    assert alias_version(client, "unit-model", "challenger") == "4"
+    assert client.get_model_version("unit-model", "1").tags["evaluation.test_digest"] == "split-1"
+
+
+def test_challenger_stays_on_the_newest_version_whoever_registers_last(new_model):
+    client = MlflowClient()
+    _register(new_model(), passed=True, compared_with=None)
+    _register(new_model(), passed=False, compared_with="1")
+    register.point_challenger(client, RegisteredModel("unit-model", "1"))  # a slower pipeline's late call
+    assert alias_version(client, "unit-model", "challenger") == "2"
+
+
+def test_the_alias_lease_excludes_others_breaks_stale_leases_and_is_released(tracking_uri):
+    client = MlflowClient()
+    with registry_lease(client, "unit-model", "first holder"):
+        lease = client.get_registered_model("unit-model.alias-lock")
+        assert lease.tags["pipeline.lease.holder"] == "first holder"
+        busy = pytest.raises(RegistryBusyError, match=r"'unit-model.alias-lock' \(first holder\) has held the aliases of 'unit-model'")
+        with busy, registry_lease(client, "unit-model", "second holder", wait_seconds=0.5, stale_seconds=10):
+            pass
+    assert not client.search_registered_models("name = 'unit-model.alias-lock'")
+    # A lease whose process died mid-change is broken once seen unchanged for stale_seconds.
+    client.create_registered_model("unit-model.alias-lock", tags={"pipeline.lease.holder": "a dead process"})
+    with registry_lease(client, "unit-model", "next holder", wait_seconds=5, stale_seconds=0.3):
+        assert client.get_registered_model("unit-model.alias-lock").tags["pipeline.lease.holder"] == "next holder"
+    assert not client.search_registered_models("name = 'unit-model.alias-lock'")
 
 
 def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new_model):
