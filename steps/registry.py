@@ -106,6 +106,10 @@ def alias_target(client: MlflowClient, name: str, alias: str) -> ModelVersion | 
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
+        # A server with authentication answers 403 for a model that does not exist yet, as for
+        # one the user may not read; only a search tells them apart.
+        if exc.error_code == "PERMISSION_DENIED" and not client.search_registered_models(f"name = '{name}'"):
+            return None
         raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,18 @@ def make_frame(rows: int = 40, seed: int = 0, missing: bool = True) -> pd.DataFr
 @pytest.fixture
 def small_frame() -> pd.DataFrame:
     return make_frame()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

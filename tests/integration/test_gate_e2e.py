@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 from tests.integration.conftest import PipelineRun, explain, mlflow_cli, run_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -174,12 +173,6 @@ def test_rollback_with_nothing_earlier_fails_clearly(history):
     assert str(history.client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -192,7 +185,7 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def served_champion(history):
     """``mlflow models serve -m models:/<name>@champion --env-manager local`` on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": history.tracking_uri,

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 from tests.integration.conftest import STEPS, PipelineRun, explain, mlflow_cli
 
 pytestmark = pytest.mark.e2e
@@ -21,12 +21,6 @@ TAG = "v0.0.0-test"
 
 def _git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def git_server(tmp_path_factory) -> Iterator[tuple[str, str, str]]:
     head = _git("rev-parse", "HEAD", cwd=bare)
     tagged = _git("rev-parse", "HEAD~1", cwd=bare) if _git("rev-list", "--count", "HEAD", cwd=bare) != "1" else head
     _git("tag", TAG, tagged, cwd=bare)
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}", "--listen=127.0.0.1", f"--port={port}", str(root)],
         stdout=subprocess.DEVNULL,

@@ -6,6 +6,9 @@ import configparser
 import os
 import re
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import yaml
 
@@ -25,6 +28,22 @@ def test_run_script_is_executable_and_requires_a_tracking_uri():
         process.stderr.strip()
         == "error: run-pipeline.sh: set MLFLOW_TRACKING_URI to the tracking server (e.g. http://mlflow.internal:5000)"
     )
+
+
+def test_run_script_stops_in_seconds_with_one_line_when_the_server_is_unreachable(unused_port):
+    script = SCHEDULE / "run-pipeline.sh"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://user:secret-password@127.0.0.1:{unused_port}"}
+    env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_HTTP_REQUEST_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    start = time.monotonic()
+    process = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=False, timeout=120)
+    elapsed = time.monotonic() - start
+    assert process.returncode == 2, process.stderr
+    assert process.stderr.strip() == (
+        f"error: cannot reach the tracking server http://127.0.0.1:{unused_port} (connection refused): "
+        "is it running, and is MLFLOW_TRACKING_URI right?"
+    )
+    assert elapsed < 30, elapsed  # MLflow's own retries take about four minutes
 
 
 def test_crontab_line_runs_the_script_with_a_tracking_uri():
