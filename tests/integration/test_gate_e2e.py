@@ -13,14 +13,8 @@ One tracking store lives through a realistic history (each step builds on the on
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +24,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import PROJECT_ROOT, free_port
-from tests.integration.conftest import PipelineRun, explain, mlflow_cli, run_pipeline
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import PipelineRun, explain, mlflow_cli, post_json, run_pipeline, served_model
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "diabetes-elasticnet"
-SERVER_START_TIMEOUT_SECONDS = 180
-# The README's serving command (a free port is appended).
-SERVE_COMMAND = ("models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local", "-h", "127.0.0.1")
 
 
 @dataclass
@@ -173,57 +164,16 @@ def test_rollback_with_nothing_earlier_fails_clearly(history):
     assert str(history.client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
 
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 @pytest.fixture(scope="module")
 def served_champion(history):
-    """``mlflow models serve -m models:/<name>@champion --env-manager local`` on 127.0.0.1."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": history.tracking_uri,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    log = history.store / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", *SERVE_COMMAND, "-p", str(port)],
-            cwd=history.store,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the model server did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    """The README's command: ``mlflow models serve -m models:/<name>@champion --env-manager local``."""
+    with served_model(f"models:/{MODEL}@champion", workdir=history.store, env={"MLFLOW_TRACKING_URI": history.tracking_uri}) as url:
+        yield url
 
 
 def test_the_served_champion_answers_like_the_pyfunc_model(history, served_champion):
     raw = pd.read_csv(PROJECT_ROOT / "data/example_data.csv").drop(columns=["target"]).head(25)
-    status, body = _post(f"{served_champion}/invocations", {"dataframe_split": raw.to_dict(orient="split", index=False)})
+    status, body = post_json(f"{served_champion}/invocations", {"dataframe_split": raw.to_dict(orient="split", index=False)})
     assert status == 200, body
     mlflow.set_tracking_uri(history.tracking_uri)
     expected = mlflow.pyfunc.load_model(f"models:/{MODEL}/1").predict(raw)  # version 1 is the champion after the rollback
@@ -232,7 +182,7 @@ def test_the_served_champion_answers_like_the_pyfunc_model(history, served_champ
 
 def test_a_request_missing_a_column_gets_a_4xx_naming_it(served_champion):
     raw = pd.read_csv(PROJECT_ROOT / "data/example_data.csv").drop(columns=["target", "bmi"]).head(3)
-    status, body = _post(f"{served_champion}/invocations", {"dataframe_split": raw.to_dict(orient="split", index=False)})
+    status, body = post_json(f"{served_champion}/invocations", {"dataframe_split": raw.to_dict(orient="split", index=False)})
     assert 400 <= status < 500, (status, body)
     assert "missing inputs ['bmi']" in body["message"]
 
