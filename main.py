@@ -17,6 +17,7 @@ passed, as long as that version is still the champion.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -25,11 +26,14 @@ import mlflow
 import yaml
 
 from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
-from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, ArgumentParser, configure_logging
+from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError, first_line
 from steps.lock import lock_path, pipeline_lock
 from steps.registry import REJECTED, champion_to_compare
+
+# Chooses the experiment of the run `mlflow run` creates (the parent's).
+EXPERIMENT_NAME_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,9 +123,20 @@ def exclusive(config: PipelineConfig, parent: mlflow.ActiveRun) -> AbstractConte
     return pipeline_lock(path, f"pipeline run {parent.info.run_id}", config.run.overlap, config.run.max_wait_seconds)
 
 
+def prepare_step_environment(parent: mlflow.ActiveRun) -> None:
+    """The environment the steps inherit: this run reports their errors; they run in its experiment.
+
+    The steps are launched into the parent's experiment by id, and ``mlflow run`` refuses an
+    experiment id together with MLFLOW_EXPERIMENT_NAME (which may have chosen the parent's).
+    """
+    os.environ.pop(EXPERIMENT_NAME_VARIABLE, None)
+    os.environ[PARENT_RUN_ENV] = parent.info.run_id
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("main")
     parent = mlflow.start_run()
+    prepare_step_environment(parent)
     chain = Chain(parent, PROJECT_ROOT)
     error = None
     try:

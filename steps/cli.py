@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -27,6 +28,8 @@ ERROR_TAG = "pipeline.error"
 STEP_TAG = "pipeline.step"
 # MLflow limits tag values to 8000 characters.
 MAX_TAG_LENGTH = 5000
+# Set by the driver (main.py) for the steps it launches: the driver reports their errors itself.
+PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
 
 
 def configure_logging(name: str) -> None:
@@ -82,6 +85,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise self.error_type(message)
 
 
+def report_error(message: str) -> None:
+    """The one ``error: <message>`` line on stderr, unless the driver launched this step and reports it.
+
+    Under the driver the message is logged instead, so the user sees one ``error:`` line in all.
+    """
+    if os.environ.get(PARENT_RUN_ENV):
+        logger.error("%s", message)
+    else:
+        sys.stderr.write(f"error: {message}\n")
+
+
 def record_outputs(outputs: Mapping[str, str | LoggedArtifact]) -> None:
     """Tag the active run with each output's URI and content digest.
 
@@ -113,7 +127,7 @@ def run_step(
             message = f"{step}: {exc}"
             mlflow.set_tag(ERROR_TAG, message[:MAX_TAG_LENGTH])
             mlflow.end_run("FAILED")
-            sys.stderr.write(f"error: {message}\n")
+            report_error(message)
             sys.exit(1)
         except Exception as exc:
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.

@@ -172,6 +172,20 @@ def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def parameter_names() -> list[str]:
+    """What ``-P`` accepts: main's parameters, then the keys that have no parameter of their own."""
+    shadowed = set(MAIN_PARAMETERS.values())
+    return sorted(MAIN_PARAMETERS) + [key for key in config_keys() if key not in shadowed]
+
+
+def unknown_parameter(name: str) -> ConfigError:
+    """``-P name`` is not a parameter; a near miss of a key with its own parameter suggests the parameter."""
+    spellings = {**{known: known for known in parameter_names()}, **{key: param for param, key in MAIN_PARAMETERS.items()}}
+    close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.6)
+    hint = f" (did you mean '{spellings[close[0]]}'?)" if close else ""
+    return ConfigError(f"-P {name}: unknown parameter{hint}; valid: {', '.join(parameter_names())}")
+
+
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _BOOL_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -270,8 +284,7 @@ def parse_config(raw: Any, source: str, overrides: Mapping[str, str] | None = No
     for name, text in (overrides or {}).items():
         dotted = MAIN_PARAMETERS.get(name, name)
         if dotted not in origin:
-            known = sorted(MAIN_PARAMETERS) + config_keys()
-            raise ConfigError(f"-P {name}: unknown parameter{did_you_mean(name, known)}; valid: {', '.join(known)}")
+            raise unknown_parameter(name)
         section, key = dotted.split(".", 1)
         values[section][key] = text
         origin[dotted] = f"-P {name}"

@@ -22,6 +22,8 @@ PREDICTION_COLUMN = "prediction"
 _COLUMN_KEYS = ("dtype", "categorical", "allowed", "min", "max", "nullable")
 # How many problems one error message lists before summarising the rest.
 _MAX_LISTED = 3
+# Delimiters to suggest when a CSV file reads as a single column.
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,13 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
     return values, problems
 
 
+def _other_delimiter(names: list[str]) -> str | None:
+    """The delimiter a file read as one column seems to use instead of ',', if any."""
+    if len(names) != 1:
+        return None
+    return next((sep for sep in _OTHER_DELIMITERS if sep in names[0]), None)
+
+
 def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require_target: bool = True) -> pd.DataFrame:
     """Check ``frame`` against ``schema`` and return it typed, with only the schema's columns.
 
@@ -237,11 +246,12 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require
     columns = [c for c in schema.columns if require_target or c.name != schema.target or c.name in names]
     missing = [c.name for c in columns if c.name not in names]
     if missing:
-        hint = ""
-        if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
-            hint = f"; the file has a single column {names[0]!r}: is it delimited by something other than ','?"
+        delimiter = _other_delimiter(names)
+        if delimiter:
+            header = f"its header reads as one column {names[0]!r}"
+            raise DataError(f"{source}: the file looks delimited by {delimiter!r} instead of ',' ({header})")
         label = "target column" if missing == [schema.target] else "column(s)"
-        raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema{hint}")
+        raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows (only a header)")
     extra = [n for n in names if n not in {c.name for c in schema.columns}]

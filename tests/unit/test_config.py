@@ -79,7 +79,9 @@ def test_overrides_by_parameter_name_and_dotted_key_are_typed():
     ("overrides", "expected"),
     [
         ({"alhpa": "0.3"}, r"-P alhpa: unknown parameter \(did you mean 'alpha'\?\)"),
-        ({"model.alfa": "0.3"}, r"did you mean 'model.alpha'"),
+        # model.alpha has its own parameter (-P model.alpha is refused): suggest the parameter.
+        ({"model.alfa": "0.3"}, r"-P model.alfa: unknown parameter \(did you mean 'alpha'\?\)"),
+        ({"model.max_itr": "9"}, r"-P model.max_itr: unknown parameter \(did you mean 'model.max_iter'\?\)"),
         ({"alpha": "abc"}, r"-P alpha: expected a number, got 'abc'"),
         ({"seed": "1.5"}, r"-P seed: expected an integer, got '1.5'"),
         ({"alpha": "-1"}, r"-P alpha: model.alpha: must be >= 0, got -1.0"),
@@ -92,6 +94,15 @@ def test_overrides_by_parameter_name_and_dotted_key_are_typed():
 def test_bad_overrides_name_the_parameter_and_the_problem(overrides, expected):
     with pytest.raises(ConfigError, match=expected):
         load_config(overrides=overrides)
+
+
+def test_an_unknown_parameter_lists_only_what_minus_p_accepts():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides={"model.alpah": "0.3"})
+    valid = str(info.value).split("; valid: ", 1)[1].split(", ")
+    assert valid[:2] == ["alpha", "data_uri"]
+    assert "model.max_iter" in valid and "evaluation.min_r2" in valid
+    assert "model.alpha" not in valid and "data.uri" not in valid  # set through -P alpha, -P data_uri
 
 
 def test_unknown_and_missing_keys_in_the_file_are_named():

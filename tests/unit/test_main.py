@@ -1,11 +1,16 @@
-"""The driver's handling of -P values (declared parameters and MLflow's extra `--key value`)."""
+"""The driver: -P values (declared parameters and MLflow's extra `--key value`) and what its steps inherit."""
 
 from __future__ import annotations
+
+import logging
+import os
+from types import SimpleNamespace
 
 import pytest
 
 import main
 from steps import featurize, train
+from steps.cli import PARENT_RUN_ENV, report_error
 from steps.errors import ConfigError, InputError
 
 
@@ -42,3 +47,24 @@ def test_step_argument_errors_are_one_line_input_errors():
         featurize.build_parser().parse_args(["--bogus", "1"])
     with pytest.raises(InputError, match=r"argument --alpha: invalid float value: 'abc'"):
         train.build_parser().parse_args(["--alpha", "abc", "--l1_ratio", "0.5", "--max_iter", "5"])
+
+
+def test_steps_inherit_the_parent_run_and_no_experiment_name(monkeypatch):
+    # `mlflow run -e <step> --experiment-id <parent's>` refuses an experiment name set alongside.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "nightly")
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    parent = SimpleNamespace(info=SimpleNamespace(run_id="abc123"))
+    main.prepare_step_environment(parent)
+    assert "MLFLOW_EXPERIMENT_NAME" not in os.environ
+    assert os.environ[PARENT_RUN_ENV] == "abc123"
+
+
+def test_a_step_under_the_driver_logs_its_error_and_leaves_the_error_line_to_the_driver(monkeypatch, capsys, caplog):
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    report_error("ingest: d.csv: the file is empty")
+    assert capsys.readouterr().err == "error: ingest: d.csv: the file is empty\n"
+    monkeypatch.setenv(PARENT_RUN_ENV, "abc123")
+    with caplog.at_level(logging.ERROR):
+        report_error("ingest: d.csv: the file is empty")
+    assert capsys.readouterr().err == ""
+    assert [r.getMessage() for r in caplog.records] == ["ingest: d.csv: the file is empty"]

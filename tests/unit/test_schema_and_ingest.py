@@ -48,7 +48,11 @@ def test_valid_frame_is_typed_and_keeps_missing_feature_values(small_schema, sma
         (lambda f: f.assign(x2=np.nan), r"column 'x2': every value is missing"),
         (lambda f: f.iloc[0:0], r"f.csv: no data rows \(only a header\)"),
         (lambda f: pd.DataFrame(), r"f.csv: the file is empty"),
-        (lambda f: pd.DataFrame({"x1;x2;color;y": ["1;2;red;3"]}), r"is it delimited by something other than ','\?"),
+        (
+            lambda f: pd.DataFrame({"x1;x2;color;y": ["1;2;red;3"]}),
+            r"f.csv: the file looks delimited by ';' instead of ',' \(its header reads as one column 'x1;x2;color;y'\)",
+        ),
+        (lambda f: pd.DataFrame({"x1\tx2\tcolor\ty": ["1\t2\tred\t3"]}), r"f.csv: the file looks delimited by '\\t' instead of ','"),
         (lambda f: f.set_axis(["x1", "x1", "color", "y"], axis=1), r"duplicate column name\(s\) 'x1'"),
     ],
 )
