@@ -17,6 +17,7 @@ passed, as long as that version is still the champion.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,11 +27,18 @@ import mlflow
 import yaml
 
 from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
-from steps.cli import ERROR_TAG, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
+from steps.cli import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError, first_line
 from steps.lock import lock_path, pipeline_lock
 from steps.registry import REJECTED, champion_to_compare
+from steps.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
+from steps.tracking import server_problem
+
+logger = logging.getLogger(__name__)
+
+# The error of an interrupted pipeline run (Ctrl-C, SIGTERM, or `mlflow run` died).
+INTERRUPTED_PREFIX = "main: interrupted"
 
 # Chooses the experiment of the run `mlflow run` creates (the parent's).
 EXPERIMENT_NAME_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
@@ -135,10 +143,11 @@ def prepare_step_environment(parent: mlflow.ActiveRun) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("main")
+    stop_like_ctrl_c()
     parent = mlflow.start_run()
     prepare_step_environment(parent)
     chain = Chain(parent, PROJECT_ROOT)
-    error = None
+    error, status = None, "FINISHED"
     try:
         args, extra = build_parser().parse_known_args(argv)
         config = resolve_config(overrides_from(args, extra))
@@ -155,19 +164,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = f"step {exc.result.name} failed: {exc}"
     except PipelineError as exc:
         error = f"main: {exc}"
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, SIGTERM, or `mlflow run` died: the running step was stopped; say where we were.
+        ignore_stop_signals()
+        error, status = f"{INTERRUPTED_PREFIX} ({exc or 'stopped by SIGINT'})", "KILLED"
     except BaseException as exc:
-        # A bug or an interrupt: record it and fail the parent run rather than leave it RUNNING.
-        mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
-        mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
+        problem = server_problem(exc)
+        if problem is None:
+            # A bug: record it and fail the parent run rather than leave it RUNNING.
+            mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
+            mlflow.end_run("FAILED")
+            raise
+        error = f"main: {problem}"
     summary = chain.plan() if chain.options.dry_run and not error else chain.summary(error)
     print(summary)
-    mlflow.log_text(summary + "\n", "summary.txt")
+    finish(summary, error, status)
+    if status == "KILLED":
+        keep_killed_after_parent_exits(parent.info.run_id, INTERRUPTED_PREFIX)
+    return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
+
+
+def finish(summary: str, error: str | None, status: str) -> None:
+    """Record the summary and the outcome on the parent run, and say what went wrong (one line)."""
     if error:
-        mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
         sys.stderr.write(f"error: {error}\n")
-    mlflow.end_run("FAILED" if error else "FINISHED")
-    return 1 if error else 0
+    try:
+        mlflow.log_text(summary + "\n", "summary.txt")
+        if error:
+            mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
+        mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
+    except Exception as exc:
+        # E.g. the tracking server went away: the line above already said what happened.
+        logger.warning("could not record the outcome on the parent run: %s", server_problem(exc) or first_line(exc))
 
 
 if __name__ == "__main__":

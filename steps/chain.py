@@ -12,6 +12,7 @@ carry their content digest, which is how the next step's key sees its inputs' co
 from __future__ import annotations
 
 import logging
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from steps.cache import (
     last_run_of,
     output_digests,
 )
-from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, OUTPUT_TAG_PREFIX
+from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 from steps.errors import PipelineError, describe
 from steps.registry import (
@@ -50,6 +51,7 @@ from steps.registry import (
     REPORTED_METRICS,
     alias_version,
 )
+from steps.signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +246,10 @@ class Chain:
             try:
                 succeeded = submitted.wait()
             except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM: stop the step too (it marks its run KILLED; if it cannot, we do).
+                ignore_stop_signals()
                 submitted.cancel()
-                self._terminate(run_id, "KILLED")
+                self._terminate(run_id, "KILLED", f"{name}: interrupted")
                 raise
         except MlflowException as exc:
             # mlflow.run refused to start the step (e.g. a parameter MLflow itself rejects).
@@ -253,10 +257,11 @@ class Chain:
             launch_error = f"{name}: {describe(exc)}"
         else:
             launch_error = None
-        run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED") if run_id else None
+        crash = None if launch_error or succeeded else f"{name}: {_process_failure(submitted)}"
+        run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED", crash) if run_id else None
         error = launch_error
         if run and not succeeded:
-            error = run.data.tags.get(ERROR_TAG) or f"{name}: the step's process failed (see its output above)"
+            error = run.data.tags.get(ERROR_TAG) or crash
         result = StepResult(
             name=name,
             run_id=run_id,
@@ -283,10 +288,15 @@ class Chain:
             }
         )
 
-    def _terminate(self, run_id: str, status: str) -> Run:
-        """Mark ``run_id`` terminated unless its process already did (e.g. it was killed)."""
+    def _terminate(self, run_id: str, status: str, error: str | None = None) -> Run:
+        """Mark ``run_id`` terminated unless its process already did (it did not if it was killed).
+
+        ``error`` becomes the run's error tag when the process could not record one itself.
+        """
         run = self.client.get_run(run_id)
         if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+            if error and ERROR_TAG not in run.data.tags:
+                self.client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
             self.client.set_terminated(run_id, status)
             run = self.client.get_run(run_id)
         return run
@@ -381,6 +391,21 @@ class Chain:
         lines.append(f"Champion: {name} version {champion}{note}")
         lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
         return lines
+
+
+def _process_failure(submitted: Any) -> str:
+    """Why a step ended without success and without recording an error itself.
+
+    ``submitted`` wraps the ``mlflow run -e <step>`` process that runs the step's process. A step
+    that fails normally tags its run with the reason; no tag means the step's process died before
+    it could (killed, out of memory) or the ``mlflow run`` process itself was killed.
+    """
+    code = getattr(getattr(submitted, "command_proc", None), "returncode", None)
+    # A signal shows as a negative code, or as 128 + the signal's number through a shell.
+    number = None if code is None else -code if code < 0 else code - 128 if code > 128 else None
+    if number in {s.value for s in signal.Signals}:
+        return f"the step's process was killed by {signal.Signals(number).name}"
+    return "the step's process ended without reporting an error (killed or crashed; see its output above)"
 
 
 class _PendingOutputs(dict):

@@ -19,6 +19,8 @@ import mlflow
 
 from steps.artifacts import LoggedArtifact, sha256_bytes
 from steps.errors import InputError, PipelineError, first_line
+from steps.signals import ignore_stop_signals, stop_like_ctrl_c
+from steps.tracking import server_problem
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ OUTPUT_TAG_PREFIX = "pipeline.output."
 DIGEST_TAG_PREFIX = "pipeline.digest."
 ERROR_TAG = "pipeline.error"
 STEP_TAG = "pipeline.step"
+# The shell's convention for a process stopped by a signal (128 + SIGINT).
+INTERRUPTED_EXIT_STATUS = 130
 # MLflow limits tag values to 8000 characters.
 MAX_TAG_LENGTH = 5000
 # Set by the driver (main.py) for the steps it launches: the driver reports their errors itself.
@@ -96,6 +100,18 @@ def report_error(message: str) -> None:
         sys.stderr.write(f"error: {message}\n")
 
 
+def _fail(message: str, status: str, exit_status: int) -> NoReturn:
+    """End the step's run as ``status`` with ``message`` as its error, report it, and exit."""
+    try:
+        mlflow.set_tag(ERROR_TAG, message[:MAX_TAG_LENGTH])
+        mlflow.end_run(status)
+    except Exception as exc:
+        # E.g. the tracking server went away; the message below still says what happened.
+        logger.warning("could not record the outcome on the run: %s", server_problem(exc) or first_line(exc))
+    report_error(message)
+    sys.exit(exit_status)
+
+
 def record_outputs(outputs: Mapping[str, str | LoggedArtifact]) -> None:
     """Tag the active run with each output's URI and content digest.
 
@@ -119,17 +135,20 @@ def run_step(
 ) -> None:
     """Parse ``argv`` and run ``body`` inside the step's MLflow run; exit 0 on success, 1 on failure."""
     configure_logging(step)
+    stop_like_ctrl_c()
     with mlflow.start_run() as run:
         mlflow.set_tag(STEP_TAG, step)
         try:
             outputs = body(parser.parse_args(argv))
         except PipelineError as exc:
-            message = f"{step}: {exc}"
-            mlflow.set_tag(ERROR_TAG, message[:MAX_TAG_LENGTH])
-            mlflow.end_run("FAILED")
-            report_error(message)
-            sys.exit(1)
+            _fail(f"{step}: {exc}", "FAILED", 1)
+        except KeyboardInterrupt as exc:
+            ignore_stop_signals()
+            _fail(f"{step}: interrupted ({exc or 'stopped by SIGINT'})", "KILLED", INTERRUPTED_EXIT_STATUS)
         except Exception as exc:
+            problem = server_problem(exc)
+            if problem is not None:
+                _fail(f"{step}: {problem}", "FAILED", 1)
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.
             mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             raise

@@ -1,0 +1,151 @@
+"""Faults: a step killed mid-run, Ctrl-C and SIGTERM on `mlflow run`.
+
+Each test starts the real `mlflow run` CLI, waits until the `train` step is running (watching the
+tracking store), interrupts it, and checks that no run is left RUNNING and no process lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import cli_env, explain, run_pipeline
+
+pytestmark = pytest.mark.e2e
+
+WAIT_SECONDS = 300
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """One tracking store (MLflow's default, in this directory) for the module's pipelines."""
+    return tmp_path_factory.mktemp("faults")
+
+
+def _all_runs(store: Path) -> list[Run]:
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+
+
+def _step_run(store: Path, step: str, after: int) -> Run | None:
+    runs = [r for r in _all_runs(store) if r.data.tags.get("mlflow.project.entryPoint") == step and r.info.start_time >= after]
+    return runs[0] if runs else None
+
+
+def _pipeline_processes(store: Path) -> list[int]:
+    """Processes (other than the test's) whose environment points at this store."""
+    marker = f"sqlite:///{store / 'mlflow.db'}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours
+    return found
+
+
+def _start(store: Path, *params: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "mlflow", "run", str(PROJECT_ROOT), "--env-manager", "local"]
+    for param in params:
+        args += ["-P", param]
+    env = cli_env(f"sqlite:///{store / 'mlflow.db'}")
+    # Its own session: a Ctrl-C can then be sent to its whole process group, as a terminal does.
+    return subprocess.Popen(args, cwd=store, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_running_step(store: Path, process: subprocess.Popen, step: str, after: int) -> Run:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        run = _step_run(store, step, after)
+        if run is not None and run.info.status == "RUNNING" and _step_process(store, step):
+            return run
+        if process.poll() is not None:
+            pytest.fail(f"the pipeline ended before {step} ran:\n{process.stdout.read()[-3000:]}\n{process.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"{step} did not start within {WAIT_SECONDS} s")
+
+
+def _step_process(store: Path, step: str) -> int | None:
+    for pid in _pipeline_processes(store):
+        try:
+            # The step's Python process itself: `python -m steps.<step> ...` (not the `mlflow run` around it).
+            if f"\0-m\0steps.{step}\0".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def _wait_until_gone(store: Path) -> None:
+    deadline = time.monotonic() + 60
+    while _pipeline_processes(store):
+        if time.monotonic() > deadline:
+            pytest.fail(f"processes still running: {_pipeline_processes(store)}")
+        time.sleep(0.2)
+
+
+def _statuses(store: Path, after: int) -> Iterator[tuple[str, str]]:
+    for run in _all_runs(store):
+        if run.info.start_time >= after:
+            yield run.data.tags.get("mlflow.project.entryPoint", "?"), run.info.status
+
+
+def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_the_cache(store):
+    started = int(time.time() * 1000)
+    process = _start(store, "alpha=0.7")
+    _wait_for_running_step(store, process, "train", started)
+    os.kill(_step_process(store, "train"), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=WAIT_SECONDS)
+    assert process.returncode != 0
+    assert "error: step train failed: train: the step's process ended without reporting an error (killed or crashed" in stderr, stderr[
+        -3000:
+    ]
+    statuses = dict(_statuses(store, started))
+    assert statuses == {"main": "FAILED", "ingest": "FINISHED", "featurize": "FINISHED", "train": "FAILED"}, statuses
+    _wait_until_gone(store)
+
+    resumed = run_pipeline(store, "alpha=0.7")
+    assert resumed.process.returncode == 0, explain(resumed)
+    parent = max((r for r in _all_runs(store) if r.data.tags.get("mlflow.project.entryPoint") == "main"), key=lambda r: r.info.start_time)
+    assert parent.data.tags["pipeline.ingest.status"] == "REUSED"
+    assert parent.data.tags["pipeline.featurize.status"] == "REUSED"
+    assert parent.data.tags["pipeline.train.status"] == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("how", "alpha"),
+    [
+        pytest.param("sigterm", "0.8", id="SIGTERM to mlflow run (a scheduler or kill)"),
+        pytest.param("ctrl-c", "0.9", id="Ctrl-C (SIGINT to the process group)"),
+    ],
+)
+def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, how, alpha):
+    started = int(time.time() * 1000)
+    process = _start(store, f"alpha={alpha}")
+    _wait_for_running_step(store, process, "train", started)
+    if how == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=WAIT_SECONDS)
+    assert process.returncode != 0
+    _wait_until_gone(store)  # the step did not go on without the CLI
+    statuses = dict(_statuses(store, started))
+    assert statuses["main"] == "KILLED", statuses
+    assert statuses["train"] == "KILLED", statuses
+    assert "evaluate" not in statuses and "register" not in statuses, statuses
+    parent = next(r for r in _all_runs(store) if r.info.start_time >= started and r.data.tags.get("mlflow.project.entryPoint") == "main")
+    assert parent.data.tags["pipeline.error"].startswith("main: interrupted"), parent.data.tags["pipeline.error"]

@@ -1,0 +1,60 @@
+"""SIGTERM acts like Ctrl-C, once; a step process's end is explained."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from steps.chain import _process_failure
+from steps.signals import Stopped, stop_like_ctrl_c
+
+
+@pytest.fixture
+def restore_handlers() -> Iterator[None]:
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_sigterm_raises_once_then_the_stopping_process_ignores_further_signals(restore_handlers):
+    stop_like_ctrl_c()
+    with pytest.raises(Stopped, match="stopped by SIGTERM") as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert isinstance(raised.value, KeyboardInterrupt)  # every `except KeyboardInterrupt` cleans up
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGINT)  # ignored while stopping: no second exception
+
+
+def test_a_process_is_stopped_when_its_parent_dies():
+    # The parent (a shell) starts a Python child that asks to be stopped with its parent, then dies.
+    child = (
+        "import sys, time; sys.path.insert(0, '.'); from steps.signals import Stopped, stop_like_ctrl_c; stop_like_ctrl_c()\n"
+        "print('ready', flush=True)\n"
+        "try:\n    time.sleep(30)\nexcept Stopped as exc:\n    print(exc, flush=True)\n"
+    )
+    shell = f'{sys.executable} -c "{child}" & sleep 1; kill -KILL $$'
+    process = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, check=False)
+    assert process.returncode == -signal.SIGKILL
+    # The orphan wrote its last line after the shell died; the pipe stays open until it exits.
+    assert process.stdout.split() == ["ready", "stopped", "by", "SIGTERM"]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (-9, "the step's process was killed by SIGKILL"),
+        (143, "the step's process was killed by SIGTERM"),
+        (1, "the step's process ended without reporting an error (killed or crashed; see its output above)"),
+        (None, "the step's process ended without reporting an error (killed or crashed; see its output above)"),
+    ],
+)
+def test_a_failed_step_process_is_explained(code, expected):
+    assert _process_failure(SimpleNamespace(command_proc=SimpleNamespace(returncode=code))) == expected
