@@ -229,7 +229,7 @@ class Chain:
         return outputs
 
     def _run(self, name: str, parameters: dict[str, Any], key: CacheKey | None, reason: str, start: float) -> dict[str, ArtifactRef]:
-        run_id = None
+        submitted, launch_error = None, None
         try:
             submitted = mlflow.run(
                 str(self.project_dir),
@@ -240,23 +240,22 @@ class Chain:
                 run_name=name,
                 synchronous=False,
             )
-            run_id = submitted.run_id
             if key is not None:
-                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
-            try:
-                succeeded = submitted.wait()
-            except KeyboardInterrupt:
-                # Ctrl-C or SIGTERM: stop the step too (it marks its run KILLED; if it cannot, we do).
-                ignore_stop_signals()
+                self.client.log_batch(submitted.run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
+            succeeded = submitted.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM while the step starts or runs: stop it too. It marks its run
+            # KILLED itself (steps/cli.py); one that could not is marked here.
+            ignore_stop_signals()
+            if submitted is not None:
                 submitted.cancel()
-                self._terminate(run_id, "KILLED", f"{name}: interrupted")
-                raise
+                self._terminate(submitted.run_id, "KILLED", f"{name}: interrupted")
+            raise
         except MlflowException as exc:
             # mlflow.run refused to start the step (e.g. a parameter MLflow itself rejects).
             succeeded = False
             launch_error = f"{name}: {describe(exc)}"
-        else:
-            launch_error = None
+        run_id = submitted.run_id if submitted is not None else None
         crash = None if launch_error or succeeded else f"{name}: {_process_failure(submitted)}"
         run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED", crash) if run_id else None
         error = launch_error
@@ -289,17 +288,17 @@ class Chain:
         )
 
     def _terminate(self, run_id: str, status: str, error: str | None = None) -> Run:
-        """Mark ``run_id`` terminated unless its process already did (it did not if it was killed).
-
-        ``error`` becomes the run's error tag when the process could not record one itself.
-        """
+        """Mark ``run_id`` terminated unless its process (or MLflow) already did; give it ``error``
+        as its reason if it recorded none (a killed process cannot)."""
         run = self.client.get_run(run_id)
+        changed = False
+        if error and ERROR_TAG not in run.data.tags:
+            self.client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
+            changed = True
         if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
-            if error and ERROR_TAG not in run.data.tags:
-                self.client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
             self.client.set_terminated(run_id, status)
-            run = self.client.get_run(run_id)
-        return run
+            changed = True
+        return self.client.get_run(run_id) if changed else run
 
     def result(self, name: str) -> StepResult | None:
         return next((r for r in self.results if r.name == name), None)

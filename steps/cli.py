@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import mlflow
 
 from steps.artifacts import LoggedArtifact, sha256_bytes
-from steps.errors import InputError, PipelineError, first_line
+from steps.errors import ERROR_TAG, InputError, PipelineError, first_line
 from steps.signals import ignore_stop_signals, stop_like_ctrl_c
 from steps.tracking import server_problem
 
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_TAG_PREFIX = "pipeline.output."
 DIGEST_TAG_PREFIX = "pipeline.digest."
-ERROR_TAG = "pipeline.error"
 STEP_TAG = "pipeline.step"
 # The shell's convention for a process stopped by a signal (128 + SIGINT).
 INTERRUPTED_EXIT_STATUS = 130

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+# The run tag that holds a failed or stopped run's one-line reason.
+ERROR_TAG = "pipeline.error"
+
 
 class PipelineError(Exception):
     """A problem the user can fix: bad configuration, bad data or a missing input.
@@ -22,9 +27,14 @@ class InputError(PipelineError):
     """A step input (an artifact URI or a file) is missing or unreadable."""
 
 
+# user:password@ (or token@) in a URL: MLflow's messages quote the full tracking URI.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
+
+
 def first_line(text: object) -> str:
-    """The first non-empty line of ``text`` (messages and error tags stay one line)."""
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    """The first non-empty line of ``text``, without credentials in URLs (messages and error tags stay one line)."""
+    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return _URL_CREDENTIALS.sub("", line)
 
 
 def describe(exc: BaseException) -> str:

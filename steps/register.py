@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import mlflow
 from mlflow import MlflowClient
@@ -148,17 +148,18 @@ def run(
     """Register ``model_uri`` as a new version of ``model_name`` and apply the aliases."""
     version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
     model = RegisteredModel(model_name, str(version.version))
-    rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
-    # Read the champion and move the aliases as one step, as late as possible.
-    with alias_change(client, model_name):
+    # Read the champion (and the rollbacks) and move the aliases as one step, as late as possible.
+    with alias_change(client, model_name) as lease:
         champion = alias_target(client, model_name, CHAMPION)
         current = str(champion.version) if champion else None
+        rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
         decision, reason = decide(
             verdict,
             champion,
             champion_is_candidate=champion is not None and holds_model(champion, model_uri),
             rolled_back=rolled_back[0] if rolled_back else None,
         )
+        lease.confirm()
         if decision == PROMOTED:
             promote(client, model, previous=current, by=by)
             current = model.version
@@ -216,8 +217,16 @@ def verdict_of(evaluation: object, evaluation_uri: str, model_uri: str, model_na
         compared_with=champion and str(champion["version"]),
         metrics={k: float(v) for k, v in (evaluation.get("metrics") or {}).items() if isinstance(v, int | float)},
         test_digest=evaluation.get("test_digest"),
-        params=EvaluationConfig(**thresholds) if isinstance(thresholds, dict) else None,
+        params=_thresholds(thresholds),
     )
+
+
+def _thresholds(recorded: object) -> EvaluationConfig | None:
+    """The gate's thresholds recorded in result.json, if complete (they allow the re-check)."""
+    names = [f.name for f in fields(EvaluationConfig)]
+    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(n), int | float) for n in names):
+        return None
+    return EvaluationConfig(**{n: float(recorded[n]) for n in names})
 
 
 def _register(args: argparse.Namespace) -> dict[str, str]:

@@ -17,6 +17,7 @@ import random
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,14 +68,15 @@ STALE = "not promoted"
 # The champion already is this very model (registered again, e.g. by a forced re-run).
 ALREADY = "already champion"
 
-# An alias change takes milliseconds; waiting longer means something is stuck.
-ALIAS_LOCK_SECONDS = 60.0
-# The store-wide lease on alias changes (see registry_lease); a change takes well under a second,
-# so a lease seen unchanged for this long was left by a process that died mid-change.
+# The store-wide lease on alias changes (see registry_lease). A change takes well under a second,
+# but one slow request may take MLflow's request timeout (120 s by default), so a lease is stale
+# only when seen unchanged for longer than that; a waiter gives up a minute later.
 LEASE_SUFFIX = ".alias-lock"
 LEASE_HOLDER_TAG = "pipeline.lease.holder"
+LEASE_TOKEN_TAG = "pipeline.lease.token"
 LEASE_DESCRIPTION = "Exists only while a pipeline changes the champion/challenger aliases of {name}; deleted within a second."
-STALE_LEASE_SECONDS = 30.0
+STALE_LEASE_SECONDS = 180.0
+LEASE_WAIT_SECONDS = 240.0
 LEASE_POLL_SECONDS = 0.2
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
@@ -165,7 +167,11 @@ def _lease_model(client: MlflowClient, lease: str) -> MlflowRegisteredModel | No
         raise
 
 
-def _release(client: MlflowClient, lease: str) -> None:
+def _delete_lease(client: MlflowClient, lease: str, token: str | None) -> None:
+    """Delete ``lease`` if it still carries ``token`` (not a lease someone took since)."""
+    current = _lease_model(client, lease)
+    if current is None or current.tags.get(LEASE_TOKEN_TAG) != token:
+        return
     try:
         client.delete_registered_model(lease)
     except MlflowException as exc:
@@ -173,25 +179,43 @@ def _release(client: MlflowClient, lease: str) -> None:
             raise
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A held lease on the aliases of one registered model."""
+
+    client: MlflowClient
+    name: str  # the lease's registered model
+    token: str
+
+    def confirm(self) -> None:
+        """Raise unless this lease is still ours: call before each alias change it guards."""
+        current = _lease_model(self.client, self.name)
+        if current is None or current.tags.get(LEASE_TOKEN_TAG) != self.token:
+            raise RegistryBusyError(f"lost the lease {self.name!r} (broken as stale while this process was slow); nothing was changed")
+
+
 @contextmanager
 def registry_lease(
-    client: MlflowClient, name: str, holder: str, *, wait_seconds: float = ALIAS_LOCK_SECONDS, stale_seconds: float = STALE_LEASE_SECONDS
-) -> Iterator[None]:
+    client: MlflowClient, name: str, holder: str, *, wait_seconds: float = LEASE_WAIT_SECONDS, stale_seconds: float = STALE_LEASE_SECONDS
+) -> Iterator[Lease]:
     """Hold the store-wide lease on changing the aliases of ``name``, for every machine.
 
     The lease is a registered model named ``<name>.alias-lock`` that exists only while a change
     is in progress: creating a registered model either succeeds or fails with
-    RESOURCE_ALREADY_EXISTS on every tracking backend (SQL or a server in front of one), which is
-    the one atomic check-and-set the registry offers. A lease left by a process that died
-    mid-change is broken once it has been seen unchanged for ``stale_seconds`` (measured on this
-    machine's clock, so clock skew between machines does not matter).
+    RESOURCE_ALREADY_EXISTS on a SQL store and on a tracking server in front of one, the one
+    atomic check-and-set the registry offers. Each lease carries a random token, so a holder
+    deletes only its own lease and can :meth:`Lease.confirm` that it still holds it. A lease left
+    by a process that died mid-change is broken once it has been seen unchanged for
+    ``stale_seconds`` (on this machine's clock, so clock skew between machines does not matter).
     """
     lease = f"{name}{LEASE_SUFFIX}"
+    token = uuid.uuid4().hex
+    tags = {LEASE_HOLDER_TAG: holder, LEASE_TOKEN_TAG: token}
     deadline = time.monotonic() + wait_seconds
-    seen: tuple[int | None, float] | None = None  # (the lease's creation time, when first seen)
+    seen: tuple[str | None, float] | None = None  # (the lease's token, when first seen)
     while True:
         try:
-            client.create_registered_model(lease, tags={LEASE_HOLDER_TAG: holder}, description=LEASE_DESCRIPTION.format(name=name))
+            client.create_registered_model(lease, tags=tags, description=LEASE_DESCRIPTION.format(name=name))
             break
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -199,12 +223,11 @@ def registry_lease(
         current = _lease_model(client, lease)
         if current is None:
             continue  # released meanwhile: try again at once
-        other = current.tags.get(LEASE_HOLDER_TAG, "unknown")
-        if seen is None or seen[0] != current.creation_timestamp:
-            seen = (current.creation_timestamp, time.monotonic())
+        other, other_token = current.tags.get(LEASE_HOLDER_TAG, "unknown"), current.tags.get(LEASE_TOKEN_TAG)
+        if seen is None or seen[0] != other_token:
+            seen = (other_token, time.monotonic())
         elif time.monotonic() - seen[1] >= stale_seconds:
-            logger.warning("breaking the alias lease %s of %s: held for over %g s, its process must have died", lease, other, stale_seconds)
-            _release(client, lease)
+            _break(client, lease, other, other_token, stale_seconds)
             seen = None
             continue
         if time.monotonic() >= deadline:
@@ -214,24 +237,41 @@ def registry_lease(
             )
         time.sleep(LEASE_POLL_SECONDS * (1 + random.random()))  # jitter: waiters do not retry in lockstep
     try:
-        yield
+        yield Lease(client, lease, token)
     finally:
-        _release(client, lease)
+        try:
+            _delete_lease(client, lease, token)
+        except Exception as exc:
+            # The change itself is done; a lease left behind is broken as stale by the next change.
+            logger.warning("could not release the lease %s (%s); it will be broken after %g s", lease, describe(exc), stale_seconds)
+
+
+def _break(client: MlflowClient, lease: str, holder: str, token: str | None, stale_seconds: float) -> None:
+    logger.warning("breaking the alias lease %s of %s: held for over %g s, its process must have died", lease, holder, stale_seconds)
+    try:
+        _delete_lease(client, lease, token)
+    except MlflowException as exc:
+        if exc.error_code != "PERMISSION_DENIED":
+            raise
+        raise RegistryBusyError(
+            f"registered model {lease!r} ({holder}) was left by a process that died, and this user may not delete it: "
+            "its owner or an admin must delete that registered model"
+        ) from None
 
 
 @contextmanager
-def alias_change(client: MlflowClient, name: str) -> Iterator[None]:
+def alias_change(client: MlflowClient, name: str) -> Iterator[Lease]:
     """Check the champion and move it as one step: one process at a time, on any machine.
 
     Processes on this machine queue on a lock file first, so only one of them at a time polls the
-    store-wide lease.
+    store-wide lease. Call :meth:`Lease.confirm` right before changing an alias.
     """
     path = registry_lock_path(mlflow.get_tracking_uri(), name)
     active = mlflow.active_run()
     holder = f"run {active.info.run_id if active else 'none'}, pid {os.getpid()} on {socket.gethostname()}"
-    local = pipeline_lock(path, f"alias change of {name}", "wait", ALIAS_LOCK_SECONDS, what="alias change", limit="a fixed limit")
-    with local, registry_lease(client, name, holder):
-        yield
+    local = pipeline_lock(path, f"alias change of {name}", "wait", LEASE_WAIT_SECONDS, what="alias change", limit="a fixed limit")
+    with local, registry_lease(client, name, holder) as lease:
+        yield lease
 
 
 def get_version(client: MlflowClient, model: RegisteredModel) -> ModelVersion:

@@ -57,7 +57,7 @@ def target_version(client: MlflowClient, current: RegisteredModel, requested: st
 
 def run(client: MlflowClient, model_name: str, version: str | None, reason: str, by: Mapping[str, str]) -> RollbackOutputs:
     """Move ``champion`` of ``model_name`` from its current version to ``version`` (or the previous)."""
-    with alias_change(client, model_name):
+    with alias_change(client, model_name) as lease:
         current_version = alias_version(client, model_name, CHAMPION)
         if current_version is None:
             raise InputError(f"registered model {model_name!r} has no champion: nothing to roll back")
@@ -67,6 +67,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
         if target_tags.get(PASSED_TAG) != "true":
             passed = target_tags.get(PASSED_TAG, "missing")
             raise InputError(f"{target} did not pass evaluation ({PASSED_TAG}={passed}): not making it the champion")
+        lease.confirm()
         client.set_registered_model_alias(model_name, CHAMPION, target.version)
     when = now()
     demoted_tags = {"at": when, "reason": reason, **{f"by.{key}": value for key, value in by.items()}}

@@ -22,6 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from steps.errors import ERROR_TAG
+from steps.tracking import BOUNDED_RETRIES
+
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -51,15 +54,20 @@ def ignore_stop_signals() -> None:
 _launcher: dict[str, int] = {}
 
 
-def stop_like_ctrl_c() -> None:
-    """SIGINT and SIGTERM raise :class:`Stopped` (once); on Linux, so does the parent's death."""
+def stop_like_ctrl_c(*, with_parent: bool = True) -> None:
+    """SIGINT and SIGTERM raise :class:`Stopped` (once); on Linux, so does the parent's death.
+
+    ``with_parent=False`` leaves out the latter (for a process whose parent may outlive it).
+    """
     _launcher["pid"] = os.getppid()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _raise_stopped)
-    if sys.platform.startswith("linux"):
+    if with_parent and sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
             logger.warning("cannot ask to be stopped with the parent process (prctl errno %d)", ctypes.get_errno())
+        elif os.getppid() != _launcher["pid"]:
+            raise Stopped("stopped: the launching process was gone already")
 
 
 def keep_killed_after_parent_exits(run_id: str, error_prefix: str) -> None:
@@ -94,6 +102,10 @@ def _alive(pid: int) -> bool:
 
 def _restore_killed(argv: Sequence[str]) -> int:
     run_id, pid, error_prefix = argv[0], int(argv[1]), argv[2]
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)  # the driver ignored them while stopping; we may be stopped
+    for name, value in BOUNDED_RETRIES.items():
+        os.environ.setdefault(name, value)  # a server that is gone must not keep us for minutes
     deadline = time.monotonic() + WATCH_SECONDS
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -101,7 +113,7 @@ def _restore_killed(argv: Sequence[str]) -> int:
 
     client = MlflowClient()
     run = client.get_run(run_id)
-    if run.info.status == "FAILED" and run.data.tags.get("pipeline.error", "").startswith(error_prefix):
+    if run.info.status == "FAILED" and run.data.tags.get(ERROR_TAG, "").startswith(error_prefix):
         client.set_terminated(run_id, "KILLED", end_time=run.info.end_time)
     return 0
 

@@ -56,29 +56,44 @@ def tracking_server() -> str:
 
 
 def server_problem(exc: BaseException) -> str | None:
-    """One line for a refused or unreachable tracking server; None for any other error."""
+    """One line for a refused or unreachable tracking server; None for any other error.
+
+    Only MLflow's own exceptions (which wrap every failed request) and the HTTP library's are
+    considered: a bug whose message happens to mention "401" keeps its traceback.
+    """
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - see tracking_server
+    from requests.exceptions import RequestException  # noqa: PLC0415
+
+    if not isinstance(exc, MlflowException | RequestException):
+        return None
     code = getattr(exc, "error_code", None)
     text = describe(exc)
     endpoint = match[1] if (match := _ENDPOINT.search(text)) else "a request"
-    if code in ("UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED") or " 401 " in f" {text} ":
-        if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
-            return (
-                f"the tracking server {tracking_server()} requires a login (HTTP 401): "
-                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-            )
-        return (
-            f"the tracking server {tracking_server()} rejected the credentials (HTTP 401): "
-            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        )
+    if code in ("UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED") or "error code 401" in text:
+        return _login_problem()
     if code == "PERMISSION_DENIED":
         return (
             f"the tracking server {tracking_server()} denied {endpoint} (HTTP 403): the user in MLFLOW_TRACKING_USERNAME needs "
             "EDIT permission on the experiment and the registered model (an admin grants it; see README, Team setup)"
         )
+    if "too many 5" in text:  # urllib3's "too many 500 error responses": it answered, with errors
+        return f"the tracking server {tracking_server()} keeps failing ({text[:300]})"
     if any(marker in text for marker in _UNREACHABLE):
         reason = next(marker for marker in _UNREACHABLE if marker in text)
         return f"cannot reach the tracking server {tracking_server()} ({reason.lower()}): is it running, and is MLFLOW_TRACKING_URI right?"
     return None
+
+
+def _login_problem() -> str:
+    if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        return (
+            f"the tracking server {tracking_server()} requires a login (HTTP 401): "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    return (
+        f"the tracking server {tracking_server()} rejected the credentials (HTTP 401): "
+        "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    )
 
 
 def check_server() -> None:

@@ -213,18 +213,20 @@ def test_three_pipelines_at_once_on_three_machines_leave_the_best_as_champion(te
         missing = [tag for tag in required if tag not in version.tags]
         assert not missing, (version.version, missing)
         assert version.tags["pipeline.run_id"] in parents
-        assert version.tags["evaluation.passed"] == "true"
     assert {v.tags["pipeline.run_id"] for v in versions.values()} == set(parents)  # each its own version
 
     def rmse(version: str) -> float:
         return float(versions[version].tags["evaluation.root_mean_squared_error"])
 
-    best = min((v for v in versions if versions[v].tags["evaluation.passed"] == "true"), key=rmse)
-    champion = str(client.get_model_version_by_alias(model, "champion").version)
+    # Whatever the order in which they evaluated and registered (a late one may have been compared
+    # with an earlier one's champion and rejected), the best that passed ends as champion.
     decisions = {v: (versions[v].tags["decision"], versions[v].tags["decision.reason"]) for v in versions}
-    assert champion == best, decisions
+    passed = [v for v in versions if versions[v].tags["evaluation.passed"] == "true"]
+    best = min(passed, key=rmse)
+    champion = client.get_model_version_by_alias(model, "champion")
+    assert str(champion.version) == best, decisions
+    assert champion.tags["evaluation.passed"] == "true"
     assert versions[best].tags["decision"] == "promoted", decisions
-    assert str(client.get_model_version_by_alias(model, "challenger").version) == "3"
-    for alias in ("champion", "challenger"):
-        assert client.get_model_version_by_alias(model, alias).tags["evaluation.passed"] == "true"
+    assert all(decision in {"promoted", "rejected", "not promoted"} for decision, _ in decisions.values()), decisions
+    assert str(client.get_model_version_by_alias(model, "challenger").version) == "3"  # the newest
     assert not client.search_registered_models(f"name = '{model}.alias-lock'")  # every lease was released

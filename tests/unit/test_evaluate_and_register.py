@@ -242,9 +242,24 @@ def test_the_alias_lease_excludes_others_breaks_stale_leases_and_is_released(tra
     assert not client.search_registered_models("name = 'unit-model.alias-lock'")
     # A lease whose process died mid-change is broken once seen unchanged for stale_seconds.
     client.create_registered_model("unit-model.alias-lock", tags={"pipeline.lease.holder": "a dead process"})
-    with registry_lease(client, "unit-model", "next holder", wait_seconds=5, stale_seconds=0.3):
+    with registry_lease(client, "unit-model", "next holder", wait_seconds=5, stale_seconds=0.3) as lease:
         assert client.get_registered_model("unit-model.alias-lock").tags["pipeline.lease.holder"] == "next holder"
+        lease.confirm()
     assert not client.search_registered_models("name = 'unit-model.alias-lock'")
+
+
+def test_a_holder_whose_lease_was_broken_changes_nothing_and_leaves_the_next_lease_alone(tracking_uri):
+    client = MlflowClient()
+    with registry_lease(client, "unit-model", "slow holder") as slow:
+        # The slow holder's lease is broken as stale, and another process takes a new one.
+        client.delete_registered_model("unit-model.alias-lock")
+        with registry_lease(client, "unit-model", "next holder") as following:
+            with pytest.raises(RegistryBusyError, match=r"lost the lease 'unit-model\.alias-lock'"):
+                slow.confirm()
+            following.confirm()
+        client.create_registered_model("unit-model.alias-lock", tags={"pipeline.lease.token": "someone else's"})
+    # Releasing the slow holder's lease left the other one in place.
+    assert client.get_registered_model("unit-model.alias-lock").tags["pipeline.lease.token"] == "someone else's"
 
 
 def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new_model):

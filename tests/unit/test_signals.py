@@ -13,6 +13,7 @@ import pytest
 
 from steps.chain import _process_failure
 from steps.signals import Stopped, stop_like_ctrl_c
+from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def restore_handlers() -> Iterator[None]:
 
 
 def test_sigterm_raises_once_then_the_stopping_process_ignores_further_signals(restore_handlers):
-    stop_like_ctrl_c()
+    stop_like_ctrl_c(with_parent=False)
     with pytest.raises(Stopped, match="stopped by SIGTERM") as raised:
         os.kill(os.getpid(), signal.SIGTERM)
     assert isinstance(raised.value, KeyboardInterrupt)  # every `except KeyboardInterrupt` cleans up
@@ -33,18 +34,22 @@ def test_sigterm_raises_once_then_the_stopping_process_ignores_further_signals(r
     os.kill(os.getpid(), signal.SIGINT)  # ignored while stopping: no second exception
 
 
-def test_a_process_is_stopped_when_its_parent_dies():
-    # The parent (a shell) starts a Python child that asks to be stopped with its parent, then dies.
+def test_a_process_is_stopped_when_its_parent_dies(tmp_path):
+    # The parent (a shell) starts a Python child that asks to be stopped with its parent, waits
+    # until the child says so, then dies.
+    ready = tmp_path / "ready"
     child = (
-        "import sys, time; sys.path.insert(0, '.'); from steps.signals import Stopped, stop_like_ctrl_c; stop_like_ctrl_c()\n"
-        "print('ready', flush=True)\n"
+        f"import sys, time; sys.path.insert(0, {str(PROJECT_ROOT)!r}); from steps.signals import Stopped, stop_like_ctrl_c\n"
+        f"stop_like_ctrl_c(); open({str(ready)!r}, 'w').write('ready')\n"
         "try:\n    time.sleep(30)\nexcept Stopped as exc:\n    print(exc, flush=True)\n"
     )
-    shell = f'{sys.executable} -c "{child}" & sleep 1; kill -KILL $$'
+    script = tmp_path / "child.py"
+    script.write_text(child)
+    shell = f"{sys.executable} {script} & while [ ! -s {ready} ]; do sleep 0.05; done; kill -KILL $$"
     process = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60, check=False)
     assert process.returncode == -signal.SIGKILL
-    # The orphan wrote its last line after the shell died; the pipe stays open until it exits.
-    assert process.stdout.split() == ["ready", "stopped", "by", "SIGTERM"]
+    # The orphan wrote its line after the shell died; the pipe stays open until it exits.
+    assert process.stdout.strip() == "stopped by SIGTERM"
 
 
 @pytest.mark.parametrize(
