@@ -6,6 +6,7 @@ tracking store), interrupts it, and checks that no run is left RUNNING and no pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,8 +29,22 @@ WAIT_SECONDS = 300
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    """One tracking store (MLflow's default, in this directory) for the module's pipelines."""
-    return tmp_path_factory.mktemp("faults")
+    """One tracking store (MLflow's default, in this directory) for the module's pipelines.
+
+    Created here, so the test's polling and `mlflow run` never both create its tables.
+    """
+    path = tmp_path_factory.mktemp("faults")
+    MlflowClient(f"sqlite:///{path / 'mlflow.db'}").search_experiments()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_pipeline_left_behind(store) -> Iterator[None]:
+    """A failed test must not leave its pipeline running into the next test's store."""
+    yield
+    for pid in _pipeline_processes(store):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _all_runs(store: Path) -> list[Run]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, UNAUTHENTICATED
@@ -10,9 +13,11 @@ from steps.tracking import redact, server_problem
 
 
 @pytest.fixture(autouse=True)
-def server_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://bot:hunter2@mlflow.internal:5000")
+def server_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bot")
+    mlflow.set_tracking_uri("http://bot:hunter2@mlflow.internal:5000")
+    yield
+    mlflow.set_tracking_uri(None)
 
 
 def test_credentials_are_removed_from_uris():
