@@ -164,3 +164,22 @@ def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, how
     assert "evaluate" not in statuses and "register" not in statuses, statuses
     parent = next(r for r in _all_runs(store) if r.info.start_time >= started and r.data.tags.get("mlflow.project.entryPoint") == "main")
     assert parent.data.tags["pipeline.error"].startswith("main: interrupted"), parent.data.tags["pipeline.error"]
+
+
+def test_an_unreachable_tracking_server_fails_within_seconds_with_bounded_retries(tmp_path, unused_port):
+    """The README's advice for a manual `mlflow run`: bound MLflow's retries (run-pipeline.sh does)."""
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    start = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(PROJECT_ROOT), "--env-manager", "local"],
+        cwd=tmp_path,
+        env=cli_env(f"http://127.0.0.1:{unused_port}", env),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+        check=False,
+    )
+    assert process.returncode != 0
+    assert time.monotonic() - start < 60  # MLflow's default retries take about four minutes
+    last = process.stderr.strip().splitlines()[-1]
+    assert f"http://127.0.0.1:{unused_port}" in last and "Connection refused" in last, last
