@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from steps.errors import InputError, PipelineError, describe
 from steps.lock import pipeline_lock, registry_lock_path
+from steps.signals import stop_deferred
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,9 @@ def alias_change(client: MlflowClient, name: str) -> Iterator[Lease]:
     active = mlflow.active_run()
     holder = f"run {active.info.run_id if active else 'none'}, pid {os.getpid()} on {socket.gethostname()}"
     local = pipeline_lock(path, f"alias change of {name}", "wait", LEASE_WAIT_SECONDS, what="alias change", limit="a fixed limit")
-    with local, registry_lease(client, name, holder) as lease:
+    # A stop request waits for the change to be complete: an alias moved without its history
+    # would leave nothing for rollback to walk back to.
+    with local, registry_lease(client, name, holder) as lease, stop_deferred():
         yield lease
 
 

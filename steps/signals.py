@@ -17,8 +17,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -68,6 +70,29 @@ def stop_like_ctrl_c(*, with_parent: bool = True) -> None:
             logger.warning("cannot ask to be stopped with the parent process (prctl errno %d)", ctypes.get_errno())
         elif os.getppid() != _launcher["pid"]:
             raise Stopped("stopped: the launching process was gone already")
+
+
+@contextmanager
+def stop_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on them.
+
+    For a few writes that must not be cut in half (moving an alias and recording why). Only the
+    main thread can handle signals; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            os.kill(os.getpid(), received[0])  # now handled as usual (raises Stopped, or ignored)
 
 
 def keep_killed_after_parent_exits(run_id: str, error_prefix: str) -> None:

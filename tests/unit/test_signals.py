@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from steps.chain import _process_failure
-from steps.signals import Stopped, stop_like_ctrl_c
+from steps.signals import Stopped, stop_deferred, stop_like_ctrl_c
 from tests.conftest import PROJECT_ROOT
 
 
@@ -50,6 +50,15 @@ def test_a_process_is_stopped_when_its_parent_dies(tmp_path):
     assert process.returncode == -signal.SIGKILL
     # The orphan wrote its line after the shell died; the pipe stays open until it exits.
     assert process.stdout.strip() == "stopped by SIGTERM"
+
+
+def test_a_stop_during_a_deferred_block_is_acted_on_when_it_ends(restore_handlers):
+    stop_like_ctrl_c(with_parent=False)
+    done = []
+    with pytest.raises(Stopped, match="stopped by SIGTERM"), stop_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("the writes after the signal")
+    assert done == ["the writes after the signal"]
 
 
 @pytest.mark.parametrize(
