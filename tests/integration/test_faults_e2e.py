@@ -31,10 +31,12 @@ WAIT_SECONDS = 300
 def store(tmp_path_factory) -> Path:
     """One tracking store (MLflow's default, in this directory) for the module's pipelines.
 
-    Created here, so the test's polling and `mlflow run` never both create its tables.
+    Created here, so the test's polling and `mlflow run` never both create its tables, with its
+    artifacts beside it.
     """
     path = tmp_path_factory.mktemp("faults")
-    MlflowClient(f"sqlite:///{path / 'mlflow.db'}").search_experiments()
+    with contextlib.chdir(path):  # the Default experiment's artifact root is ./mlruns of the creator
+        MlflowClient(f"sqlite:///{path / 'mlflow.db'}").search_experiments()
     return path
 
 
@@ -45,6 +47,11 @@ def no_pipeline_left_behind(store) -> Iterator[None]:
     for pid in _pipeline_processes(store):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_store_keeps_its_artifacts_beside_it(store):
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    assert client.get_experiment("0").artifact_location == str(store / "mlruns" / "0")
 
 
 def _all_runs(store: Path) -> list[Run]:
