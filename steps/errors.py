@@ -31,10 +31,14 @@ class InputError(PipelineError):
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
 
 
+def redact(text: str) -> str:
+    """``text`` without credentials embedded in URLs (``http://user:pass@host`` -> ``http://host``)."""
+    return _URL_CREDENTIALS.sub("", text)
+
+
 def first_line(text: object) -> str:
     """The first non-empty line of ``text``, without credentials in URLs (messages and error tags stay one line)."""
-    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
-    return _URL_CREDENTIALS.sub("", line)
+    return redact(next((line.strip() for line in str(text).splitlines() if line.strip()), ""))
 
 
 def describe(exc: BaseException) -> str:

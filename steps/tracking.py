@@ -16,9 +16,8 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
-from steps.errors import PipelineError, describe
+from steps.errors import PipelineError, describe, redact
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +36,6 @@ _UNREACHABLE = (
 
 class ServerError(PipelineError):
     """The tracking server refused a request or could not be reached."""
-
-
-def redact(uri: str) -> str:
-    """``uri`` without a password or user embedded in it (``http://user:pass@host`` -> ``http://host``)."""
-    parts = urlsplit(uri)
-    if not parts.username and not parts.password:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def tracking_server() -> str:
