@@ -3,16 +3,15 @@
 ``Chain.step(name, **parameters)`` computes the step's cache key (steps/cache.py). When a
 FINISHED run with that key exists and its outputs are still there, the step is *reused*: a
 child run marked ``pipeline.cache.reused_from`` records the reuse under this parent, and the
-old run's outputs are passed on. Otherwise it launches ``mlflow run <project> -e <name>``
-(through ``mlflow.run``, local env: the driver's environment is already the project's), waits,
-and returns the outputs the step recorded. Outputs are :class:`ArtifactRef` strings that also
+old run's outputs are passed on. Otherwise it runs entry point ``<name>`` with ``mlflow.run``
+(synchronous, local env: the driver's environment is already the project's; the step's process
+is the driver's child) and returns the outputs the step recorded. Outputs are :class:`ArtifactRef` strings that also
 carry their content digest, which is how the next step's key sees its inputs' content.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -54,6 +53,9 @@ from steps.registry import (
 from steps.signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
+
+# The reason given to a step whose process failed without recording one (killed, out of memory).
+PROCESS_FAILURE = "the step's process ended without reporting an error (killed or crashed; see its output above)"
 
 
 class ArtifactRef(str):
@@ -229,51 +231,68 @@ class Chain:
         return outputs
 
     def _run(self, name: str, parameters: dict[str, Any], key: CacheKey | None, reason: str, start: float) -> dict[str, ArtifactRef]:
-        submitted, launch_error = None, None
+        # Synchronous: MLflow starts the step's command as this process's child and waits for it
+        # (asynchronous runs go through one more `mlflow run` process per step, ~3 s each).
+        launch_error = None
         try:
-            submitted = mlflow.run(
+            mlflow.run(
                 str(self.project_dir),
                 entry_point=name,
                 parameters={k: str(v) for k, v in parameters.items()},
                 env_manager="local",
                 experiment_id=self.experiment_id,
                 run_name=name,
-                synchronous=False,
+                synchronous=True,
             )
-            if key is not None:
-                self.client.log_batch(submitted.run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
-            succeeded = submitted.wait()
+            succeeded = True
         except KeyboardInterrupt:
-            # Ctrl-C or SIGTERM while the step starts or runs: stop it too. It marks its run
-            # KILLED itself (steps/cli.py); one that could not is marked here.
+            # Ctrl-C or SIGTERM while the step starts or runs: MLflow stopped the step (SIGTERM),
+            # which marks its run KILLED itself (steps/cli.py); MLflow then marks it FAILED.
             ignore_stop_signals()
-            if submitted is not None:
-                submitted.cancel()
-                self._terminate(submitted.run_id, "KILLED", f"{name}: interrupted")
+            run_id = self._launched_run_id(name)
+            if run_id is not None:
+                self._terminate(run_id, "KILLED", f"{name}: interrupted", force=True)
             raise
         except MlflowException as exc:
-            # mlflow.run refused to start the step (e.g. a parameter MLflow itself rejects).
+            # The step's process exited non-zero, or MLflow refused to start it (e.g. a parameter
+            # MLflow itself rejects).
             succeeded = False
             launch_error = f"{name}: {describe(exc)}"
-        run_id = submitted.run_id if submitted is not None else None
-        crash = None if launch_error or succeeded else f"{name}: {_process_failure(submitted)}"
-        run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED", crash) if run_id else None
-        error = launch_error
-        if run and not succeeded:
-            error = run.data.tags.get(ERROR_TAG) or crash
+        run_id = self._launched_run_id(name)
+        run = None
+        if run_id is not None:
+            launch_error = None  # the step started: its run says why it failed, if it did
+            if key is not None:
+                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
+            run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED", None if succeeded else f"{name}: {PROCESS_FAILURE}")
         result = StepResult(
             name=name,
             run_id=run_id,
             status=run.info.status if run else "FAILED",
             seconds=time.monotonic() - start,
             outputs=_outputs(run) if run else {},
-            error=error,
+            error=None if succeeded else (run.data.tags.get(ERROR_TAG) if run else launch_error),
             reason=reason,
         )
         self._record(result)
         if not succeeded:
             raise StepFailedError(result)
         return result.outputs
+
+    def _launched_run_id(self, name: str) -> str | None:
+        """The run ``mlflow.run`` created for step ``name`` under this parent, if it got that far.
+
+        Each step runs at most once per pipeline run; the records of reused steps are not it.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent.info.run_id}' and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{name}'"
+            ),
+            max_results=10,
+        )
+        launched = [r for r in runs if REUSED_FROM_TAG not in r.data.tags]
+        return launched[0].info.run_id if launched else None
 
     def _record(self, result: StepResult) -> None:
         self.results.append(result)
@@ -284,18 +303,20 @@ class Chain:
                 f"pipeline.{result.name}.run_id": result.reused_run_id or result.run_id or "",
                 f"pipeline.{result.name}.cache_hit": str(result.cache_hit).lower(),
                 f"pipeline.{result.name}.status": result.status,
+                f"pipeline.{result.name}.seconds": f"{result.seconds:.2f}",
             }
         )
 
-    def _terminate(self, run_id: str, status: str, error: str | None = None) -> Run:
-        """Mark ``run_id`` terminated unless its process (or MLflow) already did; give it ``error``
-        as its reason if it recorded none (a killed process cannot)."""
+    def _terminate(self, run_id: str, status: str, error: str | None = None, *, force: bool = False) -> Run:
+        """Mark ``run_id`` terminated unless its process (or MLflow) already did, or as ``status``
+        anyway with ``force``; give it ``error`` as its reason if it recorded none (a killed
+        process cannot)."""
         run = self.client.get_run(run_id)
         changed = False
         if error and ERROR_TAG not in run.data.tags:
             self.client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
             changed = True
-        if not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+        if (force and run.info.status != status) or not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
             self.client.set_terminated(run_id, status)
             changed = True
         return self.client.get_run(run_id) if changed else run
@@ -390,21 +411,6 @@ class Chain:
         lines.append(f"Champion: {name} version {champion}{note}")
         lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
         return lines
-
-
-def _process_failure(submitted: Any) -> str:
-    """Why a step ended without success and without recording an error itself.
-
-    ``submitted`` wraps the ``mlflow run -e <step>`` process that runs the step's process. A step
-    that fails normally tags its run with the reason; no tag means the step's process died before
-    it could (killed, out of memory) or the ``mlflow run`` process itself was killed.
-    """
-    code = getattr(getattr(submitted, "command_proc", None), "returncode", None)
-    # A signal shows as a negative code, or as 128 + the signal's number through a shell.
-    number = None if code is None else -code if code < 0 else code - 128 if code > 128 else None
-    if number in {s.value for s in signal.Signals}:
-        return f"the step's process was killed by {signal.Signals(number).name}"
-    return "the step's process ended without reporting an error (killed or crashed; see its output above)"
 
 
 class _PendingOutputs(dict):

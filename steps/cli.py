@@ -12,7 +12,9 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import mlflow
@@ -126,6 +128,33 @@ def record_outputs(outputs: Mapping[str, str | LoggedArtifact]) -> None:
     mlflow.set_tags(tags)
 
 
+def _process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux only): the step's start-up before its work."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (POSIX only)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def step_metrics(startup_seconds: float | None, work_seconds: float) -> dict[str, float]:
+    """What a step's process cost: start-up (interpreter, imports, run start), its work, its peak memory."""
+    metrics = {"step_work_seconds": work_seconds, "step_startup_seconds": startup_seconds, "step_peak_rss_mb": _peak_rss_mb()}
+    return {name: round(value, 3) for name, value in metrics.items() if value is not None}
+
+
 def run_step(
     step: str,
     parser: argparse.ArgumentParser,
@@ -137,6 +166,7 @@ def run_step(
     stop_like_ctrl_c()
     with mlflow.start_run() as run:
         mlflow.set_tag(STEP_TAG, step)
+        startup_seconds, work_started = _process_age_seconds(), time.perf_counter()
         try:
             outputs = body(parser.parse_args(argv))
         except PipelineError as exc:
@@ -152,4 +182,5 @@ def run_step(
             mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             raise
         record_outputs(outputs)
+        mlflow.log_metrics(step_metrics(startup_seconds, time.perf_counter() - work_started))
         logger.info("run %s finished", run.info.run_id)

@@ -7,11 +7,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import pytest
 
-from steps.chain import _process_failure
 from steps.signals import Stopped, stop_deferred, stop_like_ctrl_c
 from tests.conftest import PROJECT_ROOT
 
@@ -59,16 +57,3 @@ def test_a_stop_during_a_deferred_block_is_acted_on_when_it_ends(restore_handler
         os.kill(os.getpid(), signal.SIGTERM)
         done.append("the writes after the signal")
     assert done == ["the writes after the signal"]
-
-
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [
-        (-9, "the step's process was killed by SIGKILL"),
-        (143, "the step's process was killed by SIGTERM"),
-        (1, "the step's process ended without reporting an error (killed or crashed; see its output above)"),
-        (None, "the step's process ended without reporting an error (killed or crashed; see its output above)"),
-    ],
-)
-def test_a_failed_step_process_is_explained(code, expected):
-    assert _process_failure(SimpleNamespace(command_proc=SimpleNamespace(returncode=code))) == expected
