@@ -30,6 +30,38 @@ from steps.schema import DataSchema, parse_schema
 
 logger = logging.getLogger(__name__)
 
+# The strings pandas' CSV reader reads as missing values, for pyarrow's reader to do the same.
+PANDAS_NA_STRINGS = sorted(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
+# MLflow stores a dataset's digest in at most 36 characters; 16 hex digits identify the content.
+DATASET_DIGEST_CHARS = 16
+
+# Bytes of CSV parsed per batch: large blocks mean fewer, larger chunks to join (less memory).
+CSV_BLOCK_BYTES = 64 << 20
+# Rows converted to Arrow at a time when a large table is written to Parquet (one row group each).
+PARQUET_CHUNK_ROWS = 1_000_000
+
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.zip", ".csv.bz2")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 HTTP_TIMEOUT_SECONDS = 60
@@ -93,25 +125,106 @@ def _check_csv_header(path: Path, uri: str) -> None:
         raise DataError(f"{uri}: duplicate column name(s) {', '.join(map(repr, duplicated))}")
 
 
+def _use_system_allocator() -> None:
+    """Have Arrow allocate with malloc, which returns the memory of freed columns at once: reading
+    a large Parquet file then peaks ~0.4x the frame's size lower than with Arrow's default pool
+    (measured; for CSV the default pool does better)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """``pd.read_parquet(path)``, freeing the Arrow table column by column as it is converted
+    (pandas keeps all of it until the end: twice the frame's size)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415 - only readers of Parquet files need it directly
+
+    _use_system_allocator()
+    table = pq.read_table(path)
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    return frame
+
+
+def _read_csv(path: Path, text_columns: Sequence[str], float_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """pyarrow's streaming CSV reader; pandas' C reader for files pyarrow refuses.
+
+    Streaming record batches into one table and converting it column by column peaks at about
+    1.2x the frame's size, against 2.4x for pandas' C reader and 3.3x for its pyarrow engine
+    (10 million rows, measured). Where pyarrow stops at a problem, or reads what pandas reads
+    differently (text that is not UTF-8 as bytes, dates as dates), the C reader reads the file
+    instead and raises the errors this module explains (or reads what pyarrow would not).
+    """
+    import pyarrow as pa  # noqa: PLC0415 - only readers of CSV files need it
+    import pyarrow.csv  # noqa: PLC0415
+
+    _use_system_allocator()
+    if path.name.endswith(".zip"):
+        return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))  # pyarrow cannot unzip
+    try:
+        reader = pyarrow.csv.open_csv(
+            path,
+            read_options=pyarrow.csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pyarrow.csv.ConvertOptions(
+                column_types=dict.fromkeys(text_columns, pa.string()) | dict.fromkeys(float_columns, pa.float64()),
+                null_values=PANDAS_NA_STRINGS,
+                strings_can_be_null=True,
+            ),
+        )
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
+    except (pa.ArrowException, OSError):
+        table = None
+    if table is None or any(pa.types.is_binary(f.type) or pa.types.is_temporal(f.type) for f in table.schema):
+        # Refused, or read differently from pandas: bytes for text that is not UTF-8, dates.
+        return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))
+    # One column at a time, each dropped from the table once converted: the file's data is in
+    # memory about once, not twice.
+    columns = {}
+    for name in table.column_names:
+        columns[name] = table.column(name).to_pandas()
+        table = table.drop_columns([name])
+    frame = pd.DataFrame(columns, copy=False)
+    for name in text_columns:
+        if name in frame.columns:
+            frame[name] = frame[name].astype("string")
+    return frame
+
+
 def read_table(uri: str, what: str = "dataset", text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV or Parquet table from any supported URI.
 
     ``text_columns`` are read from CSV as text, as written (``007`` stays ``007``).
     """
-    fmt = table_format(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _parse_table(fetch(uri, tmp, what), uri, text_columns)
+
+
+def read_table_with_digest(
+    uri: str, what: str = "dataset", text_columns: Sequence[str] = (), float_columns: Sequence[str] = ()
+) -> tuple[pd.DataFrame, str]:
+    """:func:`read_table`, and the SHA-256 of the file that was read.
+
+    ``float_columns`` are read from CSV straight as float64 when they all parse as numbers (else
+    as pandas would read them, for the schema check to explain): no integer copy to convert.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = fetch(uri, tmp, what)
-        try:
-            if fmt == "csv":
-                _check_csv_header(path, uri)
-                return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))
-            return pd.read_parquet(path)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{uri}: the file is empty (no header, no rows)") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{uri}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
-        except (pd.errors.ParserError, ValueError, OSError) as exc:
-            raise DataError(f"{uri}: cannot parse as {fmt} ({describe(exc)})") from None
+        return _parse_table(path, uri, text_columns, float_columns), sha256_file(path)
+
+
+def _parse_table(path: Path, uri: str, text_columns: Sequence[str], float_columns: Sequence[str] = ()) -> pd.DataFrame:
+    fmt = table_format(uri)
+    try:
+        if fmt == "csv":
+            _check_csv_header(path, uri)
+            return _read_csv(path, text_columns, float_columns)
+        return _read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{uri}: the file is empty (no header, no rows)") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{uri}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise DataError(f"{uri}: cannot parse as {fmt} ({describe(exc)})") from None
 
 
 def read_text(uri: str, what: str) -> str:
@@ -171,8 +284,29 @@ def log_table(frame: pd.DataFrame, artifact_path: str) -> LoggedArtifact:
     """Log ``frame`` as a Parquet artifact of the active run."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(artifact_path).name
-        frame.to_parquet(local, index=False)
+        write_parquet(frame, local)
         return log_file(local, artifact_path)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """``frame.to_parquet(path, index=False)``, converting at most PARQUET_CHUNK_ROWS rows at a time.
+
+    pandas converts the whole frame to Arrow first: a second full-size copy of a large split.
+    """
+    if len(frame) <= PARQUET_CHUNK_ROWS:
+        frame.to_parquet(path, index=False)
+        return
+    import pyarrow as pa  # noqa: PLC0415 - only writers of large tables need it directly
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    first = pa.Table.from_pandas(frame.iloc[:PARQUET_CHUNK_ROWS], preserve_index=False)
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first)
+        del first
+        for start in range(PARQUET_CHUNK_ROWS, len(frame), PARQUET_CHUNK_ROWS):
+            writer.write_table(
+                pa.Table.from_pandas(frame.iloc[start : start + PARQUET_CHUNK_ROWS], schema=writer.schema, preserve_index=False)
+            )
 
 
 def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:
@@ -183,16 +317,25 @@ def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:
         return log_file(local, artifact_path)
 
 
-def to_dataset(frame: pd.DataFrame, name: str, source: str, target: str | None) -> mlflow.data.pandas_dataset.PandasDataset:
-    """An MLflow dataset (for ``mlflow.log_input``) with ``source`` when MLflow can describe it."""
-    try:
-        with warnings.catch_warnings():
-            # MLflow warns when two registered source types both accept a local path.
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-            return mlflow.data.from_pandas(frame, source=source, targets=target, name=name)
-    except MlflowException:
-        # MLflow has no dataset-source type for some URI schemes (e.g. mlflow-artifacts:/).
-        return mlflow.data.from_pandas(frame, targets=target, name=name)
+def to_dataset(
+    frame: pd.DataFrame, name: str, source: str | None, target: str | None, *, sha256: str, predictions: str | None = None
+) -> mlflow.data.pandas_dataset.PandasDataset:
+    """An MLflow dataset (for ``mlflow.log_input``) with ``source`` when MLflow can describe it.
+
+    Its digest is the start of ``sha256``, the SHA-256 of the file the frame was read from or
+    written to (the digest the step cache uses). MLflow's own digest would call ``type()`` on
+    every cell of the frame: ~20 s and 1.5 GB more memory at 10 million rows.
+    """
+    digest = sha256[:DATASET_DIGEST_CHARS]
+    if source is not None:
+        try:
+            with warnings.catch_warnings():
+                # MLflow warns when two registered source types both accept a local path.
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+                return mlflow.data.from_pandas(frame, source=source, targets=target, name=name, digest=digest, predictions=predictions)
+        except MlflowException:
+            pass  # MLflow has no dataset-source type for some URI schemes (e.g. mlflow-artifacts:/).
+    return mlflow.data.from_pandas(frame, targets=target, name=name, digest=digest, predictions=predictions)
 
 
 def load_manifest(uri: str) -> tuple[dict[str, Any], DataSchema]:

@@ -12,6 +12,7 @@ split (in a nested run named after it). The verdict comes from
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models.evaluation import EvaluationResult
 
-from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split
+from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split, to_dataset
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
@@ -33,6 +34,9 @@ from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, REPORTED_METRICS,
 from steps.schema import PREDICTION_COLUMN, DataSchema
 
 logger = logging.getLogger(__name__)
+
+# Points drawn in a scatter plot at most (a random sample of the test rows beyond that).
+PLOTTED_POINTS = 20_000
 
 
 NO_CHAMPION = "no champion yet: absolute thresholds only"
@@ -81,21 +85,29 @@ def verdict(checks: list[Check], champion_note: str) -> tuple[bool, str]:
 
 
 def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> dict[str, Figure]:
-    """Predicted-vs-actual and residual plots (figures built without pyplot's global state)."""
+    """Predicted-vs-actual and residual plots (figures built without pyplot's global state).
+
+    Scatter plots show a fixed random sample of at most PLOTTED_POINTS rows (millions of points
+    take minutes to draw and show nothing more); the histogram counts every row.
+    """
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    shown = np.arange(len(actual))
+    if len(shown) > PLOTTED_POINTS:
+        shown = np.sort(np.random.default_rng(0).choice(len(shown), PLOTTED_POINTS, replace=False))
+    sample = f" ({len(shown):,} of {len(actual):,} rows)" if len(shown) < len(actual) else ""
     scatter = Figure(figsize=(5, 5), layout="constrained")
     ax = scatter.add_subplot()
-    ax.scatter(actual, predicted, s=12, alpha=0.7)
+    ax.scatter(actual[shown], predicted[shown], s=12, alpha=0.7)
     ax.plot([low, high], [low, high], color="grey", linestyle="--", label="perfect prediction")
-    ax.set(xlabel=f"actual {target}", ylabel=f"predicted {target}", title="Predicted vs actual (test split)")
+    ax.set(xlabel=f"actual {target}", ylabel=f"predicted {target}", title=f"Predicted vs actual (test split){sample}")
     ax.legend(loc="upper left")
 
     residuals = actual - predicted
     resid = Figure(figsize=(9, 4), layout="constrained")
     left, right = resid.subplots(1, 2)
-    left.scatter(predicted, residuals, s=12, alpha=0.7)
+    left.scatter(predicted[shown], residuals[shown], s=12, alpha=0.7)
     left.axhline(0, color="grey", linestyle="--")
-    left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title="Residuals vs predicted")
+    left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title=f"Residuals vs predicted{sample}")
     right.hist(residuals, bins=min(30, max(5, len(residuals) // 5)))
     right.set(xlabel="residual", ylabel="count", title="Residual distribution")
     return {"plots/predicted_vs_actual.png": scatter, "plots/residuals.png": resid}
@@ -108,7 +120,9 @@ def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: s
     if not np.isfinite(predicted).all():
         raise InputError(f"the model returned {int((~np.isfinite(predicted)).sum())} non-finite prediction(s) on the test split")
     frame = pd.DataFrame({target: actual, PREDICTION_COLUMN: predicted})
-    return mlflow.models.evaluate(data=frame, targets=target, predictions=PREDICTION_COLUMN, model_type="regressor", model_id=model_id)
+    sha256 = hashlib.sha256(np.ascontiguousarray(actual, dtype="float64").tobytes() + predicted.tobytes()).hexdigest()
+    dataset = to_dataset(frame, name="evaluation", source=None, target=target, sha256=sha256, predictions=PREDICTION_COLUMN)
+    return mlflow.models.evaluate(data=dataset, model_type="regressor", model_id=model_id)
 
 
 def run(

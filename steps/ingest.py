@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from steps.artifacts import LoggedArtifact, log_json, log_table, read_table, resolve_data_uri, to_dataset
+from steps.artifacts import LoggedArtifact, log_json, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.cli import run_step, step_parser
 from steps.config import DataConfig
 from steps.errors import DataError
@@ -45,7 +45,11 @@ class IngestOutputs:
 
 def run(raw: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
     """Validate ``raw`` (read from ``source``) and split it reproducibly."""
-    data = validate_frame(raw, params.schema, source)
+    return split(validate_frame(raw, params.schema, source), params, source)
+
+
+def split(data: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
+    """Split validated ``data`` into train and test rows, reproducibly (``params.seed``)."""
     n_test = math.ceil(len(data) * params.test_size)
     if len(data) < 2 * MIN_SPLIT_ROWS:
         raise DataError(f"{source}: {len(data)} row(s) are too few to split; train and test need at least {MIN_SPLIT_ROWS} rows each")
@@ -76,14 +80,23 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     DataConfig(uri=args.data_uri, schema=args.schema, test_size=args.test_size, seed=args.seed)
     schema = load_schema(args.schema)
     location = resolve_data_uri(args.data_uri)
-    raw = read_table(location, what="dataset", text_columns=schema.text_columns)
-    out = run(raw, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
+    raw, source_sha256 = read_table_with_digest(
+        location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns
+    )
+    # run() in two halves, so that the file as read is freed before the split copies the rows.
+    data = validate_frame(raw, schema, args.data_uri)
+    del raw
+    out = split(data, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
 
     train_file = log_table(out.train, "data/train.parquet")
     test_file = log_table(out.test, "data/test.parquet")
-    source = to_dataset(out.data, name="source", source=location, target=schema.target)
-    train = to_dataset(out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target)
-    test = to_dataset(out.test, name="test", source=mlflow.get_artifact_uri("data/test.parquet"), target=schema.target)
+    source = to_dataset(out.data, name="source", source=location, target=schema.target, sha256=source_sha256)
+    train = to_dataset(
+        out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target, sha256=train_file.digest
+    )
+    test = to_dataset(
+        out.test, name="test", source=mlflow.get_artifact_uri("data/test.parquet"), target=schema.target, sha256=test_file.digest
+    )
     mlflow.log_input(source, context="source")
     mlflow.log_input(train, context="training")
     mlflow.log_input(test, context="testing")

@@ -66,6 +66,10 @@ class DataSchema:
     def text_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.dtype == "string"]
 
+    @property
+    def float_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.dtype == "float"]
+
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
 
@@ -199,8 +203,9 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
         _flag(problems, values.isna() & ~missing_before, "non-numeric value(s)", raw)
         infinite = pd.Series(np.isinf(values.to_numpy()))
-        _flag(problems, infinite, "infinite value(s)", values)
-        values = values.mask(infinite)
+        if infinite.any():  # (mask() copies the column even when nothing is masked)
+            _flag(problems, infinite, "infinite value(s)", values)
+            values = values.mask(infinite)
         if spec.dtype == "int":
             _flag(problems, values.notna() & (values % 1 != 0), "non-integer value(s)", values)
     else:
@@ -266,4 +271,6 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require
     if problems:
         more = f" (and {len(problems) - _MAX_LISTED} more problem(s))" if len(problems) > _MAX_LISTED else ""
         raise DataError(f"{source}: " + "; ".join(problems[:_MAX_LISTED]) + more)
-    return pd.DataFrame(typed)
+    # copy=False: columns that needed no conversion share memory with ``frame`` (no second copy
+    # of a large dataset); pandas copies on write, so neither frame can change the other.
+    return pd.DataFrame(typed, copy=False)

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # Packages the served model needs, pinned as in requirements.txt.
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 INPUT_EXAMPLE_ROWS = 5
+# Rows transformed or scored at a time: bounds the extra memory on large training sets.
+CHUNK_ROWS = 250_000
+# Rows the model signature is inferred from (types, not statistics: a sample is enough).
+SIGNATURE_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,14 @@ class TrainOutputs:
 def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema, params: TrainParams) -> TrainOutputs:
     """Fit the regressor on already-fitted preprocessing and join both into one Pipeline."""
     features, target = train[schema.features], train[schema.target]
-    regressor = ElasticNet(alpha=params.alpha, l1_ratio=params.l1_ratio, max_iter=params.max_iter)
-    regressor.fit(transformer.transform(features), target)
+    transformed = transform_for_fit(transformer, features)
+    # copy_X=False: the solver centres ``transformed`` in place instead of copying it.
+    regressor = ElasticNet(alpha=params.alpha, l1_ratio=params.l1_ratio, max_iter=params.max_iter, copy_X=False)
+    regressor.fit(transformed, target)
+    del transformed
     # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
     model = Pipeline([("preprocess", transformer), ("regressor", regressor)])
-    predictions = model.predict(features)
+    predictions = predict_in_chunks(model, features)
     names = [str(n) for n in transformer.get_feature_names_out()]
     coefficients = {"intercept": float(regressor.intercept_), **dict(zip(names, map(float, regressor.coef_), strict=True))}
     metrics = {
@@ -65,6 +72,23 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
         "nonzero_coefficients": float(np.count_nonzero(regressor.coef_)),
     }
     return TrainOutputs(model=model, coefficients=coefficients, metrics=metrics)
+
+
+def transform_for_fit(transformer: ColumnTransformer, features: pd.DataFrame) -> np.ndarray:
+    """``transformer.transform(features)``, built chunk by chunk in the column-major layout the
+    solver works on, so the only full-size copy of the training data besides ``features`` is this one."""
+    width = len(transformer.get_feature_names_out())
+    transformed = np.empty((len(features), width), dtype="float64", order="F")
+    for start in range(0, len(features), CHUNK_ROWS):
+        transformed[start : start + CHUNK_ROWS] = transformer.transform(features.iloc[start : start + CHUNK_ROWS])
+    return transformed
+
+
+def predict_in_chunks(model: Pipeline, features: pd.DataFrame) -> np.ndarray:
+    """``model.predict(features)`` without a full-size transformed copy of ``features``."""
+    if len(features) == 0:
+        return model.predict(features)
+    return np.concatenate([model.predict(features.iloc[start : start + CHUNK_ROWS]) for start in range(0, len(features), CHUNK_ROWS)])
 
 
 def model_requirements(requirements: str | None = None) -> list[str]:
@@ -104,14 +128,14 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
     params = TrainParams(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
     out = run(train, load_transformer(transformer_uri), schema, params)
 
-    features = train[schema.features]
+    sample = train[schema.features].head(SIGNATURE_ROWS)
     model_info = mlflow.sklearn.log_model(
         out.model,
         name="model",
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        signature=infer_signature(features, out.model.predict(features)),
-        input_example=features.head(INPUT_EXAMPLE_ROWS),
+        signature=infer_signature(sample, out.model.predict(sample)),
+        input_example=sample.head(INPUT_EXAMPLE_ROWS),
         pip_requirements=model_requirements(),
         params={"alpha": params.alpha, "l1_ratio": params.l1_ratio, "max_iter": params.max_iter},
         metadata={"train_data_digest": manifest["splits"]["train"]["digest"], "data_digest": manifest["digest"]},

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.util
 
 import mlflow
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from pandas._libs.parsers import STR_NA_VALUES
 
 from steps import artifacts
 from steps.config import PROJECT_ROOT
@@ -102,3 +105,31 @@ def test_a_split_without_the_schema_columns_is_refused(tmp_path, small_schema):
     make_frame(rows=4).drop(columns=["x2"]).to_parquet(tmp_path / "train.parquet")
     with pytest.raises(InputError, match=r"train split .*train.parquet: missing column\(s\) 'x2' of the manifest's schema"):
         artifacts.read_split(str(tmp_path / "train.parquet"), "train split", small_schema)
+
+
+def test_pyarrow_reads_missing_values_like_pandas():
+    assert set(artifacts.PANDAS_NA_STRINGS) == set(STR_NA_VALUES)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("a,b,code\n1,NA,007\n,3,None\nnan,null,x\n", id="missing values and a text column"),
+        pytest.param("a,when\n1,2020-01-01\n2,2020-01-02\n", id="dates stay text"),
+        pytest.param('a,b\n"1,5",2\n', id="quoted delimiter"),
+        pytest.param("a,b\n1,2,3\n4,5\n", id="ragged rows (pyarrow refuses; pandas reads)"),
+    ],
+)
+def test_csv_is_read_as_pandas_reads_it(tmp_path, content):
+    path = tmp_path / "t.csv"
+    path.write_text(content, encoding="utf-8")
+    expected = pd.read_csv(path, encoding="utf-8", dtype={"code": "string"})
+    pd.testing.assert_frame_equal(artifacts.read_table(str(path), text_columns=["code"]), expected)
+
+
+def test_large_tables_are_written_in_row_groups_and_read_back_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifacts, "PARQUET_CHUNK_ROWS", 4)
+    frame = pd.DataFrame({"x": np.arange(10, dtype="float64"), "name": [f"n{i}" for i in range(10)]})
+    artifacts.write_parquet(frame, tmp_path / "t.parquet")
+    assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups == 3
+    pd.testing.assert_frame_equal(artifacts.read_table(str(tmp_path / "t.parquet")), frame)

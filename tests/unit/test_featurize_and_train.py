@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from steps import featurize, ingest, train
 from steps.errors import InputError
@@ -15,12 +18,31 @@ from tests.conftest import make_frame
 def test_preprocessing_is_fitted_on_the_train_split_only(small_schema):
     split = ingest.run(make_frame(rows=60), ingest.IngestParams(schema=small_schema, test_size=0.5, seed=1), "f.csv")
     out = featurize.run(split.train, small_schema)
-    scaler = out.transformer.named_transformers_["numeric"].named_steps["scale"]
+    means = np.array([out.transformer.named_transformers_[f"numeric{i}"].named_steps["scale"].mean_[0] for i in range(2)])
     numeric = split.train[["x1", "x2"]]
-    np.testing.assert_allclose(scaler.mean_, numeric.fillna(numeric.median()).mean().to_numpy())
+    np.testing.assert_allclose(means, numeric.fillna(numeric.median()).mean().to_numpy())
     everything = split.data[["x1", "x2"]]
-    assert not np.allclose(scaler.mean_, everything.fillna(everything.median()).mean().to_numpy())
+    assert not np.allclose(means, everything.fillna(everything.median()).mean().to_numpy())
     assert out.feature_names == ["x1", "x2", "color_blue", "color_green", "color_red"]
+
+
+def test_one_imputer_and_scaler_per_column_transform_like_one_for_all_columns(small_schema):
+    # Per-column parts keep memory down on large data; the numbers must not change.
+    frame = make_frame(rows=80)
+    together = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]).fit(frame[["x1", "x2"]])
+    per_column = featurize.run(frame, small_schema).transformer
+    np.testing.assert_allclose(per_column.transform(frame)[:, :2], together.transform(frame[["x1", "x2"]]))
+
+
+def test_training_in_chunks_gives_the_model_of_one_piece(small_schema, monkeypatch):
+    frame = make_frame(rows=90)
+    transformer = featurize.run(frame, small_schema).transformer
+    params = train.TrainParams(alpha=0.1, l1_ratio=0.5, max_iter=5000)
+    whole = train.run(frame, transformer, small_schema, params)
+    monkeypatch.setattr(train, "CHUNK_ROWS", 7)
+    chunked = train.run(frame, transformer, small_schema, params)
+    assert chunked.coefficients == pytest.approx(whole.coefficients, rel=1e-12, abs=1e-12)
+    assert chunked.metrics == pytest.approx(whole.metrics, rel=1e-12)
 
 
 def test_transform_handles_missing_and_unseen_values(small_schema, small_frame):
