@@ -1,16 +1,21 @@
-"""The predict core: schema checks on rows to score, every row scored, extra columns kept."""
+"""The predict core: schema checks on rows to score, every row scored, extra columns kept; and
+the parts of the Spark engine that need no Spark (its end-to-end test: tests/integration/test_spark_predict.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from steps import featurize, predict, train
-from steps.errors import DataError, InputError
+from steps.errors import ConfigError, DataError, InputError
 from steps.registry import RegisteredModel
-from tests.conftest import make_frame
+from tests.conftest import PROJECT_ROOT, make_frame
 
 
 @pytest.fixture
@@ -72,3 +77,162 @@ def test_the_model_defaults_to_the_champion_resolved_to_its_version(model):
     assert predict.model_to_use(client, "runs:/abc/model", "unit-model") == ("runs:/abc/model", None)
     with pytest.raises(InputError, match=r"model models:/other@champion: the alias points at no version yet"):
         predict.model_to_use(client, "", "other")
+
+
+# --- engine=spark: the parts that need no Spark ------------------------------------------------
+
+
+def test_engine_defaults_to_pandas_and_a_bad_one_is_one_line_naming_the_parameter():
+    args = predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml"])
+    assert (args.engine, args.spark_master) == ("pandas", "")
+    assert predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml", "--engine=spark"]).engine == "spark"
+    with pytest.raises(InputError, match=r"^argument --engine: invalid choice: 'dask' \(choose from '?pandas'?, '?spark'?\)$"):
+        predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml", "--engine=dask"])
+
+
+def test_the_spark_master_comes_from_the_parameter_then_the_environment_then_local():
+    assert predict.spark_master("spark://head:7077", {"SPARK_MASTER": "yarn"}) == "spark://head:7077"
+    assert predict.spark_master(" ", {"SPARK_MASTER": "yarn"}) == "yarn"
+    assert predict.spark_master("", {}) == "local[*]"
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[4,2]", "local-cluster[2,1,1024]"])
+def test_a_local_spark_is_quiet_and_listens_on_the_loopback_interface_only(master):
+    conf = predict.spark_conf(master)
+    assert conf["spark.ui.enabled"] == "false"
+    assert conf["spark.driver.bindAddress"] == conf["spark.driver.host"] == "127.0.0.1"
+    assert int(conf["spark.sql.shuffle.partitions"]) <= 8
+    assert conf["spark.ui.showConsoleProgress"] == "false"
+
+
+@pytest.mark.parametrize("master", ["spark://head:7077", "yarn", "k8s://https://api:6443", "localhost"])
+def test_a_cluster_keeps_its_own_network_and_ui_settings(master):
+    conf = predict.spark_conf(master)
+    assert not {"spark.ui.enabled", "spark.driver.bindAddress", "spark.driver.host"} & set(conf)
+    assert conf["spark.ui.showConsoleProgress"] == "false"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: f.drop(columns="x2"),
+        lambda f: f.drop(columns=["x1", "x2"]),
+        lambda f: f.assign(prediction=1.0),
+        lambda f: f.rename(columns={"x2": "x1"}),
+        lambda f: pd.DataFrame({"x1;x2;color": ["1;2;red"]}),
+        lambda f: pd.DataFrame(),
+    ],
+    ids=["missing", "two-missing", "prediction-column", "duplicate", "semicolons", "no-columns"],
+)
+def test_spark_column_checks_fail_with_the_pandas_engines_words(small_schema, change):
+    rows = change(make_frame(rows=5, seed=5, missing=False).drop(columns="y"))
+    with pytest.raises((DataError, InputError)) as pandas_error:
+        predict.run(rows, model=None, schema=small_schema, source="new.csv")
+    with pytest.raises(type(pandas_error.value)) as spark_error:
+        predict.check_columns([str(c) for c in rows.columns], small_schema, source="new.csv")
+    assert str(spark_error.value) == str(pandas_error.value)
+
+
+def test_spark_column_checks_pick_the_features_and_the_target_only_when_present(small_schema):
+    names = ["customer_id", "x1", "x2", "color"]
+    assert [c.name for c in predict.check_columns(names, small_schema, "new.csv")] == ["x1", "x2", "color"]
+    assert [c.name for c in predict.check_columns([*names, "y"], small_schema, "new.csv")] == ["x1", "x2", "color", "y"]
+
+
+def test_value_checks_are_the_ones_the_column_can_fail(small_schema):
+    assert predict.value_checks(small_schema.column("x1")) == {
+        "non_numeric": "non-numeric value(s)",
+        "infinite": "infinite value(s)",
+        "out_of_range": "value(s) outside [0, 100]",
+    }
+    assert list(predict.value_checks(small_schema.column("x2"))) == ["non_numeric", "infinite"]
+    assert list(predict.value_checks(small_schema.column("color"))) == ["not_allowed"]
+    assert list(predict.value_checks(small_schema.column("y"))) == ["non_numeric", "infinite", "missing"]  # the target: never missing
+
+
+def test_spark_value_problems_read_like_the_pandas_engines_with_an_example_instead_of_a_row(small_schema):
+    x1, y = small_schema.column("x1"), small_schema.column("y")
+    stats = predict.ColumnStats(
+        missing=0,
+        present=8,
+        counts={"non_numeric": 1, "infinite": 0, "out_of_range": 2},
+        examples={"non_numeric": "high", "out_of_range": -5.0},
+    )
+    assert predict.column_problems(x1, rows=10, stats=stats) == [
+        "1 non-numeric value(s), e.g. 'high'",
+        "2 value(s) outside [0, 100], e.g. -5.0",
+    ]
+    missing = predict.ColumnStats(missing=3, present=7, counts={"missing": 3})
+    assert predict.column_problems(y, rows=10, stats=missing) == ["3 missing value(s)"]
+    assert predict.column_problems(x1, rows=4, stats=predict.ColumnStats(missing=4, present=0)) == ["every value is missing"]
+    # Nothing usable: only what the type found, as the pandas engine stops there too.
+    unusable = predict.ColumnStats(missing=1, present=0, counts={"non_numeric": 3, "out_of_range": 0}, examples={"non_numeric": "n.a."})
+    assert predict.column_problems(x1, rows=4, stats=unusable) == ["3 non-numeric value(s), e.g. 'n.a.'"]
+    error = predict.data_error("new.csv", [f"column 'c{i}': bad" for i in range(5)])
+    assert str(error) == "new.csv: column 'c0': bad; column 'c1': bad; column 'c2': bad (and 2 more problem(s))"
+
+
+SPARK_ERROR = """An error occurred while calling o39.collectToPython.
+: org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///data/rows.csv.  SQLSTATE: KD001
+\tat org.apache.spark.sql.errors.QueryExecutionErrors$.cannotReadFilesError(QueryExecutionErrors.scala:920)
+Caused by: org.apache.spark.SparkException: [MALFORMED_RECORD_IN_PARSING.WITHOUT_SUGGESTION] Malformed records are detected: [3,4].
+Parse Mode: FAILFAST. To process malformed records as null result, try setting the option 'mode' as 'PERMISSIVE'.  SQLSTATE: 22023
+\t... 1 more
+Caused by: org.apache.spark.SparkRuntimeException: [MALFORMED_CSV_RECORD] Malformed CSV record: 3,4,5 SQLSTATE: KD000
+\t... 25 more
+"""
+
+PYTHON_WORKER_ERROR = """An exception was thrown from the Python worker. Please see the stack trace below.
+Traceback (most recent call last):
+  File "site-packages/mlflow/pyfunc/__init__.py", line 850, in predict
+mlflow.exceptions.MlflowException: Failed to enforce schema of data: column 'bmi' is missing
+"""
+
+
+def test_a_spark_error_becomes_its_innermost_cause_on_one_line():
+    assert predict.spark_failure(SPARK_ERROR) == "[MALFORMED_CSV_RECORD] Malformed CSV record: 3,4,5"
+    assert predict.spark_failure(PYTHON_WORKER_ERROR) == "Failed to enforce schema of data: column 'bmi' is missing"
+    assert predict.spark_failure(RuntimeError("plain message\nmore")) == "plain message"
+    assert predict.spark_failure(RuntimeError()) == "RuntimeError"
+
+
+def test_local_tables_give_their_columns_without_spark(tmp_path, small_frame):
+    small_frame.to_csv(tmp_path / "rows.csv", index=False)
+    assert predict.local_columns((tmp_path / "rows.csv").as_uri(), "csv") == ["x1", "x2", "color", "y"]
+    parts = tmp_path / "rows.parquet"
+    parts.mkdir()
+    (parts / "_SUCCESS").touch()
+    small_frame.to_parquet(parts / "part-00000.parquet")
+    assert predict.local_columns(parts.as_uri(), "parquet") == ["x1", "x2", "color", "y"]
+    small_frame.to_csv(tmp_path / "rows.csv.gz", index=False)
+    assert predict.local_columns((tmp_path / "rows.csv.gz").as_uri(), "csv") is None  # Spark reads it
+    assert predict.local_columns("hdfs://nn/rows.csv", "csv") is None
+    (tmp_path / "empty.csv").touch()
+    assert predict.local_columns((tmp_path / "empty.csv").as_uri(), "csv") == []
+
+
+def test_spark_reads_local_paths_as_file_uris_and_hadoop_uris_as_they_are(tmp_path):
+    (tmp_path / "rows.csv").write_text("x1\n1\n")
+    assert predict.spark_input(str(tmp_path / "rows.csv"), tmp_path) == (tmp_path / "rows.csv").as_uri()
+    assert predict.spark_input((tmp_path / "rows.csv").as_uri(), tmp_path) == (tmp_path / "rows.csv").as_uri()
+    assert predict.spark_input("hdfs://nn:8020/data/rows.parquet", tmp_path) == "hdfs://nn:8020/data/rows.parquet"
+    with pytest.raises(InputError, match=r"^dataset .*/nope.csv: file not found$"):
+        predict.spark_input(str(tmp_path / "nope.csv"), tmp_path)
+
+
+def test_the_pandas_engine_works_without_pyspark():
+    # MLflow itself imports pyspark when it is installed (mlflow/types/schema.py), so block it.
+    code = "import sys; sys.modules['pyspark'] = None; import steps.predict; steps.predict.build_parser()"
+    process = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    assert process.returncode == 0, process.stderr
+
+
+def test_engine_spark_without_pyspark_or_java_says_what_it_needs(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(ConfigError, match=r"^engine=spark needs pyspark: pip install -r requirements-spark.txt$"):
+        predict.start_spark("local[1]")
+    monkeypatch.undo()
+    monkeypatch.setattr(predict.shutil, "which", lambda name: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(ConfigError, match=r"^engine=spark needs Java 17 or later: there is no java on PATH and JAVA_HOME is not set$"):
+        predict.start_spark("local[1]")
