@@ -176,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             mlflow.end_run("FAILED")
             raise
         error = f"main: {problem}"
+    finally:
+        chain.close()
     summary = chain.plan() if chain.options.dry_run and not error else chain.summary(error)
     print(summary)
     finish(summary, error, status)

@@ -12,6 +12,7 @@ carry their content digest, which is how the next step's key sees its inputs' co
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from steps.cache import (
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 from steps.errors import PipelineError, describe
+from steps.launch import WARM_SOCKET_ENV
 from steps.registry import (
     CHALLENGER,
     CHAMPION,
@@ -51,6 +53,7 @@ from steps.registry import (
     alias_version,
 )
 from steps.signals import ignore_stop_signals
+from steps.warm import WarmProcess
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +128,14 @@ class Chain:
         self.results: list[StepResult] = []
         self.started = time.monotonic()
         self._env = env_digest(project_dir)
+        self._warm: WarmProcess | None = None
+
+    def close(self) -> None:
+        """Stop the warm process the steps ran in, if one was started."""
+        if self._warm is not None:
+            self._warm.stop()
+            self._warm = None
+            os.environ.pop(WARM_SOCKET_ENV, None)
 
     @property
     def experiment_id(self) -> str:
@@ -234,6 +245,10 @@ class Chain:
         # Synchronous: MLflow starts the step's command as this process's child and waits for it
         # (asynchronous runs go through one more `mlflow run` process per step, ~3 s each).
         launch_error = None
+        if self._warm is None:
+            # Started when the first step must run: its imports overlap this step's launch.
+            self._warm = WarmProcess(self.project_dir)
+            os.environ[WARM_SOCKET_ENV] = self._warm.environment_value
         try:
             mlflow.run(
                 str(self.project_dir),

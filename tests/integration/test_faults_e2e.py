@@ -101,14 +101,29 @@ def _wait_for_running_step(store: Path, process: subprocess.Popen, step: str, af
 
 
 def _step_process(store: Path, step: str) -> int | None:
-    for pid in _pipeline_processes(store):
-        try:
-            # The step's Python process itself: `python -m steps.<step> ...` (not the `mlflow run` around it).
-            if f"\0-m\0steps.{step}\0".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except OSError:
-            continue
-    return None
+    """The process doing ``step``'s work: the child the pipeline's warm process forked for the
+    step's launcher (``python -m steps.launch <step> ...``), or the launcher itself without one."""
+    processes = {pid: _cmdline(pid) for pid in _pipeline_processes(store)}
+    launcher = next((pid for pid, cmd in processes.items() if f"\0-m\0steps.launch\0{step}\0".encode() in cmd), None)
+    if launcher is None:
+        return None
+    warm = [pid for pid, cmd in processes.items() if b"\0-m\0steps.warm\0" in cmd]
+    workers = [pid for pid in processes if _parent(pid) in warm]
+    return workers[0] if workers else launcher
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # gone
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _wait_until_gone(store: Path) -> None:

@@ -1,0 +1,83 @@
+"""Start a step: in the pipeline's warm process when the driver runs one, else in this process.
+
+Every step's MLproject command is ``python -m steps.launch <step> <arguments>``. Under the driver
+(``main.py``), the environment names a warm process (steps/warm.py) that has already imported
+MLflow, pandas, scikit-learn and the steps: this process hands it its arguments, environment,
+working directory and standard streams, waits for the step to finish there, and exits with its
+status. That saves each step the 2-3 s of starting Python and importing those libraries. Run
+alone (``mlflow run . -e train ...``), or when the warm process cannot be reached, the step runs
+here as before.
+
+This module imports only the standard library: it must start in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+# Set by the driver: ``<address>#<token>`` of its warm process's Unix socket.
+WARM_SOCKET_ENV = "PIPELINE_WARM_SOCKET"
+STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in STEP_NAMES:
+        sys.stderr.write(f"error: usage: python -m steps.launch <{'|'.join(STEP_NAMES)}> [arguments]; got {args[:1]}\n")
+        sys.exit(2)
+    step, step_args = args[0], args[1:]
+    address = os.environ.get(WARM_SOCKET_ENV, "").partition("#")[0]
+    if address:
+        status = run_in_warm_process(address, step, step_args)
+        if status is not None:
+            sys.exit(status)
+    importlib.import_module(f"steps.{step}").main(step_args)
+
+
+def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | None:
+    """Run ``step`` in the warm process at ``address``; its exit status, or None if unreachable."""
+    try:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(socket_address(address))
+    except OSError:
+        return None
+    with connection:
+        request = {"step": step, "args": list(args), "cwd": os.getcwd(), "env": dict(os.environ)}
+        try:
+            socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+            reader = connection.makefile("r", encoding="utf-8")
+            started = reader.readline()
+        except OSError:
+            return None
+        if not started:
+            return None  # the warm process went away before starting the step
+        worker = int(json.loads(started)["pid"])
+
+        def forward(signum: int, frame: FrameType | None) -> None:
+            del frame
+            with contextlib.suppress(OSError):  # already gone
+                os.kill(worker, signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, forward)
+        finished = reader.readline()
+    if not finished:
+        return 1  # the warm process died while the step ran; the driver reports the step failed
+    return int(json.loads(finished)["status"])
+
+
+def socket_address(address: str) -> str:
+    """``@name`` is a Linux abstract socket (no file); anything else a path."""
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
+if __name__ == "__main__":
+    main()

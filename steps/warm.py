@@ -1,0 +1,207 @@
+"""The pipeline's warm process: the steps' libraries imported once, each step forked from it.
+
+Starting a step's process costs 2-3 s before it does anything: the interpreter, then MLflow,
+its SQL store, pandas, scikit-learn and skops. The driver starts one warm process when the first
+step must run; it imports all of that once and waits on a Unix socket. Each step's command
+(steps/launch.py, started by ``mlflow.run`` as usual) connects, and the warm process forks a
+child that takes over the launcher's standard streams, working directory, environment
+(``MLFLOW_RUN_ID`` and the rest) and arguments, and runs the step; the launcher exits with the
+child's status. The step's run, outputs, errors and exit status are those of a step started
+from scratch.
+
+Stopping: a stop signal sent to the launcher is forwarded to the child; a launcher that dies
+takes the child with it (SIGTERM, so its run ends KILLED); the warm process ends with the driver
+(Linux: when the driver dies, too), and the child with the warm process.
+
+Only a process of the same user that knows the address's token can start a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import secrets
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from steps.launch import STEP_NAMES, WARM_SOCKET_ENV, socket_address
+from steps.signals import stop_like_ctrl_c
+
+logger = logging.getLogger(__name__)
+
+# What every step imports, and MLflow's SQL stores (imported on first use otherwise).
+PRELOAD = (
+    *(f"steps.{step}" for step in STEP_NAMES),
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+)
+# How often a running step's launcher is checked for having gone away.
+POLL_SECONDS = 0.05
+MAX_REQUEST_BYTES = 4 << 20
+
+
+def serve(address: str, token: str) -> None:
+    """Listen on ``address``, import the steps' libraries, then run each requested step."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_address(address))
+    listener.listen(8)  # launchers may connect before the imports are done: they wait
+    for module in PRELOAD:
+        importlib.import_module(module)
+    while True:
+        connection, _ = listener.accept()
+        with connection:
+            _serve_one(listener, connection, token)
+
+
+def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -> None:
+    if not _same_user(connection):
+        return
+    message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
+    while not message.endswith(b"\n") and len(message) < MAX_REQUEST_BYTES:
+        more = connection.recv(MAX_REQUEST_BYTES)
+        if not more:
+            break
+        message += more
+    try:
+        request = json.loads(message)
+        presented = str(request["env"].get(WARM_SOCKET_ENV, "")).partition("#")[2]
+        if not secrets.compare_digest(presented, token) or len(fds) != 3 or request["step"] not in STEP_NAMES:
+            logger.warning("warm process: refused a request")
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            connection.close()
+            _run_step(request, fds)  # never returns
+        connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        status = _wait(pid, connection)
+        with contextlib.suppress(OSError):
+            connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+    except (ValueError, KeyError, TypeError, OSError):
+        logger.warning("warm process: ignored a malformed request")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _same_user(connection: socket.socket) -> bool:
+    """Whether the peer runs as this process's user (Linux: SO_PEERCRED; elsewhere the socket's
+    private directory already ensures it)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", credentials)
+    return uid == os.getuid()
+
+
+def _run_step(request: dict, fds: Sequence[int]) -> None:
+    """In the forked child: become the launcher's step process, run the step, exit with its status."""
+    code = 1
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.argv = [f"steps/{request['step']}.py", *request["args"]]
+        importlib.import_module(f"steps.{request['step']}").main(request["args"])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if not isinstance(exc.code, int | None):
+            sys.stderr.write(f"{exc.code}\n")
+    except BaseException:  # a bug in the step: its traceback, as the interpreter would print it
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _wait(pid: int, connection: socket.socket) -> int:
+    """The child's exit status (128 + signal number if a signal ended it, as a shell says).
+
+    If the launcher goes away meanwhile (killed), the child is stopped too.
+    """
+    launcher_gone = False
+    while True:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+        if not launcher_gone and select.select([connection], [], [], POLL_SECONDS)[0]:
+            if not connection.recv(1):
+                launcher_gone = True
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+        elif launcher_gone:
+            time.sleep(POLL_SECONDS)
+
+
+class WarmProcess:
+    """The driver's handle on its warm process."""
+
+    def __init__(self, project_dir: Path):
+        self._directory = None
+        if sys.platform.startswith("linux"):
+            address = f"@mlflow-pipeline-{secrets.token_hex(8)}"
+        else:
+            self._directory = tempfile.mkdtemp(prefix="pipeline-")  # private (0700)
+            address = str(Path(self._directory) / "warm.sock")
+        token = secrets.token_hex(16)
+        self.environment_value = f"{address}#{token}"
+        self._process = subprocess.Popen([sys.executable, "-m", "steps.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._directory:
+            with contextlib.suppress(OSError):
+                Path(self._directory, "warm.sock").unlink(missing_ok=True)
+                os.rmdir(self._directory)
+
+
+@contextlib.contextmanager
+def warm_process(project_dir: Path) -> Iterator[WarmProcess]:
+    process = WarmProcess(project_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    address, token = (sys.argv[1:] if argv is None else argv)[:2]
+    # SIGTERM (from the driver, or on Linux the driver's death) ends it; Ctrl-C reaches the
+    # whole process group and is for the step to handle.
+    stop_like_ctrl_c()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(address, token)
+
+
+if __name__ == "__main__":
+    main()
