@@ -40,7 +40,7 @@ from steps.cache import (
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 from steps.errors import PipelineError, describe
-from steps.launch import WARM_SOCKET_ENV
+from steps.launch import WARM_SOCKET_ENV, WarmProcess
 from steps.registry import (
     CHALLENGER,
     CHAMPION,
@@ -53,7 +53,6 @@ from steps.registry import (
     alias_version,
 )
 from steps.signals import ignore_stop_signals
-from steps.warm import WarmProcess
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ class Chain:
         self._warm: WarmProcess | None = None
 
     def close(self) -> None:
-        """Stop the warm process the steps ran in, if one was started."""
+        """Stop the warm process the steps ran in, if this chain started it."""
         if self._warm is not None:
             self._warm.stop()
             self._warm = None
@@ -245,8 +244,9 @@ class Chain:
         # Synchronous: MLflow starts the step's command as this process's child and waits for it
         # (asynchronous runs go through one more `mlflow run` process per step, ~3 s each).
         launch_error = None
-        if self._warm is None:
-            # Started when the first step must run: its imports overlap this step's launch.
+        if not os.environ.get(WARM_SOCKET_ENV):
+            # The driver was not started through steps/launch.py (which starts one for the whole
+            # run): start the warm process now, for this step and the next.
             self._warm = WarmProcess(self.project_dir)
             os.environ[WARM_SOCKET_ENV] = self._warm.environment_value
         try:

@@ -69,8 +69,19 @@ def build_preprocessor(schema: DataSchema) -> ColumnTransformer:
 
 
 def run(train: pd.DataFrame, schema: DataSchema) -> FeaturizeOutputs:
-    """Fit the preprocessing on the training split only (no information leaks from test)."""
-    transformer = build_preprocessor(schema).fit(train[schema.features])
+    """Fit the preprocessing on the training split only (no information leaks from test).
+
+    Fitted with pandas output from each part's last step: scikit-learn then joins the parts'
+    outputs with ``pd.concat``, which shares their memory instead of copying them into one more
+    array the size of the training features. The imputers keep array output, so the steps after
+    them are fitted on arrays, as they are given at transform time; the fitted transformer then
+    outputs arrays, as usual.
+    """
+    transformer = build_preprocessor(schema).set_output(transform="pandas")
+    for _, part, _ in transformer.transformers:
+        part.steps[0][1].set_output(transform="default")
+    transformer.fit(train[schema.features])
+    transformer.set_output(transform="default")
     return FeaturizeOutputs(transformer=transformer, feature_names=[str(n) for n in transformer.get_feature_names_out()])
 
 

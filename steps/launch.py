@@ -17,29 +17,51 @@ import contextlib
 import importlib
 import json
 import os
+import secrets
 import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 # Set by the driver: ``<address>#<token>`` of its warm process's Unix socket.
 WARM_SOCKET_ENV = "PIPELINE_WARM_SOCKET"
 STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict")
+ENTRY_POINTS = ("main", *STEP_NAMES)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in STEP_NAMES:
-        sys.stderr.write(f"error: usage: python -m steps.launch <{'|'.join(STEP_NAMES)}> [arguments]; got {args[:1]}\n")
+    if not args or args[0] not in ENTRY_POINTS:
+        sys.stderr.write(f"error: usage: python -m steps.launch <{'|'.join(ENTRY_POINTS)}> [arguments]; got {args[:1]}\n")
         sys.exit(2)
     step, step_args = args[0], args[1:]
+    if step == "main":
+        sys.exit(run_driver(step_args))
     address = os.environ.get(WARM_SOCKET_ENV, "").partition("#")[0]
     if address:
         status = run_in_warm_process(address, step, step_args)
         if status is not None:
             sys.exit(status)
     importlib.import_module(f"steps.{step}").main(step_args)
+
+
+def run_driver(args: Sequence[str]) -> int:
+    """The pipeline's driver (main.py), with the warm process started first, so that its imports
+    run on another core while the driver's own imports and cache lookups do."""
+    warm = None if os.environ.get(WARM_SOCKET_ENV) else WarmProcess(PROJECT_ROOT)
+    if warm is not None:
+        os.environ[WARM_SOCKET_ENV] = warm.environment_value
+    try:
+        return importlib.import_module("main").main(args)
+    finally:
+        if warm is not None:
+            warm.stop()
+            os.environ.pop(WARM_SOCKET_ENV, None)
 
 
 def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | None:
@@ -77,6 +99,43 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
 def socket_address(address: str) -> str:
     """``@name`` is a Linux abstract socket (no file); anything else a path."""
     return "\0" + address[1:] if address.startswith("@") else address
+
+
+class WarmProcess:
+    """The driver's handle on its warm process (steps/warm.py)."""
+
+    def __init__(self, project_dir: Path):
+        self._directory = None
+        if sys.platform.startswith("linux"):
+            address = f"@mlflow-pipeline-{secrets.token_hex(8)}"
+        else:
+            self._directory = tempfile.mkdtemp(prefix="pipeline-")  # private (0700)
+            address = str(Path(self._directory) / "warm.sock")
+        token = secrets.token_hex(16)
+        self.environment_value = f"{address}#{token}"
+        self._process = subprocess.Popen([sys.executable, "-m", "steps.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._directory:
+            with contextlib.suppress(OSError):
+                Path(self._directory, "warm.sock").unlink(missing_ok=True)
+                os.rmdir(self._directory)
+
+
+@contextlib.contextmanager
+def warm_process(project_dir: Path) -> Iterator[WarmProcess]:
+    process = WarmProcess(project_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 if __name__ == "__main__":

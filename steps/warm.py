@@ -28,25 +28,21 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from steps.launch import STEP_NAMES, WARM_SOCKET_ENV, socket_address
 from steps.signals import stop_like_ctrl_c
 
 logger = logging.getLogger(__name__)
 
-# What every step imports, and MLflow's SQL stores (imported on first use otherwise).
-PRELOAD = (
-    *(f"steps.{step}" for step in STEP_NAMES),
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-)
+# Imported before the first step is served: MLflow's SQL stores (imported on first use
+# otherwise) and the first step's libraries. The other steps' modules are imported while no
+# step is waiting (or when a step asks for them first), so the first step starts early.
+PRELOAD_FIRST = ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store", "steps.ingest")
+PRELOAD_LATER = tuple(f"steps.{step}" for step in STEP_NAMES if step != "ingest")
 # How often a running step's launcher is checked for having gone away.
 POLL_SECONDS = 0.05
 MAX_REQUEST_BYTES = 4 << 20
@@ -57,9 +53,13 @@ def serve(address: str, token: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_address(address))
     listener.listen(8)  # launchers may connect before the imports are done: they wait
-    for module in PRELOAD:
+    for module in PRELOAD_FIRST:
         importlib.import_module(module)
+    later = list(PRELOAD_LATER)
     while True:
+        if later and not select.select([listener], [], [], 0)[0]:
+            importlib.import_module(later.pop(0))  # nobody waiting: prepare the next steps
+            continue
         connection, _ = listener.accept()
         with connection:
             _serve_one(listener, connection, token)
@@ -154,43 +154,6 @@ def _wait(pid: int, connection: socket.socket) -> int:
                     os.kill(pid, signal.SIGTERM)
         elif launcher_gone:
             time.sleep(POLL_SECONDS)
-
-
-class WarmProcess:
-    """The driver's handle on its warm process."""
-
-    def __init__(self, project_dir: Path):
-        self._directory = None
-        if sys.platform.startswith("linux"):
-            address = f"@mlflow-pipeline-{secrets.token_hex(8)}"
-        else:
-            self._directory = tempfile.mkdtemp(prefix="pipeline-")  # private (0700)
-            address = str(Path(self._directory) / "warm.sock")
-        token = secrets.token_hex(16)
-        self.environment_value = f"{address}#{token}"
-        self._process = subprocess.Popen([sys.executable, "-m", "steps.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._directory:
-            with contextlib.suppress(OSError):
-                Path(self._directory, "warm.sock").unlink(missing_ok=True)
-                os.rmdir(self._directory)
-
-
-@contextlib.contextmanager
-def warm_process(project_dir: Path) -> Iterator[WarmProcess]:
-    process = WarmProcess(project_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,6 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
+import pyarrow
+import pyarrow.csv
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -38,6 +41,16 @@ def store(tmp_path_factory) -> Path:
     with contextlib.chdir(path):  # the Default experiment's artifact root is ./mlruns of the creator
         MlflowClient(f"sqlite:///{path / 'mlflow.db'}").search_experiments()
     return path
+
+
+@pytest.fixture(scope="module")
+def slow_data(store) -> str:
+    """The example data 5,000 times over (2.2 million rows): long enough a `train` step (several
+    seconds) to be interrupted reliably while it works."""
+    path = store / "example_x5000.csv"
+    example = pd.read_csv(PROJECT_ROOT / "data" / "example_data.csv")
+    pyarrow.csv.write_csv(pyarrow.Table.from_pandas(pd.concat([example] * 5000, ignore_index=True), preserve_index=False), path)
+    return f"data_uri={path}"
 
 
 @pytest.fixture(autouse=True)
@@ -102,14 +115,14 @@ def _wait_for_running_step(store: Path, process: subprocess.Popen, step: str, af
 
 def _step_process(store: Path, step: str) -> int | None:
     """The process doing ``step``'s work: the child the pipeline's warm process forked for the
-    step's launcher (``python -m steps.launch <step> ...``), or the launcher itself without one."""
+    step's launcher (``python -m steps.launch <step> ...``); the warm process serves one step at
+    a time, so while that launcher runs, the warm process's child is its step."""
     processes = {pid: _cmdline(pid) for pid in _pipeline_processes(store)}
-    launcher = next((pid for pid, cmd in processes.items() if f"\0-m\0steps.launch\0{step}\0".encode() in cmd), None)
-    if launcher is None:
+    if not any(f"\0-m\0steps.launch\0{step}\0".encode() in cmd for cmd in processes.values()):
         return None
-    warm = [pid for pid, cmd in processes.items() if b"\0-m\0steps.warm\0" in cmd]
-    workers = [pid for pid in processes if _parent(pid) in warm]
-    return workers[0] if workers else launcher
+    warm = {pid for pid, cmd in processes.items() if b"\0-m\0steps.warm\0" in cmd}  # the warm process and its child
+    server = next((pid for pid in warm if _parent(pid) not in warm), None)
+    return next((pid for pid in warm if _parent(pid) == server), None)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -140,9 +153,9 @@ def _statuses(store: Path, after: int) -> Iterator[tuple[str, str]]:
             yield run.data.tags.get("mlflow.project.entryPoint", "?"), run.info.status
 
 
-def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_the_cache(store):
+def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_the_cache(store, slow_data):
     started = int(time.time() * 1000)
-    process = _start(store, "alpha=0.7")
+    process = _start(store, "alpha=0.7", slow_data)
     _wait_for_running_step(store, process, "train", started)
     os.kill(_step_process(store, "train"), signal.SIGKILL)
     _, stderr = process.communicate(timeout=WAIT_SECONDS)
@@ -154,7 +167,7 @@ def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_
     assert statuses == {"main": "FAILED", "ingest": "FINISHED", "featurize": "FINISHED", "train": "FAILED"}, statuses
     _wait_until_gone(store)
 
-    resumed = run_pipeline(store, "alpha=0.7")
+    resumed = run_pipeline(store, "alpha=0.7", slow_data)
     assert resumed.process.returncode == 0, explain(resumed)
     parent = max((r for r in _all_runs(store) if r.data.tags.get("mlflow.project.entryPoint") == "main"), key=lambda r: r.info.start_time)
     assert parent.data.tags["pipeline.ingest.status"] == "REUSED"
@@ -169,9 +182,9 @@ def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_
         pytest.param("ctrl-c", "0.9", id="Ctrl-C (SIGINT to the process group)"),
     ],
 )
-def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, how, alpha):
+def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, slow_data, how, alpha):
     started = int(time.time() * 1000)
-    process = _start(store, f"alpha={alpha}")
+    process = _start(store, f"alpha={alpha}", slow_data)
     _wait_for_running_step(store, process, "train", started)
     if how == "sigterm":
         process.send_signal(signal.SIGTERM)

@@ -12,8 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from steps.config import PROJECT_ROOT
-from steps.launch import WARM_SOCKET_ENV
-from steps.warm import WarmProcess, warm_process
+from steps.launch import WARM_SOCKET_ENV, WarmProcess, warm_process
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,8 @@ def warm() -> Iterator[WarmProcess]:
 
 
 def _launch(tmp_path: Path, warm_value: str | None, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # Nothing from other tests' pipelines: their store, run ids, or driver (which reports step errors itself).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PIPELINE_"))}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env.pop(WARM_SOCKET_ENV, None)
     if warm_value is not None:
@@ -67,4 +67,4 @@ def test_an_unreachable_warm_process_falls_back_to_this_process(tmp_path):
 def test_the_launcher_names_the_steps_it_knows(tmp_path):
     done = _launch(tmp_path, None, "deploy")
     assert done.returncode == 2
-    assert "usage: python -m steps.launch <ingest|featurize|train|evaluate|register|rollback|predict>" in done.stderr
+    assert "usage: python -m steps.launch <main|ingest|featurize|train|evaluate|register|rollback|predict>" in done.stderr
