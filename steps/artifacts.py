@@ -142,10 +142,17 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _read_differently(field: Any) -> bool:
+    """Whether pyarrow reads this CSV column otherwise than pandas would."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    return field.name == "" or pa.types.is_binary(field.type) or pa.types.is_temporal(field.type) or pa.types.is_null(field.type)
+
+
 def _use_system_allocator() -> None:
-    """Have Arrow allocate with malloc, which returns the memory of freed columns at once: reading
-    a large Parquet file then peaks ~0.4x the frame's size lower than with Arrow's default pool
-    (measured; for CSV the default pool does better)."""
+    """Have Arrow allocate with malloc: its default pool keeps the memory of freed buffers, which
+    :func:`release_free_memory` can then not give back (a large step would hold the file's data
+    twice; measured on Parquet and CSV at 10 million rows)."""
     import pyarrow as pa  # noqa: PLC0415
 
     pa.set_memory_pool(pa.system_memory_pool())
@@ -192,8 +199,9 @@ def _read_csv(path: Path, text_columns: Sequence[str], float_columns: Sequence[s
         table = pa.Table.from_batches(list(reader), schema=reader.schema)
     except (pa.ArrowException, OSError):
         table = None
-    if table is None or any(pa.types.is_binary(f.type) or pa.types.is_temporal(f.type) for f in table.schema):
-        # Refused, or read differently from pandas: bytes for text that is not UTF-8, dates.
+    if table is None or any(_read_differently(f) for f in table.schema):
+        # Refused, or read differently from pandas: bytes for text that is not UTF-8, dates,
+        # columns with no value at all, unnamed columns.
         return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))
     # One column at a time, each dropped from the table once converted: the file's data is in
     # memory about once, not twice.
@@ -312,7 +320,8 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
     pandas converts the whole frame to Arrow first: a second full-size copy of a large split.
     """
-    if len(frame) <= PARQUET_CHUNK_ROWS:
+    if len(frame) <= PARQUET_CHUNK_ROWS or any(dtype == "object" for dtype in frame.dtypes):
+        # (Object columns: the first chunk alone may not show their type, e.g. all missing.)
         frame.to_parquet(path, index=False)
         return
     import pyarrow as pa  # noqa: PLC0415 - only writers of large tables need it directly

@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from steps.launch import STEP_NAMES, WARM_SOCKET_ENV, socket_address
+from steps.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, socket_address
 from steps.signals import stop_like_ctrl_c
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ PRELOAD_LATER = tuple(f"steps.{step}" for step in STEP_NAMES if step != "ingest"
 # How often a running step's launcher is checked for having gone away.
 POLL_SECONDS = 0.05
 MAX_REQUEST_BYTES = 4 << 20
+REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 def serve(address: str, token: str) -> None:
@@ -53,28 +54,54 @@ def serve(address: str, token: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_address(address))
     listener.listen(8)  # launchers may connect before the imports are done: they wait
+    # The project's code as it is now: a step whose code changes after this is refused, and
+    # its launcher runs the new code itself (the cache keys steps by the code on disk).
+    code = _code_versions()
     for module in PRELOAD_FIRST:
-        importlib.import_module(module)
+        _preload(module)
     later = list(PRELOAD_LATER)
     while True:
         if later and not select.select([listener], [], [], 0)[0]:
-            importlib.import_module(later.pop(0))  # nobody waiting: prepare the next steps
+            _preload(later.pop(0))  # nobody waiting: prepare the next steps
             continue
         connection, _ = listener.accept()
         with connection:
-            _serve_one(listener, connection, token)
+            if _code_versions() == code:
+                _serve_one(listener, connection, token)
+
+
+def _preload(module: str) -> None:
+    """Import ``module``; a module that fails to import is left to the step's own process,
+    which reports the error as it would without the warm process."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # any import error: the step reports it itself
+        logger.debug("warm process: cannot preload %s", module, exc_info=True)
+
+
+def _code_versions() -> dict[str, tuple[int, int]]:
+    """Modification time and size of each module of the project."""
+    versions = {}
+    for path in sorted((PROJECT_ROOT / "steps").glob("*.py")):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            versions[path.name] = (stat.st_mtime_ns, stat.st_size)
+    return versions
 
 
 def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -> None:
     if not _same_user(connection):
         return
-    message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
-    while not message.endswith(b"\n") and len(message) < MAX_REQUEST_BYTES:
-        more = connection.recv(MAX_REQUEST_BYTES)
-        if not more:
-            break
-        message += more
+    fds: list[int] = []
     try:
+        connection.settimeout(REQUEST_TIMEOUT_SECONDS)  # a launcher sends its request at once
+        message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
+        while not message.endswith(b"\n") and len(message) < MAX_REQUEST_BYTES:
+            more = connection.recv(MAX_REQUEST_BYTES)
+            if not more:
+                break
+            message += more
+        connection.settimeout(None)
         request = json.loads(message)
         presented = str(request["env"].get(WARM_SOCKET_ENV, "")).partition("#")[2]
         if not secrets.compare_digest(presented, token) or len(fds) != 3 or request["step"] not in STEP_NAMES:
@@ -91,7 +118,7 @@ def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -
         status = _wait(pid, connection)
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps({"status": status}).encode() + b"\n")
-    except (ValueError, KeyError, TypeError, OSError):
+    except Exception:  # a bad request must not end the warm process
         logger.warning("warm process: ignored a malformed request")
     finally:
         for fd in fds:

@@ -118,6 +118,8 @@ def test_pyarrow_reads_missing_values_like_pandas():
         pytest.param("a,when\n1,2020-01-01\n2,2020-01-02\n", id="dates stay text"),
         pytest.param('a,b\n"1,5",2\n', id="quoted delimiter"),
         pytest.param("a,b\n1,2,3\n4,5\n", id="ragged rows (pyarrow refuses; pandas reads)"),
+        pytest.param("a,b\n1,\n2,\n", id="a column with no value"),
+        pytest.param("a,,c\n1,2,3\n", id="an unnamed column"),
     ],
 )
 def test_csv_is_read_as_pandas_reads_it(tmp_path, content):
@@ -143,3 +145,10 @@ def test_a_large_frames_dataset_schema_is_mlflows_inferred_from_a_sample(monkeyp
     assert dataset.schema == mlflow.data.from_pandas(frame, targets="y", name="d").schema
     assert dataset.profile["num_rows"] == 200
     assert dataset.digest == "ab" * 8
+
+
+def test_object_columns_are_written_whole_whatever_their_first_rows_hold(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifacts, "PARQUET_CHUNK_ROWS", 2)
+    frame = pd.DataFrame({"x": np.arange(6, dtype="float64"), "flag": [None, None, None, True, False, True]})
+    artifacts.write_parquet(frame, tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
