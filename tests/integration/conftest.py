@@ -64,6 +64,8 @@ def cli_env(tracking_uri: str | None = None, env: dict[str, str] | None = None) 
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.pop("MLFLOW_TRACKING_URI", None)
     full_env.pop("MLFLOW_RUN_ID", None)
+    for name in [n for n in full_env if n.startswith("PIPELINE_") and n not in (env or {})]:
+        full_env.pop(name)  # no driver's run or warm process: each command is a pipeline of its own
     if tracking_uri:
         full_env["MLFLOW_TRACKING_URI"] = tracking_uri
     return full_env

@@ -174,7 +174,7 @@ def test_spark_rows_without_a_required_column_fail_with_one_clear_line(store, ro
     assert process.returncode == 1, process.stderr[-3000:]
     assert "Traceback" not in process.stderr
     errors = [line for line in process.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
-    assert errors == [f"error: predict: {bad}: missing column(s) 'bmi' required by the schema"]
+    assert errors == [f"error: predict: {bad}: missing column(s) 'bmi' required by the schema"], process.stderr[-3000:]
     (failed,) = store.predict_runs("FAILED")
     assert failed.data.params["data_uri"] == str(bad)
     assert failed.data.tags["pipeline.error"] == errors[0].removeprefix(ERROR_PREFIX)

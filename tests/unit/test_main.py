@@ -52,7 +52,10 @@ def test_step_argument_errors_are_one_line_input_errors():
 def test_steps_inherit_the_parent_run_and_no_experiment_name(monkeypatch):
     # `mlflow run -e <step> --experiment-id <parent's>` refuses an experiment name set alongside.
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "nightly")
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    # setenv first: delenv of an unset variable records nothing, and the value set below would
+    # then outlive the test, making every later step in this worker log its errors quietly.
+    monkeypatch.setenv(PARENT_RUN_ENV, "unset")
+    monkeypatch.delenv(PARENT_RUN_ENV)
     parent = SimpleNamespace(info=SimpleNamespace(run_id="abc123"))
     main.prepare_step_environment(parent)
     assert "MLFLOW_EXPERIMENT_NAME" not in os.environ
