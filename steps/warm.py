@@ -1,8 +1,9 @@
 """The pipeline's warm process: the steps' libraries imported once, each step forked from it.
 
 Starting a step's process costs 2-3 s before it does anything: the interpreter, then MLflow,
-its SQL store, pandas, scikit-learn and skops. The driver starts one warm process when the first
-step must run; it imports all of that once and waits on a Unix socket. Each step's command
+its SQL store, pandas, scikit-learn and skops. The driver's launcher (``python -m steps.launch
+main``) starts one warm process before the driver's own imports (a driver started otherwise
+starts it when the first step must run); it imports all of that once and waits on a Unix socket. Each step's command
 (steps/launch.py, started by ``mlflow.run`` as usual) connects, and the warm process forks a
 child that takes over the launcher's standard streams, working directory, environment
 (``MLFLOW_RUN_ID`` and the rest) and arguments, and runs the step; the launcher exits with the
