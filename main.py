@@ -26,7 +26,8 @@ from contextlib import AbstractContextManager, nullcontext
 import mlflow
 import yaml
 
-from steps.chain import Chain, ChainStopped, RunOptions, StepFailedError
+from steps.cards import log_card
+from steps.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
 from steps.cli import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
 from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
 from steps.errors import ConfigError, PipelineError, first_line
@@ -145,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("main")
     stop_like_ctrl_c()
     parent = mlflow.start_run()
+    mlflow.set_tag(KIND_TAG, "pipeline")
     prepare_step_environment(parent)
     chain = Chain(parent, PROJECT_ROOT)
     error, status = None, "FINISHED"
@@ -178,18 +180,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = f"main: {problem}"
     finally:
         chain.close()
-    summary = chain.plan() if chain.options.dry_run and not error else chain.summary(error)
+    dry_run = chain.options.dry_run and not error
+    summary = chain.plan() if dry_run else chain.summary(error)
     print(summary)
-    finish(summary, error, status)
+    finish(chain, summary, error, status, dry_run=dry_run)
     if status == "KILLED":
         keep_killed_after_parent_exits(parent.info.run_id, INTERRUPTED_PREFIX)
     return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
 
 
-def finish(summary: str, error: str | None, status: str) -> None:
-    """Record the summary and the outcome on the parent run, and say what went wrong (one line)."""
+def finish(chain: Chain, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
+    """Record the summary, the card, the evaluation's metrics and the outcome on the parent run,
+    and say what went wrong (one line)."""
     if error:
         sys.stderr.write(f"error: {error}\n")
+    if not dry_run:
+        try:
+            # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
+            mlflow.log_metrics(chain.evaluation_metrics())
+            log_card(chain.card("Pipeline run", error))
+        except Exception as exc:
+            # The outcome below matters more than the report.
+            logger.warning("could not log the pipeline's card: %s", server_problem(exc) or first_line(exc))
     try:
         mlflow.log_text(summary + "\n", "summary.txt")
         if error:

@@ -37,6 +37,7 @@ from steps.cache import (
     last_run_of,
     output_digests,
 )
+from steps.cards import CARD_FILE, Card, artifact_url, run_url, ui_url
 from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
 from steps.config import STEPS
 from steps.errors import PipelineError, describe
@@ -55,6 +56,12 @@ from steps.registry import (
 from steps.signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
+
+# What a run is, for `compare` and for searches: "pipeline" (main's parent run), "sweep" (a
+# sweep's parent), "trial" (one grid point of a sweep), "compare".
+KIND_TAG = "pipeline.kind"
+# evaluate's plot shown on the pipeline's card.
+CARD_PLOT = "plots/predicted_vs_actual.png"
 
 # The reason given to a step whose process failed without recording one (killed, out of memory).
 PROCESS_FAILURE = "the step's process ended without reporting an error (killed or crashed; see its output above)"
@@ -363,6 +370,61 @@ class Chain:
         if error:
             lines.append(f"Error: {error}")
         return "\n".join(lines)
+
+    def evaluation_metrics(self) -> dict[str, float]:
+        """evaluate's test-split metrics (RMSE, MAE, R²) in this pipeline run, if it ran or was reused."""
+        run = self._step_run("evaluate")
+        return {name: run.data.metrics[name] for name in REPORTED_METRICS if run and name in run.data.metrics}
+
+    def card(self, title: str, error: str | None = None) -> Card:
+        """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision."""
+        tracking_uri = mlflow.get_tracking_uri()
+        status = "FAILED" if error else "FINISHED"
+        card = Card(title, f"run {self.parent.info.run_id} {status} in {time.monotonic() - self.started:.1f} s")
+        if error:
+            card.heading("Error").text(error)
+        rows = []
+        for r in self.results:
+            run_id = r.reused_run_id or r.run_id
+            link = (run_id, run_url(tracking_uri, self.experiment_id, run_id)) if run_id else "-"
+            has_card = run_id and r.status in ("FINISHED", "REUSED")
+            rows.append(
+                {
+                    "step": r.name,
+                    "status": r.status,
+                    "seconds": round(r.seconds, 1),
+                    "run": link,
+                    "card": (CARD_FILE, artifact_url(tracking_uri, self.experiment_id, run_id)) if has_card else "-",
+                    "why": r.reason,
+                }
+            )
+        card.heading("Steps").table(rows, ["step", "status", "seconds", "run", "card", "why"], links=("run", "card"))
+        card.text(f"Links open the MLflow UI at {ui_url(tracking_uri)} (start it with `mlflow ui` for a local store).", note=True)
+        evaluation = self._evaluation_lines()
+        if evaluation:
+            card.heading("Evaluation")
+            for line in evaluation:
+                card.text(line)
+            plot = self._evaluate_plot()
+            if plot:
+                card.image(plot, "Predicted vs actual on the test split (from evaluate)")
+        register = self.result("register")
+        if register and register.status in ("FINISHED", "REUSED"):
+            card.heading("Registry")
+            for line in self._registration_lines(register):
+                card.text(line)
+        return card
+
+    def _evaluate_plot(self) -> bytes | None:
+        run = self._step_run("evaluate")
+        if run is None:
+            return None
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=CARD_PLOT, dst_path=tmp)).read_bytes()
+        except (MlflowException, OSError) as exc:
+            logger.warning("the pipeline card shows no plot: cannot read %s of run %s (%s)", CARD_PLOT, run.info.run_id, exc)
+            return None
 
     def _step_run(self, name: str) -> Run | None:
         """The run that did step ``name``'s work in this pipeline run (reused or not), if it finished."""

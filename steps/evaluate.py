@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.models.evaluation import EvaluationResult
 
 from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split, to_dataset
+from steps.cards import Card, histogram, log_card
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
@@ -108,7 +109,7 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     left.scatter(predicted[shown], residuals[shown], s=12, alpha=0.7)
     left.axhline(0, color="grey", linestyle="--")
     left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title=f"Residuals vs predicted{sample}")
-    right.hist(residuals, bins=min(30, max(5, len(residuals) // 5)))
+    histogram(right, residuals, bins=min(30, max(5, len(residuals) // 5)))
     right.set(xlabel="residual", ylabel="count", title="Residual distribution")
     return {"plots/predicted_vs_actual.png": scatter, "plots/residuals.png": resid}
 
@@ -177,6 +178,32 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += [f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in result["checks"]]
     lines += ["", f"Test split: {result['test_rows']} rows from `{result['test_uri']}`; model `{result['model_uri']}`.", ""]
     return "\n".join(lines)
+
+
+def card(out: EvaluateOutputs, champion: Champion | None, test_rows: int, model_uri: str) -> Card:
+    """The verdict, the candidate's metrics beside the champion's, each check, and the plots."""
+    verdict_text = "passed" if out.passed else "rejected"
+    result = Card(f"evaluate: {verdict_text}", f"{model_uri} on the test split ({test_rows:,} rows)")
+    result.facts({"verdict": verdict_text, "reason": out.reason})
+    result.heading("Metrics (test split)")
+    champion_column = f"champion (version {champion.model.version})" if champion else "champion"
+    rows = []
+    for name, label in REPORTED_METRICS.items():
+        row: dict[str, Any] = {"metric": label, "candidate": out.metrics.get(name)}
+        if out.champion_metrics is not None:
+            row[champion_column] = out.champion_metrics.get(name)
+        rows.append(row)
+    result.table(rows)
+    if out.champion_metrics is None:
+        result.text(champion.problem if champion and champion.problem else NO_CHAMPION, note=True)
+    else:
+        result.text("The champion was scored on the same test split, in a nested run of this one.", note=True)
+    checks = [{"check": c.name, "result": "passed" if c.passed else "failed", "detail": c.detail} for c in out.checks]
+    result.heading("Checks").table(checks)
+    result.heading("Plots")
+    for artifact_file, figure in out.figures.items():
+        result.figure(figure, artifact_file)
+    return result
 
 
 # Artifact URIs this step reads, produced by upstream steps.
@@ -268,6 +295,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     }
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
     mlflow.log_text(report_markdown(result), "evaluation/report.md")
+    log_card(card(out, champion, len(test), model_uri))
     return {"evaluation_uri": log_json(result, "evaluation/result.json")}
 
 

@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from steps.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_json, read_split
+from steps.cards import Card, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
 from steps.schema import DataSchema
@@ -126,6 +127,44 @@ def load_transformer(uri: str) -> ColumnTransformer:
             raise InputError(f"transformer {uri}: not a transformer saved by featurize ({type(exc).__name__}: {exc})") from None
 
 
+def fitted_transformations(transformer: ColumnTransformer) -> list[dict[str, Any]]:
+    """What each fitted part of ``transformer`` does to each input column, with the fitted values."""
+    rows: list[dict[str, Any]] = []
+    for _, part, columns in transformer.transformers_:
+        if part == "drop" or not isinstance(part, Pipeline):
+            continue
+        imputer = part.named_steps.get("impute")
+        scaler, encoder = part.named_steps.get("scale"), part.named_steps.get("onehot")
+        for i, column in enumerate(columns):
+            fill = imputer.statistics_[i] if imputer is not None else None
+            row: dict[str, Any] = {"column": column, "missing values become": fill}
+            if scaler is not None:
+                row |= {"minus (mean)": float(scaler.mean_[i]), "divided by (std)": float(scaler.scale_[i])}
+                row["outputs"] = column
+            if encoder is not None:
+                categories = [str(c) for c in encoder.categories_[i]]
+                row["outputs"] = f"{len(categories)} one-hot column(s): {', '.join(categories)}"
+            rows.append(row)
+    return rows
+
+
+def card(out: FeaturizeOutputs, schema: DataSchema, train_rows: int) -> Card:
+    """The fitted preprocessing: per input column, how missing values are filled and how it is scaled or encoded."""
+    result = Card("featurize: fitted preprocessing", f"fitted on the train split only ({train_rows:,} rows), so nothing leaks from test")
+    result.facts(
+        {
+            "input features": len(schema.features),
+            "numeric (median-imputed, standardised)": len(schema.numeric_features),
+            "categorical (most-frequent-imputed, one-hot)": len(schema.categorical_features),
+            "output features": len(out.feature_names),
+        }
+    )
+    columns = ["column", "missing values become", "minus (mean)", "divided by (std)", "outputs"]
+    result.heading("Transformations").table(fitted_transformations(out.transformer), columns)
+    result.text("Categories unseen in training encode as all zeros; the same fitted values are applied at serving time.", note=True)
+    return result
+
+
 # Artifact URIs this step reads, produced by upstream steps.
 INPUTS = ("train_uri", "manifest_uri")
 
@@ -141,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     train_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
-    out = run(read_split(train_uri, "train split", schema), schema)
+    train = read_split(train_uri, "train split", schema)
+    out = run(train, schema)
 
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / Path(TRANSFORMER_ARTIFACT).name
@@ -149,6 +189,7 @@ def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         transformer_file = log_file(local, TRANSFORMER_ARTIFACT, digest=transformer_digest(out.transformer))
     log_json({"input_features": schema.features, "output_features": out.feature_names}, "transformer/features.json")
     mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
+    log_card(card(out, schema, len(train)))
     return {"transformer_uri": transformer_file}
 
 

@@ -14,10 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
 from steps.artifacts import LoggedArtifact, log_json, log_table, read_table_with_digest, resolve_data_uri, to_dataset
+from steps.cards import Card, histogram, log_card
 from steps.cli import run_step, step_parser
 from steps.config import DataConfig
 from steps.errors import DataError
@@ -27,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 # Each split needs at least this many rows (R² and RMSE are meaningless on fewer).
 MIN_SPLIT_ROWS = 2
+# The card's histograms are drawn from a random sample of at most this many rows (the shape of
+# a distribution needs no more; every row of a large file would cost seconds per column).
+HISTOGRAM_ROWS = 200_000
+# Categories shown per categorical column in the card (the most frequent ones).
+TOP_CATEGORIES = 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,76 @@ def split(data: pd.DataFrame, params: IngestParams, source: str) -> IngestOutput
     return IngestOutputs(data=data, train=train.reset_index(drop=True), test=test.reset_index(drop=True))
 
 
+def column_profile(data: pd.DataFrame, schema: DataSchema) -> list[dict[str, object]]:
+    """One row per column: its role, type, missing values and range (or most frequent values)."""
+    rows = []
+    for spec in schema.columns:
+        column = data[spec.name]
+        missing = int(column.isna().sum())
+        row: dict[str, object] = {
+            "column": spec.name,
+            "role": "target" if spec.name == schema.target else "feature",
+            "type": "categorical" if spec.categorical else spec.dtype,
+            "missing": missing,
+            "missing %": 100.0 * missing / len(column) if len(column) else 0.0,
+        }
+        if spec.numeric and not spec.categorical:
+            values = column.to_numpy(dtype="float64", na_value=np.nan)
+            present = values[~np.isnan(values)]
+            row |= {"min": present.min(), "mean": present.mean(), "max": present.max()} if len(present) else {}
+        else:
+            counts = column.value_counts().head(TOP_CATEGORIES)
+            row["most frequent"] = ", ".join(f"{value} ({count:,})" for value, count in counts.items())
+        rows.append(row)
+    return rows
+
+
+def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
+    """A small histogram (numeric columns) or bar chart (categorical) per column, target first."""
+    names = [schema.target] + [name for name in schema.features if name != schema.target]
+    sample = data if len(data) <= HISTOGRAM_ROWS else data.sample(HISTOGRAM_ROWS, random_state=0)
+    width = min(4, len(names))
+    height = -(-len(names) // width)
+    fig = Figure(figsize=(3.2 * width, 2.4 * height), layout="constrained")
+    axes = fig.subplots(height, width, squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        spec = schema.column(name)
+        column = sample[name].dropna()
+        if spec.numeric and not spec.categorical:
+            histogram(ax, column.to_numpy(dtype="float64"), bins=30, color="#d1242f" if name == schema.target else "#0969da")
+        else:
+            counts = column.astype(str).value_counts().head(TOP_CATEGORIES)
+            ax.bar(counts.index.tolist(), counts.to_numpy(), color="#0969da")
+            ax.tick_params(axis="x", labelrotation=45)
+        ax.set_title(f"{name} (target)" if name == schema.target else name, fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def card(out: IngestOutputs, schema: DataSchema, source: str, params: IngestParams) -> Card:
+    """The data profile: size, split, missing values and each column's distribution."""
+    data = out.data
+    result = Card("ingest: data profile", f"{source}: {len(data):,} rows valid against the schema")
+    result.facts(
+        {
+            "source": source,
+            "rows": len(data),
+            "columns": data.shape[1],
+            "missing values": int(data.isna().sum().sum()),
+            "train rows": len(out.train),
+            "test rows": len(out.test),
+            "split": f"test_size={params.test_size}, seed={params.seed}",
+        }
+    )
+    columns = ["column", "role", "type", "missing", "missing %", "min", "mean", "max", "most frequent"]
+    result.heading("Columns").table(column_profile(data, schema), columns)
+    sampled = f" (a random sample of {HISTOGRAM_ROWS:,} rows)" if len(data) > HISTOGRAM_ROWS else ""
+    result.heading("Distributions").figure(distributions(data, schema), f"Distribution of each column{sampled}; missing values left out")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("ingest", __doc__, inputs=())
     parser.add_argument("--data_uri", type=str, required=True, help="CSV or Parquet: path, file://, http(s)://, or artifact URI")
@@ -86,7 +164,8 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     # run() in two halves, so that the file as read is freed before the split copies the rows.
     data = validate_frame(raw, schema, args.data_uri)
     del raw
-    out = split(data, IngestParams(schema=schema, test_size=args.test_size, seed=args.seed), source=args.data_uri)
+    params = IngestParams(schema=schema, test_size=args.test_size, seed=args.seed)
+    out = split(data, params, source=args.data_uri)
 
     train_file = log_table(out.train, "data/train.parquet")
     test_file = log_table(out.test, "data/test.parquet")
@@ -127,6 +206,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         "schema": schema.to_dict(),
     }
     manifest_file = log_json(manifest, "data/manifest.json")
+    log_card(card(out, schema, args.data_uri, params))
     logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 

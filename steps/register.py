@@ -23,6 +23,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
 from steps.artifacts import load_manifest, read_json
+from steps.cards import Card, log_card
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig, RegistryConfig
 from steps.errors import InputError
@@ -79,6 +80,7 @@ class RegisterOutputs:
     decision: str
     reason: str
     champion: str | None  # the champion's version after this step
+    previous_champion: str | None = None  # ... and before it
 
 
 def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
@@ -152,7 +154,7 @@ def run(
     # Read the champion (and the rollbacks) and move the aliases as one step, as late as possible.
     with alias_change(client, model_name) as lease:
         champion = alias_target(client, model_name, CHAMPION)
-        current = str(champion.version) if champion else None
+        current = previous = str(champion.version) if champion else None
         rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
         decision, reason = decide(
             verdict,
@@ -167,7 +169,29 @@ def run(
         point_challenger(client, model)
     client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
     client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
-    return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current)
+    return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current, previous_champion=previous)
+
+
+def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
+    """The decision: what was registered, which aliases moved, and why."""
+    name = out.model.name
+    result = Card(f"register: {out.decision}", f"{name} version {out.model.version} <- {model_uri}")
+    result.facts(
+        {
+            "decision": out.decision,
+            "reason": out.reason,
+            "evaluation": "passed" if verdict.passed else "rejected",
+            "compared with champion version": verdict.compared_with or NO_VERSION,
+            "registered": f"{name} version {out.model.version}",
+            f"{CHALLENGER} ->": f"version {out.model.version}",
+            f"{CHAMPION} before": f"version {out.previous_champion}" if out.previous_champion else "none",
+            f"{CHAMPION} after": f"version {out.champion}" if out.champion else "none",
+        }
+    )
+    if out.champion:
+        result.heading("Serve the champion")
+        result.code(f'mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
+    return result
 
 
 def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Mapping) -> dict[str, str]:
@@ -253,6 +277,7 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
         }
     )
     logger.info("registered %s (alias %s): %s: %s", out.model, CHALLENGER, out.decision, out.reason)
+    log_card(card(out, verdict, model_uri))
     outputs = {"model_name": model_name, "model_version": out.model.version, "registered_model_uri": out.model.uri}
     if out.decision == PROMOTED:
         outputs["alias_uri"] = f"models:/{model_name}@{CHAMPION}"

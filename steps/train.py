@@ -23,6 +23,7 @@ from sklearn.metrics import r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
 from steps.artifacts import load_manifest, log_json, read_split
+from steps.cards import Card, bar_figure, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
@@ -72,6 +73,34 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
         "nonzero_coefficients": float(np.count_nonzero(regressor.coef_)),
     }
     return TrainOutputs(model=model, coefficients=coefficients, metrics=metrics)
+
+
+def card(out: TrainOutputs, params: TrainParams, train_rows: int, model_uri: str) -> Card:
+    """The fitted model: its parameters, training fit and coefficients (on standardised features)."""
+    regressor = out.model.named_steps["regressor"]
+    result = Card("train: ElasticNet", f"fitted on {train_rows:,} training rows; logged as {model_uri}")
+    result.facts(
+        {
+            "alpha": params.alpha,
+            "l1_ratio": params.l1_ratio,
+            "iterations": int(np.max(regressor.n_iter_)),
+            "max_iter": params.max_iter,
+            "RMSE (train)": out.metrics["train_rmse"],
+            "R² (train)": out.metrics["train_r2"],
+            "non-zero coefficients": int(out.metrics["nonzero_coefficients"]),
+        }
+    )
+    weights = {name: value for name, value in out.coefficients.items() if name != "intercept"}
+    ranked = sorted(weights.items(), key=lambda item: -abs(item[1]))
+    result.heading("Coefficients")
+    result.text(
+        "Features are standardised before the regressor, so each coefficient is the change in the prediction per standard "
+        f"deviation of its feature; intercept {out.coefficients['intercept']:.4g}. Zero: dropped by the L1 penalty.",
+        note=True,
+    )
+    result.figure(bar_figure([n for n, _ in ranked], [v for _, v in ranked], "Coefficients by size", "coefficient"), "Coefficients")
+    result.table([{"feature": name, "coefficient": value} for name, value in ranked])
+    return result
 
 
 def transform_for_fit(transformer: ColumnTransformer, features: pd.DataFrame) -> np.ndarray:
@@ -142,6 +171,7 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
     )
     mlflow.log_metrics(out.metrics)
     log_json(out.coefficients, "train/coefficients.json")
+    log_card(card(out, params, len(train), model_info.model_uri))
     return {"model_uri": model_info.model_uri}
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import html.parser
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -98,3 +101,81 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Elements that have no end tag in HTML.
+_VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class _StrictHTML(html.parser.HTMLParser):
+    """Checks that every element is closed, in order, and collects the text and the images."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.problems: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.links: list[str] = []
+        self.text: list[str] = []
+        self.doctype = False
+
+    def handle_decl(self, decl: str) -> None:
+        self.doctype = self.doctype or decl.lower() == "doctype html"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs))
+        if tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+        if tag not in _VOID_ELEMENTS:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID_ELEMENTS:
+            self.open.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> closes <{self.open[-1] if self.open else 'nothing'}>")
+        else:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.open and self.open[-1] not in ("style", "script"):
+            self.text.append(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_card(document: str) -> _StrictHTML:
+    parser = _StrictHTML()
+    parser.feed(document)
+    parser.close()
+    return parser
+
+
+def check_card(document: str, min_images: int = 0) -> tuple[str, list[bytes]]:
+    """Assert that ``document`` is a well-formed, self-contained HTML card; return its text and images.
+
+    Well-formed: a doctype, one html element with head (title, charset) and body, every element
+    closed in order; self-contained: images are PNG data URIs (decoded and checked) with alt text,
+    and nothing is loaded from elsewhere (no src/href to other documents but links).
+    """
+    parser = _parse_card(document)
+    assert parser.doctype, "no <!DOCTYPE html>"
+    assert not parser.problems, parser.problems
+    assert not parser.open, f"unclosed elements: {parser.open}"
+    skeleton = r"<html[^>]*>\s*<head>.*<meta charset=\"utf-8\">.*<title>[^<]+</title>.*</head>\s*<body>.*</body>\s*</html>"
+    assert re.search(skeleton, document, re.S), "not <html><head>(charset, title)</head><body>...</body></html>"
+    assert "<script" not in document, "cards run no scripts"
+    images = []
+    for attrs in parser.images:
+        src = attrs.get("src") or ""
+        assert src.startswith("data:image/png;base64,"), f"image not embedded: {src[:60]}"
+        assert attrs.get("alt"), "image without alt text"
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png.startswith(PNG_SIGNATURE), "embedded image is not a PNG"
+        images.append(png)
+    assert len(images) >= min_images, f"{len(images)} image(s), expected at least {min_images}"
+    return " ".join(" ".join(parser.text).split()), images

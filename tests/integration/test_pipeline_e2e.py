@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, check_card
 from tests.integration.conftest import STEPS, explain, mlflow_cli, run_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -124,6 +124,36 @@ def test_steps_log_what_they_promise(default_store_run):
     assert result["champion"] is None  # the first model: judged on the absolute thresholds only
     report = mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/report.md")
     assert report.startswith("# Evaluation: **passed**")
+
+
+# Plots each run's card embeds, at least.
+CARD_IMAGES = {"main": 1, "ingest": 1, "featurize": 0, "train": 1, "evaluate": 2, "register": 0}
+
+
+def test_every_run_has_a_card_that_renders(default_store_run):
+    parent = default_store_run.parent()
+    runs = {"main": parent, **default_store_run.children()}
+    texts = {}
+    for name, run in runs.items():
+        document = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/card.html")
+        texts[name], _ = check_card(document, min_images=CARD_IMAGES[name])
+    assert texts["ingest"].startswith("ingest: data profile") and "rows 442" in texts["ingest"]
+    assert "bmi" in texts["featurize"] and "one-hot" in texts["featurize"]
+    assert "alpha 0.3" in texts["train"] and "Coefficients" in texts["train"]
+    assert texts["evaluate"].startswith("evaluate: passed") and "RMSE" in texts["evaluate"]
+    assert texts["register"].startswith("register: promoted") and "champion after version 1" in texts["register"]
+    # The pipeline's card links every step's run and card, and repeats the outcome.
+    main = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/card.html")
+    for name in STEPS:
+        run_id = runs[name].info.run_id
+        assert f"/#/experiments/{parent.info.experiment_id}/runs/{run_id}\"" in main, name
+        assert f"/runs/{run_id}/artifacts/card.html" in main, name
+    assert "Decision: promoted to champion" in texts["main"]
+    # ... and carries evaluate's metrics, for the runs table and `compare`.
+    evaluated = runs["evaluate"].data.metrics
+    for metric in ("root_mean_squared_error", "mean_absolute_error", "r2_score"):
+        assert parent.data.metrics[metric] == pytest.approx(evaluated[metric])
+    assert parent.data.tags["pipeline.kind"] == "pipeline"
 
 
 def test_parent_logs_resolved_config_and_prints_a_summary(default_store_run):
