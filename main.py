@@ -2,7 +2,8 @@
 
 Run it with ``mlflow run . -P alpha=0.3``. It attaches to the run ``mlflow run`` created (the
 parent), resolves the configuration (conf/pipeline.yaml plus the ``-P`` overrides), and runs each
-step as a child run, handing every step the artifact URIs of its upstream steps' outputs:
+step as a child run, handing every step the artifact URIs of its upstream steps' outputs
+(steps/pipeline.py):
 
     ingest    --train_uri, test_uri, manifest_uri-->  featurize
     featurize --transformer_uri---------------------> train      (+ train_uri, manifest_uri)
@@ -16,200 +17,36 @@ passed, as long as that version is still the champion.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 
-import mlflow
-import yaml
+from steps.chain import Chain
+from steps.config import MAIN_PARAMETERS, PipelineConfig
+from steps.driver import Driver, drive
+from steps.pipeline import evaluate_model, prepare_data, register_model, train_model
+from steps.registry import champion_to_compare
 
-from steps.cards import log_card
-from steps.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
-from steps.cli import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
-from steps.config import MAIN_PARAMETERS, PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
-from steps.errors import ConfigError, PipelineError, first_line
-from steps.lock import lock_path, pipeline_lock
-from steps.registry import REJECTED, champion_to_compare
-from steps.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
-from steps.tracking import server_problem
-
-logger = logging.getLogger(__name__)
-
-# The error of an interrupted pipeline run (Ctrl-C, SIGTERM, or `mlflow run` died).
-INTERRUPTED_PREFIX = "main: interrupted"
-
-# Chooses the experiment of the run `mlflow run` creates (the parent's).
-EXPERIMENT_NAME_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description="Run the whole pipeline as child runs of one parent run.", error_type=ConfigError)
-    # Values stay text here: the configuration loader types and checks them, naming the key.
-    for name, key in MAIN_PARAMETERS.items():
-        parser.add_argument(f"--{name}", type=str, default=None, help=f"overrides {key} of conf/pipeline.yaml")
-    return parser
-
-
-def overrides_from(args: argparse.Namespace, extra: Sequence[str]) -> dict[str, str]:
-    """The -P values: declared parameters plus ``--section.key value`` pairs MLflow appends."""
-    overrides = {name: value for name in MAIN_PARAMETERS if (value := getattr(args, name)) is not None}
-    shortcut = {key: name for name, key in MAIN_PARAMETERS.items()}
-    tokens = list(extra)
-    while tokens:
-        flag = tokens.pop(0)
-        if not flag.startswith("--") or not tokens:
-            raise ConfigError(f"unexpected argument {flag!r}: pass parameters as -P name=value")
-        name = flag[2:]
-        if name in shortcut:
-            # Both would set the same key, and the run's params would show two different values.
-            raise ConfigError(f"-P {name}: set it with -P {shortcut[name]}=... instead")
-        overrides[name] = tokens.pop(0)
-    return overrides
-
-
-def resolve_config(overrides: dict[str, str]) -> PipelineConfig:
-    problems = mirror_mismatches(load_config())
-    if problems:
-        raise ConfigError("; ".join(problems) + " (keep MLproject's defaults equal to conf/pipeline.yaml)")
-    return load_config(overrides=overrides)
-
-
-def log_config(config: PipelineConfig) -> None:
-    """Log the resolved configuration on the parent run: params and conf/resolved.yaml."""
-    already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already})
-    mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
+PIPELINE = Driver(
+    entry_point="main",
+    kind="pipeline",
+    title="Pipeline run",
+    description="Run the whole pipeline as child runs of one parent run.",
+    parameters=MAIN_PARAMETERS,
+)
 
 
 def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
-    """ingest -> featurize -> train -> evaluate -> register, each fed its upstream outputs' URIs."""
-    data, model, evaluation = config.data, config.model, config.evaluation
-    ingest = chain.step(
-        "ingest",
-        data_uri=chain.input_file(data.uri, "dataset"),
-        schema=chain.input_file(data.schema, "schema"),
-        test_size=data.test_size,
-        seed=data.seed,
-    )
-    manifest_uri = ingest["manifest_uri"]  # the data's schema and digests, read by every step
-    featurize = chain.step("featurize", train_uri=ingest["train_uri"], manifest_uri=manifest_uri)
-    train = chain.step(
-        "train",
-        train_uri=ingest["train_uri"],
-        transformer_uri=featurize["transformer_uri"],
-        manifest_uri=manifest_uri,
-        alpha=model.alpha,
-        l1_ratio=model.l1_ratio,
-        max_iter=model.max_iter,
-    )
-    evaluate = chain.step(
-        "evaluate",
-        model_uri=train["model_uri"],
-        test_uri=ingest["test_uri"],
-        manifest_uri=manifest_uri,
-        min_r2=evaluation.min_r2,
-        max_rmse=evaluation.max_rmse,
-        champion_tolerance=evaluation.champion_tolerance,
-        champion_uri=champion_to_compare(chain.client, config.registry.model_name, train["model_uri"]),
-    )
-    chain.step(
-        "register",
-        model_uri=train["model_uri"],
-        evaluation_uri=evaluate["evaluation_uri"],
-        manifest_uri=manifest_uri,
-        model_name=config.registry.model_name,
-    )
-
-
-def exclusive(config: PipelineConfig, parent: mlflow.ActiveRun) -> AbstractContextManager:
-    """One run of this pipeline at a time on this machine (a dry run changes nothing: no lock)."""
-    if config.run.dry_run:
-        return nullcontext()
-    path = lock_path(mlflow.get_tracking_uri(), parent.info.experiment_id, config.registry.model_name)
-    return pipeline_lock(path, f"pipeline run {parent.info.run_id}", config.run.overlap, config.run.max_wait_seconds)
-
-
-def prepare_step_environment(parent: mlflow.ActiveRun) -> None:
-    """The environment the steps inherit: this run reports their errors; they run in its experiment.
-
-    The steps are launched into the parent's experiment by id, and ``mlflow run`` refuses an
-    experiment id together with MLFLOW_EXPERIMENT_NAME (which may have chosen the parent's).
-    """
-    os.environ.pop(EXPERIMENT_NAME_VARIABLE, None)
-    os.environ[PARENT_RUN_ENV] = parent.info.run_id
+    """ingest -> featurize -> train -> evaluate (against the current champion) -> register."""
+    data = prepare_data(chain, config)
+    model_uri = train_model(chain, config, data, alpha=config.model.alpha, l1_ratio=config.model.l1_ratio)
+    # Pinned by version, so the cache reuses an evaluation only against the same champion.
+    champion_uri = champion_to_compare(chain.client, config.registry.model_name, model_uri)
+    evaluation_uri = evaluate_model(chain, config, data, model_uri, champion_uri=champion_uri)
+    register_model(chain, config, data, model_uri, evaluation_uri)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging("main")
-    stop_like_ctrl_c()
-    parent = mlflow.start_run()
-    mlflow.set_tag(KIND_TAG, "pipeline")
-    prepare_step_environment(parent)
-    chain = Chain(parent, PROJECT_ROOT)
-    error, status = None, "FINISHED"
-    try:
-        args, extra = build_parser().parse_known_args(argv)
-        config = resolve_config(overrides_from(args, extra))
-        log_config(config)
-        chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
-        with exclusive(config, parent):
-            run_pipeline(chain, config)
-        decision = chain.decision()
-        if config.run.fail_on_reject and decision and decision[0] == REJECTED:
-            error = f"the candidate was rejected and fail_on_reject=true: {decision[1]}"
-    except ChainStopped:
-        pass  # -P steps selected no step after this point
-    except StepFailedError as exc:
-        error = f"step {exc.result.name} failed: {exc}"
-    except PipelineError as exc:
-        error = f"main: {exc}"
-    except KeyboardInterrupt as exc:
-        # Ctrl-C, SIGTERM, or `mlflow run` died: the running step was stopped; say where we were.
-        ignore_stop_signals()
-        error, status = f"{INTERRUPTED_PREFIX} ({exc or 'stopped by SIGINT'})", "KILLED"
-    except BaseException as exc:
-        problem = server_problem(exc)
-        if problem is None:
-            # A bug: record it and fail the parent run rather than leave it RUNNING.
-            mlflow.set_tag(ERROR_TAG, f"main: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
-            mlflow.end_run("FAILED")
-            raise
-        error = f"main: {problem}"
-    finally:
-        chain.close()
-    dry_run = chain.options.dry_run and not error
-    summary = chain.plan() if dry_run else chain.summary(error)
-    print(summary)
-    finish(chain, summary, error, status, dry_run=dry_run)
-    if status == "KILLED":
-        keep_killed_after_parent_exits(parent.info.run_id, INTERRUPTED_PREFIX)
-    return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
-
-
-def finish(chain: Chain, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
-    """Record the summary, the card, the evaluation's metrics and the outcome on the parent run,
-    and say what went wrong (one line)."""
-    if error:
-        sys.stderr.write(f"error: {error}\n")
-    if not dry_run:
-        try:
-            # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
-            mlflow.log_metrics(chain.evaluation_metrics())
-            log_card(chain.card("Pipeline run", error))
-        except Exception as exc:
-            # The outcome below matters more than the report.
-            logger.warning("could not log the pipeline's card: %s", server_problem(exc) or first_line(exc))
-    try:
-        mlflow.log_text(summary + "\n", "summary.txt")
-        if error:
-            mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
-        mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
-    except Exception as exc:
-        # E.g. the tracking server went away: the line above already said what happened.
-        logger.warning("could not record the outcome on the parent run: %s", server_problem(exc) or first_line(exc))
+    return drive(PIPELINE, argv, run_pipeline)
 
 
 if __name__ == "__main__":

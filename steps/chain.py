@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 from mlflow import MlflowClient
@@ -112,6 +112,14 @@ def _outputs(run: Run) -> dict[str, ArtifactRef]:
     }
 
 
+class Report(Protocol):
+    """More to say in a driver's summary and card than the steps' table (e.g. a sweep's trials)."""
+
+    def summary_lines(self) -> list[str]: ...
+
+    def add_to(self, card: Card) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How this pipeline run treats the cache."""
@@ -132,9 +140,14 @@ class Chain:
         self.options = options or RunOptions()
         self.client = client or MlflowClient()
         self.results: list[StepResult] = []
+        self.reports: list[Report] = []
         self.started = time.monotonic()
         self._env = env_digest(project_dir)
         self._warm: WarmProcess | None = None
+
+    def nested(self, run: mlflow.ActiveRun) -> Chain:
+        """A chain for steps under ``run`` (a child of this chain's parent), with the same options."""
+        return Chain(run, self.project_dir, self.options, self.client)
 
     def close(self) -> None:
         """Stop the warm process the steps ran in, if this chain started it."""
@@ -354,15 +367,17 @@ class Chain:
             lines.append(f"  {r.name:<10} {action:<40} {r.reason}")
         return "\n".join(lines)
 
-    def summary(self, error: str | None = None) -> str:
+    def summary(self, error: str | None = None, title: str = "Pipeline run") -> str:
         """What ran or was reused, the metrics, the registered model and how to serve it."""
         status = "FAILED" if error else "FINISHED"
         elapsed = time.monotonic() - self.started
-        lines = [f"Pipeline run {self.parent.info.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
+        lines = [f"{title} {self.parent.info.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
         lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
         for r in self.results:
             run_id = r.reused_run_id or r.run_id or "-"
             lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {r.reason}")
+        for report in self.reports:
+            lines += report.summary_lines()
         lines += self._evaluation_lines()
         register = self.result("register")
         if register and register.status in ("FINISHED", "REUSED"):
@@ -400,6 +415,8 @@ class Chain:
             )
         card.heading("Steps").table(rows, ["step", "status", "seconds", "run", "card", "why"], links=("run", "card"))
         card.text(f"Links open the MLflow UI at {ui_url(tracking_uri)} (start it with `mlflow ui` for a local store).", note=True)
+        for report in self.reports:
+            report.add_to(card)
         evaluation = self._evaluation_lines()
         if evaluation:
             card.heading("Evaluation")

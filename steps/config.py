@@ -38,7 +38,16 @@ MAIN_PARAMETERS: dict[str, str] = {
     "fail_on_reject": "run.fail_on_reject",
 }
 
+# Parameters of MLproject's `sweep` entry point: main's, with grids instead of one alpha/l1_ratio.
+SWEEP_PARAMETERS: dict[str, str] = {
+    **{name: key for name, key in MAIN_PARAMETERS.items() if name not in ("alpha", "l1_ratio", "steps", "dry_run")},
+    "alphas": "sweep.alphas",
+    "l1_ratios": "sweep.l1_ratios",
+}
+
 STEPS = ("ingest", "featurize", "train", "evaluate", "register")
+# A sweep trains and evaluates at most this many grid points.
+MAX_TRIALS = 100
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -102,6 +111,29 @@ class RegistryConfig:
         _require(not any(c in name for c in "/:%"), "registry.model_name", f"must not contain '/', ':' or '%', got {name!r}")
 
 
+@dataclass(frozen=True)
+class SweepConfig:
+    alphas: tuple[float, ...]
+    l1_ratios: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for key, values in (("sweep.alphas", self.alphas), ("sweep.l1_ratios", self.l1_ratios)):
+            _require(len(values) > 0, key, "name at least one value")
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            _require(not repeated, key, f"values must differ, got {', '.join(map(str, repeated))} more than once")
+        for alpha in self.alphas:
+            _require(alpha >= 0, "sweep.alphas", f"every alpha must be >= 0, got {alpha}")
+        for ratio in self.l1_ratios:
+            _require(0 <= ratio <= 1, "sweep.l1_ratios", f"every l1_ratio must be between 0 and 1, got {ratio}")
+        trials = len(self.alphas) * len(self.l1_ratios)
+        _require(trials <= MAX_TRIALS, "sweep", f"{len(self.alphas)} alphas x {len(self.l1_ratios)} l1_ratios = {trials} trials; at most {MAX_TRIALS}")
+
+    @property
+    def grid(self) -> list[tuple[float, float]]:
+        """Every (alpha, l1_ratio) pair, alpha varying slowest."""
+        return [(alpha, ratio) for alpha in self.alphas for ratio in self.l1_ratios]
+
+
 OVERLAP_POLICIES = ("wait", "fail")
 
 
@@ -138,13 +170,22 @@ class PipelineConfig:
     evaluation: EvaluationConfig
     registry: RegistryConfig
     run: RunConfig
+    sweep: SweepConfig
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """The YAML form: sections of keys (lists for grids)."""
+        return {
+            section: {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+            for section, values in dataclasses.asdict(self).items()
+        }
 
     def flat(self) -> dict[str, Any]:
-        """``{"section.key": value}`` for every key, e.g. to log as MLflow params."""
-        return {f"{section}.{key}": value for section, values in self.to_dict().items() for key, value in values.items()}
+        """``{"section.key": value}`` for every key, e.g. to log as MLflow params (grids as ``a,b,c``)."""
+        return {
+            f"{section}.{key}": ",".join(map(str, value)) if isinstance(value, list) else value
+            for section, values in self.to_dict().items()
+            for key, value in values.items()
+        }
 
     def get(self, dotted_key: str) -> Any:
         section, key = dotted_key.split(".", 1)
@@ -172,26 +213,36 @@ def did_you_mean(word: str, candidates: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def parameter_names() -> list[str]:
-    """What ``-P`` accepts: main's parameters, then the keys that have no parameter of their own."""
-    shadowed = set(MAIN_PARAMETERS.values())
-    return sorted(MAIN_PARAMETERS) + [key for key in config_keys() if key not in shadowed]
+def parameter_names(parameters: Mapping[str, str] = MAIN_PARAMETERS) -> list[str]:
+    """What ``-P`` accepts: the entry point's parameters, then the keys that have no parameter of their own."""
+    shadowed = set(parameters.values())
+    return sorted(parameters) + [key for key in config_keys() if key not in shadowed]
 
 
-def unknown_parameter(name: str) -> ConfigError:
+def unknown_parameter(name: str, parameters: Mapping[str, str] = MAIN_PARAMETERS) -> ConfigError:
     """``-P name`` is not a parameter; a near miss of a key with its own parameter suggests the parameter."""
-    spellings = {**{known: known for known in parameter_names()}, **{key: param for param, key in MAIN_PARAMETERS.items()}}
+    spellings = {**{known: known for known in parameter_names(parameters)}, **{key: param for param, key in parameters.items()}}
     close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.6)
     hint = f" (did you mean '{spellings[close[0]]}'?)" if close else ""
-    return ConfigError(f"-P {name}: unknown parameter{hint}; valid: {', '.join(parameter_names())}")
+    return ConfigError(f"-P {name}: unknown parameter{hint}; valid: {', '.join(parameter_names(parameters))}")
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _BOOL_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def _coerce(value: Any, expected: type, where: str, from_text: bool) -> Any:
-    """Check ``value`` against ``expected``; text from the command line is parsed first."""
+def _coerce(value: Any, expected: Any, where: str, from_text: bool) -> Any:
+    """Check ``value`` against ``expected``; text from the command line is parsed first.
+
+    ``tuple[float, ...]`` (a grid) is a YAML list, or comma-separated text: ``0.1,0.3,1``.
+    """
+    if typing.get_origin(expected) is tuple:
+        (item_type, _) = typing.get_args(expected)
+        if from_text:
+            value = [part for part in str(value).split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list of numbers such as [0.1, 0.3], got {value!r}")
+        return tuple(_coerce(item, item_type, f"{where}[{i}]", from_text) for i, item in enumerate(value))
     if expected is bool:
         if from_text and str(value).strip().lower() in _BOOL_TEXT:
             return _BOOL_TEXT[str(value).strip().lower()]
@@ -261,11 +312,13 @@ def _section_values(raw: dict, section: str, cls: type, source: str) -> dict[str
     return dict(section_raw)
 
 
-def parse_config(raw: Any, source: str, overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+def parse_config(
+    raw: Any, source: str, overrides: Mapping[str, str] | None = None, parameters: Mapping[str, str] = MAIN_PARAMETERS
+) -> PipelineConfig:
     """Validate ``raw`` (parsed YAML from ``source``) with ``overrides`` applied on top.
 
-    ``overrides`` maps a dotted key (``model.alpha``) or a parameter of ``main`` (``alpha``) to
-    its value as text, as it arrives from ``mlflow run -P``.
+    ``overrides`` maps a dotted key (``model.alpha``) or a parameter of the entry point
+    (``parameters``, e.g. main's ``alpha``) to its value as text, as it arrives from ``mlflow run -P``.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(_sections())}), got {type(raw).__name__}")
@@ -282,9 +335,9 @@ def parse_config(raw: Any, source: str, overrides: Mapping[str, str] | None = No
 
     from_text: set[str] = set()
     for name, text in (overrides or {}).items():
-        dotted = MAIN_PARAMETERS.get(name, name)
+        dotted = parameters.get(name, name)
         if dotted not in origin:
-            raise unknown_parameter(name)
+            raise unknown_parameter(name, parameters)
         section, key = dotted.split(".", 1)
         values[section][key] = text
         origin[dotted] = f"-P {name}"
@@ -305,9 +358,11 @@ def parse_config(raw: Any, source: str, overrides: Mapping[str, str] | None = No
     return PipelineConfig(**built)
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+def load_config(
+    path: str | Path = DEFAULT_CONFIG, overrides: Mapping[str, str] | None = None, parameters: Mapping[str, str] = MAIN_PARAMETERS
+) -> PipelineConfig:
     """Load ``path`` (default conf/pipeline.yaml) and apply ``overrides``; see :func:`parse_config`."""
-    return parse_config(read_yaml(path), display_path(project_path(path)), overrides)
+    return parse_config(read_yaml(path), display_path(project_path(path)), overrides, parameters)
 
 
 def mlproject_parameters(entry_point: str, mlproject: str | Path = MLPROJECT) -> dict[str, dict[str, Any]]:
@@ -320,15 +375,18 @@ def mlproject_parameters(entry_point: str, mlproject: str | Path = MLPROJECT) ->
     return {name: (p if isinstance(p, dict) else {"type": p}) for name, p in params.items()}
 
 
-def mirror_mismatches(config: PipelineConfig, mlproject: str | Path = MLPROJECT) -> list[str]:
-    """Where MLproject's ``main`` defaults disagree with the configuration file."""
-    declared = mlproject_parameters("main", mlproject)
+def mirror_mismatches(
+    config: PipelineConfig, mlproject: str | Path = MLPROJECT, entry_point: str = "main", parameters: Mapping[str, str] = MAIN_PARAMETERS
+) -> list[str]:
+    """Where the MLproject defaults of ``entry_point`` disagree with the configuration file."""
+    declared = mlproject_parameters(entry_point, mlproject)
     problems = []
-    for name, dotted in MAIN_PARAMETERS.items():
+    for name, dotted in parameters.items():
         default = declared.get(name, {}).get("default")
         expected = config.get(dotted)
+        section, key = dotted.split(".", 1)
         if default is None:
-            problems.append(f"MLproject: entry point 'main' does not declare parameter '{name}' ({dotted})")
-        elif _coerce(default, type(expected), name, from_text=True) != expected:
+            problems.append(f"MLproject: entry point '{entry_point}' does not declare parameter '{name}' ({dotted})")
+        elif _coerce(default, _field_types(_sections()[section])[key], name, from_text=True) != expected:
             problems.append(f"MLproject default {name}={default!r} differs from {DEFAULT_CONFIG} {dotted}={expected!r}")
     return problems

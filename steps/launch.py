@@ -29,8 +29,10 @@ from types import FrameType
 
 # Set by the driver: ``<address>#<token>`` of its warm process's Unix socket.
 WARM_SOCKET_ENV = "PIPELINE_WARM_SOCKET"
-STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict")
-ENTRY_POINTS = ("main", *STEP_NAMES)
+STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
+# Entry points that drive steps (run in this process, with a warm process for their steps): their modules.
+DRIVERS = {"main": "main", "sweep": "steps.sweep"}
+ENTRY_POINTS = (*DRIVERS, *STEP_NAMES)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write(f"error: usage: python -m steps.launch <{'|'.join(ENTRY_POINTS)}> [arguments]; got {args[:1]}\n")
         sys.exit(2)
     step, step_args = args[0], args[1:]
-    if step == "main":
-        sys.exit(run_driver(step_args))
+    if step in DRIVERS:
+        sys.exit(run_driver(DRIVERS[step], step_args))
     address = os.environ.get(WARM_SOCKET_ENV, "").partition("#")[0]
     if address:
         status = run_in_warm_process(address, step, step_args)
@@ -50,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     importlib.import_module(f"steps.{step}").main(step_args)
 
 
-def run_driver(args: Sequence[str]) -> int:
-    """The pipeline's driver (main.py), with the warm process started first, so that its imports
+def run_driver(module: str, args: Sequence[str]) -> int:
+    """A driver (main.py, steps/sweep.py), with the warm process started first, so that its imports
     run on another core while the driver's own imports and cache lookups do."""
     warm = None if os.environ.get(WARM_SOCKET_ENV) else WarmProcess(PROJECT_ROOT)
     if warm is not None:
         os.environ[WARM_SOCKET_ENV] = warm.environment_value
     try:
-        return importlib.import_module("main").main(args)
+        return importlib.import_module(module).main(args)
     finally:
         if warm is not None:
             warm.stop()

@@ -12,6 +12,7 @@ import yaml
 from steps.cli import require_inputs
 from steps.config import (
     MAIN_PARAMETERS,
+    SWEEP_PARAMETERS,
     PROJECT_ROOT,
     load_config,
     mirror_mismatches,
@@ -39,7 +40,7 @@ STEP_PARAMETERS = {
     ("predict", "schema"): "data.schema",
 }
 # The entry points besides main, each a module of steps/ with a build_parser().
-ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict")
+ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
 
 
 def raw_config() -> dict:
@@ -54,8 +55,42 @@ def test_default_config_loads_with_documented_values():
     assert set(config.flat()) == {
         "data.uri", "data.schema", "data.test_size", "data.seed", "model.alpha", "model.l1_ratio", "model.max_iter",
         "evaluation.min_r2", "evaluation.max_rmse", "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps",
-        "run.dry_run", "run.fail_on_reject", "run.overlap", "run.max_wait_seconds",
+        "run.dry_run", "run.fail_on_reject", "run.overlap", "run.max_wait_seconds", "sweep.alphas", "sweep.l1_ratios",
     }  # fmt: skip
+
+
+def test_sweep_grids_are_lists_in_yaml_and_comma_separated_as_parameters():
+    config = load_config()
+    assert config.sweep.alphas == (0.01, 0.1, 0.3, 1.0) and config.sweep.l1_ratios == (0.2, 0.5, 0.8)
+    assert config.flat()["sweep.alphas"] == "0.01,0.1,0.3,1.0"
+    assert config.to_dict()["sweep"]["l1_ratios"] == [0.2, 0.5, 0.8]  # YAML-safe
+    swept = load_config(overrides={"alphas": " 0.1, 1 ", "l1_ratios": "0.5"}, parameters=SWEEP_PARAMETERS)
+    assert swept.sweep.grid == [(0.1, 0.5), (1.0, 0.5)]
+    assert mirror_mismatches(config, entry_point="sweep", parameters=SWEEP_PARAMETERS) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"alphas": "0.1,abc"}, r"-P alphas\[1\]: expected a number, got 'abc'"),
+        ({"alphas": ""}, r"-P alphas: sweep.alphas: name at least one value"),
+        ({"alphas": "-0.1"}, r"-P alphas: sweep.alphas: every alpha must be >= 0, got -0.1"),
+        ({"l1_ratios": "0.5,1.5"}, r"-P l1_ratios: sweep.l1_ratios: every l1_ratio must be between 0 and 1, got 1.5"),
+        ({"l1_ratios": "0.5,0.5"}, r"sweep.l1_ratios: values must differ, got 0.5 more than once"),
+        ({"alphas": ",".join(str(i) for i in range(40))}, r"sweep: 40 alphas x 3 l1_ratios = 120 trials; at most 100"),
+        ({"alpha": "0.3"}, r"-P alpha: unknown parameter \(did you mean 'alphas'\?\)"),
+    ],
+)
+def test_bad_sweep_grids_name_the_parameter(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides, parameters=SWEEP_PARAMETERS)
+
+
+def test_a_grid_in_the_yaml_must_be_a_list_of_numbers():
+    raw = raw_config()
+    raw["sweep"]["alphas"] = 0.5
+    with pytest.raises(ConfigError, match=r"conf/pipeline.yaml: sweep.alphas: expected a list of numbers such as \[0.1, 0.3\], got 0.5"):
+        parse_config(raw, "conf/pipeline.yaml")
 
 
 def test_every_key_in_the_config_file_has_a_comment():
@@ -144,6 +179,8 @@ def test_invalid_yaml_and_missing_file_are_one_line_errors(tmp_path):
 def test_mlproject_main_defaults_mirror_the_config():
     assert mirror_mismatches(load_config()) == []
     assert set(mlproject_parameters("main")) == set(MAIN_PARAMETERS)
+    assert mirror_mismatches(load_config(), entry_point="sweep", parameters=SWEEP_PARAMETERS) == []
+    assert set(mlproject_parameters("sweep")) == set(SWEEP_PARAMETERS)
 
 
 def test_mirror_check_reports_a_drifted_default():
@@ -160,7 +197,7 @@ def test_step_entry_point_defaults_mirror_the_config(step_and_name, key):
 
 def test_every_entry_point_parameter_is_typed_and_used_by_its_command():
     spec = read_yaml("MLproject")
-    assert set(spec["entry_points"]) == {"main", *ENTRY_POINT_MODULES}
+    assert set(spec["entry_points"]) == {"main", "sweep", *ENTRY_POINT_MODULES}
     for name, entry_point in spec["entry_points"].items():
         for param, declared in entry_point["parameters"].items():
             assert declared["type"] in ("string", "float", "int", "bool"), f"{name}.{param}"

@@ -9,20 +9,20 @@ from types import SimpleNamespace
 import pytest
 
 import main
-from steps import featurize, train
+from steps import driver, featurize, train
 from steps.cli import PARENT_RUN_ENV, report_error
 from steps.errors import ConfigError, InputError
 
 
 def parse(*argv: str) -> dict[str, str]:
-    args, extra = main.build_parser().parse_known_args(list(argv))
-    return main.overrides_from(args, extra)
+    args, extra = driver.build_parser(main.PIPELINE).parse_known_args(list(argv))
+    return driver.overrides_from(args, extra, main.PIPELINE.parameters)
 
 
 def test_declared_parameters_and_extra_dotted_keys_become_overrides():
     overrides = parse("--alpha", "0.3", "--data_uri", "d.csv", "--evaluation.min_r2", "0.4")
     assert overrides == {"alpha": "0.3", "data_uri": "d.csv", "evaluation.min_r2": "0.4"}
-    assert main.resolve_config(overrides).evaluation.min_r2 == 0.4
+    assert driver.resolve_config(overrides, main.PIPELINE).evaluation.min_r2 == 0.4
 
 
 def test_a_stray_argument_is_a_clear_error():
@@ -34,7 +34,7 @@ def test_a_stray_argument_is_a_clear_error():
 
 def test_abbreviations_are_unknown_parameters_not_silent_matches():
     with pytest.raises(ConfigError, match=r"-P alph: unknown parameter \(did you mean 'alpha'\?\)"):
-        main.resolve_config(parse("--alph", "0.1"))
+        driver.resolve_config(parse("--alph", "0.1"), main.PIPELINE)
 
 
 def test_a_dotted_key_with_its_own_parameter_must_use_the_parameter():
@@ -57,7 +57,7 @@ def test_steps_inherit_the_parent_run_and_no_experiment_name(monkeypatch):
     monkeypatch.setenv(PARENT_RUN_ENV, "unset")
     monkeypatch.delenv(PARENT_RUN_ENV)
     parent = SimpleNamespace(info=SimpleNamespace(run_id="abc123"))
-    main.prepare_step_environment(parent)
+    driver.prepare_step_environment(parent)
     assert "MLFLOW_EXPERIMENT_NAME" not in os.environ
     assert os.environ[PARENT_RUN_ENV] == "abc123"
 

@@ -1,0 +1,505 @@
+"""compare: a table and plots of the experiment's pipeline runs, metrics against parameters.
+
+``mlflow run . -e compare`` reads the finished pipeline runs of an experiment (``main``'s parent
+runs and a sweep's trials, each with its evaluation), ranks them by ``-P metric`` (rmse, mae or
+r2), prints the table and logs on its own run: ``compare/runs.csv`` (every run compared),
+``plots/<metric>_vs_alpha.png`` and ``plots/<metric>_vs_l1_ratio.png``, and ``card.html``.
+Metrics ``runs_compared`` and ``best_<metric>`` and tag ``pipeline.compare.best_run_id`` say
+what it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Experiment, Run, ViewType
+from mlflow.exceptions import MlflowException
+
+from steps.artifacts import LoggedArtifact, run_artifact_uri, sha256_bytes
+from steps.cards import Card, format_value, log_card, run_url
+from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
+from steps.errors import InputError
+from steps.registry import MAE, R2, REPORTED_METRICS, RMSE
+
+logger = logging.getLogger(__name__)
+
+# What a run is: main's parent "pipeline", a sweep's "sweep" parent and its "trial" runs, "compare".
+KIND_TAG = "pipeline.kind"
+PIPELINE, TRIAL, SWEEP, COMPARE = "pipeline", "trial", "sweep", "compare"
+# Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
+# repeats its best trial's evaluation, so it would count that trial twice.
+COMPARED_KINDS = frozenset({PIPELINE, TRIAL})
+EVALUATE_RUN_TAG = "pipeline.evaluate.run_id"
+REGISTER_RUN_TAG = "pipeline.register.run_id"
+PASSED_RUN_TAG = "pipeline.evaluation.passed"
+MODEL_VERSION_TAG = "pipeline.output.model_version"
+BEST_RUN_TAG = "pipeline.compare.best_run_id"
+
+RUNS_FILE = "compare/runs.csv"
+# The compared parameters: table column -> the run params that hold it, first found wins
+# (main's parent logs both ``alpha`` and ``model.alpha``; a trial only ``model.alpha``).
+PARAMETERS = {"alpha": ("model.alpha", "alpha"), "l1_ratio": ("model.l1_ratio", "l1_ratio")}
+COLUMNS = (
+    "run_id",
+    "run_name",
+    "kind",
+    "start_time",
+    *PARAMETERS,
+    *REPORTED_METRICS,
+    "evaluation",
+    "model_version",
+    "evaluate_run_id",
+)
+# Rows printed (the CSV has them all) and shown in the card.
+PRINTED_ROWS = 30
+# Run names are cut to this many characters in the printed table.
+NAME_WIDTH = 24
+CARD_ROWS = 200
+# Runs fetched per search request, and run ids per lookup of evaluate/register runs.
+SEARCH_PAGE_SIZE = 1000
+LOOKUP_CHUNK = 100
+# Alpha is plotted on a log scale when its values span more than this factor.
+LOG_SCALE_SPAN = 10.0
+_RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An evaluation metric: MLflow's name (a column of the table), the short name and label."""
+
+    name: str
+    short: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        return REPORTED_METRICS[self.name]
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+METRICS = (Metric(RMSE, "rmse", False), Metric(MAE, "mae", False), Metric(R2, "r2", True))
+
+
+def resolve_metric(text: str) -> Metric:
+    """The metric ``-P metric`` names: rmse, mae, r2, or MLflow's full name (any case)."""
+    wanted = text.strip().lower()
+    for metric in METRICS:
+        if wanted in (metric.short, metric.name):
+            return metric
+    shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
+    raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+
+
+def check_max_runs(max_runs: int) -> int:
+    if max_runs < 1:
+        raise InputError(f"-P max_runs: expected at least 1, got {max_runs}")
+    return max_runs
+
+
+def find_experiment(client: MlflowClient, text: str, current_id: str) -> Experiment:
+    """The experiment ``-P experiment`` names (a name, else an id); empty: ``current_id``."""
+    wanted = text.strip()
+    experiment = client.get_experiment(current_id) if not wanted else client.get_experiment_by_name(wanted)
+    if experiment is None and wanted.isdigit():
+        try:
+            experiment = client.get_experiment(wanted)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+    if experiment is None:
+        raise InputError(f"-P experiment: no experiment named or with id {wanted!r}")
+    if experiment.lifecycle_stage == "deleted":
+        raise InputError(f"-P experiment: experiment {experiment.name!r} (id {experiment.experiment_id}) is deleted")
+    return experiment
+
+
+# --- collecting the runs (reads the tracking store) ---
+
+
+def is_compared(run: Run) -> bool:
+    tags = run.data.tags
+    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(KIND_TAG, PIPELINE) in COMPARED_KINDS
+
+
+def pipeline_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
+    """The newest ``max_runs`` finished pipeline and trial runs of the experiment that have an evaluation."""
+    # MLflow's filters have no OR, so the kinds are filtered here; LIKE '%' matches any value.
+    query = f"tags.`{EVALUATE_RUN_TAG}` LIKE '%' and attributes.status = 'FINISHED'"
+    kept: list[Run] = []
+    token = None
+    while len(kept) < max_runs:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=query,
+            max_results=min(SEARCH_PAGE_SIZE, max_runs),
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        kept += [run for run in page if is_compared(run)]
+        token = page.token
+        if not token:
+            break
+    return kept[:max_runs]
+
+
+def runs_by_id(client: MlflowClient, experiment_id: str, run_ids: Iterable[str]) -> dict[str, Run]:
+    """The runs with these ids: searched in the experiment in chunks, then any others one by one."""
+    wanted = sorted({run_id for run_id in run_ids if run_id and _RUN_ID.match(run_id)})
+    found: dict[str, Run] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
+        )
+        found |= {run.info.run_id: run for run in runs}
+    # Normally none: a step runs in its pipeline's experiment. A run that is gone leaves its cells empty.
+    for run_id in (run_id for run_id in wanted if run_id not in found):
+        try:
+            found[run_id] = client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            logger.warning("run %s (named by a pipeline run's tags) does not exist", run_id)
+    return found
+
+
+def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataFrame:
+    """One row per compared run of the experiment (see :data:`COLUMNS`), newest first."""
+    runs = pipeline_runs(client, experiment_id, max_runs)
+    evaluations = runs_by_id(client, experiment_id, (run.data.tags[EVALUATE_RUN_TAG] for run in runs))
+    registrations = runs_by_id(client, experiment_id, (run.data.tags.get(REGISTER_RUN_TAG, "") for run in runs))
+    logger.info("experiment %s: %d pipeline runs to compare", experiment_id, len(runs))
+    return build_frame(runs, evaluations, registrations)
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _verdict(passed: str | None) -> str | None:
+    return {"true": "passed", "false": "rejected"}.get((passed or "").lower())
+
+
+def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registrations: Mapping[str, Run]) -> pd.DataFrame:
+    """The table of ``runs``: each run's own metrics, else those of the evaluate run its tag names."""
+    rows = []
+    for run in runs:
+        tags, params = run.data.tags, run.data.params
+        evaluation = evaluations.get(tags.get(EVALUATE_RUN_TAG, ""))
+        evaluated = evaluation.data if evaluation else None
+        registration = registrations.get(tags.get(REGISTER_RUN_TAG, ""))
+        start = run.info.start_time
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name or "",
+                "kind": tags.get(KIND_TAG, PIPELINE),
+                "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
+                **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
+                **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
+                "evaluation": _verdict((evaluated.tags if evaluated else tags).get(PASSED_RUN_TAG)),
+                "model_version": registration.data.tags.get(MODEL_VERSION_TAG) if registration else None,
+                "evaluate_run_id": tags.get(EVALUATE_RUN_TAG),
+            }
+        )
+    return _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of :data:`COLUMNS` (missing ones empty), numbers as floats."""
+    frame = frame.copy()
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = pd.NaT if column == "start_time" else math.nan if column in (*PARAMETERS, *REPORTED_METRICS) else None
+    for column in (*PARAMETERS, *REPORTED_METRICS):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
+    return frame[[*COLUMNS, *(column for column in frame.columns if column not in COLUMNS)]]
+
+
+# --- the pure core: ranking, text table, plots, card ---
+
+
+def rank(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """``frame`` best first by ``metric`` (runs without it last), newest first among equals."""
+    frame = _typed(frame)
+    ordered = frame.sort_values(
+        [metric.name, "start_time"], ascending=[not metric.higher_is_better, False], na_position="last", kind="stable"
+    )
+    return ordered.reset_index(drop=True)
+
+
+def best_run(ranked: pd.DataFrame, metric: Metric) -> pd.Series | None:
+    """The first row of a ranked frame, if any run has ``metric``."""
+    if ranked.empty or pd.isna(ranked.iloc[0][metric.name]):
+        return None
+    return ranked.iloc[0]
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "" or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return format_value(value)
+
+
+def _name(row: pd.Series) -> str:
+    return row["run_name"] or row["run_id"][:8]
+
+
+def describe_best(ranked: pd.DataFrame, metric: Metric) -> str:
+    """One line: the best run, its metric and its parameters."""
+    best = best_run(ranked, metric)
+    if best is None:
+        return f"No run has {metric.label} ({metric.name}): no best run."
+    params = ", ".join(f"{name}={_text(best[name])}" for name in PARAMETERS)
+    return f"Best by {metric.label}: run {best['run_id']} ({_name(best)}), {metric.label} {_text(best[metric.name])} at {params}"
+
+
+def text_table(ranked: pd.DataFrame, metric: Metric, experiment: str, max_rows: int = PRINTED_ROWS) -> str:
+    """The ranked runs as a fixed-width table (at most ``max_rows``), a note, and the best run."""
+    headers = {
+        "#": None,
+        "run id": "run_id",
+        "run name": "run_name",
+        "kind": "kind",
+        **{name: name for name in PARAMETERS},
+        **{label: name for name, label in REPORTED_METRICS.items()},
+        "evaluation": "evaluation",
+        "version": "model_version",
+        "started (UTC)": "start_time",
+    }
+    numeric = {"#", *PARAMETERS, *REPORTED_METRICS.values()}
+    shown = ranked.head(max_rows)
+    cells = [
+        [
+            str(position) if column is None else _text(row[column])[: NAME_WIDTH if column == "run_name" else None]
+            for column in headers.values()
+        ]
+        for position, (_, row) in enumerate(shown.iterrows(), start=1)
+    ]
+    widths = [max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if h in numeric else v.ljust(w) for v, w, h in zip(values, widths, headers, strict=True)).rstrip()
+
+    lines = [
+        f"{len(ranked)} pipeline run{'s' if len(ranked) != 1 else ''} of experiment {experiment}, "
+        f"best first by {metric.label} ({metric.direction})",
+        line(list(headers)),
+        *(line(row) for row in cells),
+    ]
+    if len(ranked) > len(shown):
+        lines.append(f"... {len(ranked) - len(shown)} more runs not shown (all {len(ranked)} are in {RUNS_FILE})")
+    lines.append(describe_best(ranked, metric))
+    return "\n".join(lines)
+
+
+def wants_log_scale(values: Iterable[float]) -> bool:
+    """Log scale for values that are all positive and span more than :data:`LOG_SCALE_SPAN`."""
+    finite = [v for v in values if math.isfinite(v)]
+    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SCALE_SPAN
+
+
+def metric_plot(ranked: pd.DataFrame, metric: Metric, x: str, series: str) -> Figure:
+    """``metric`` against parameter ``x``, one series per value of parameter ``series``, the best run starred."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(xlabel=x, ylabel=f"{metric.label} ({metric.direction})", title=f"{metric.label} vs {x}")
+    data = ranked[np.isfinite(ranked[x]) & np.isfinite(ranked[metric.name])]
+    if data.empty:
+        ax.text(0.5, 0.5, f"no run has both {x} and {metric.label}", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    groups = list(data.groupby(series, dropna=False, sort=True))
+    colors = [f"C{i}" for i in range(len(groups))] if len(groups) <= 10 else list(_many_colors(len(groups)))
+    for (value, group), color in zip(groups, colors, strict=True):
+        label = f"{series} = {_text(value)}" if not pd.isna(value) else f"{series} unknown"
+        # Every run a marker; the line joins the mean at each x (repeated runs share an x).
+        means = group.groupby(x)[metric.name].mean().sort_index()
+        ax.plot(means.index, means.to_numpy(), color=color, linewidth=1.2, alpha=0.8)
+        ax.scatter(group[x], group[metric.name], color=color, s=28, label=label, zorder=3)
+    best = best_run(ranked, metric)
+    if best is not None and math.isfinite(best[x]):
+        ax.scatter(
+            [best[x]], [best[metric.name]], marker="*", s=260, color="gold", edgecolors="black", zorder=4, label=f"best: {_name(best)}"
+        )
+    if x == "alpha" and wants_log_scale(data[x]):
+        ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    many = len(groups) > 8
+    ax.legend(fontsize="small", loc="center left" if many else "best", bbox_to_anchor=(1.0, 0.5) if many else None)
+    return fig
+
+
+def _many_colors(count: int) -> Iterable[Any]:
+    from matplotlib import colormaps  # noqa: PLC0415 - only for plots with many series
+
+    cmap = colormaps["viridis"]
+    return (cmap(i / max(1, count - 1)) for i in range(count))
+
+
+def plot_files(metric: Metric) -> dict[str, tuple[str, str]]:
+    """Artifact file -> (x parameter, series parameter) of each plot."""
+    return {
+        f"plots/{metric.short}_vs_alpha.png": ("alpha", "l1_ratio"),
+        f"plots/{metric.short}_vs_l1_ratio.png": ("l1_ratio", "alpha"),
+    }
+
+
+def plots(ranked: pd.DataFrame, metric: Metric) -> dict[str, Figure]:
+    return {file: metric_plot(ranked, metric, x, series) for file, (x, series) in plot_files(metric).items()}
+
+
+def _cell(value: Any) -> Any:
+    """A table value for the card: None for a missing one (an empty cell), timestamps as text."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    return value
+
+
+def build_card(
+    ranked: pd.DataFrame,
+    metric: Metric,
+    figures: Mapping[str, Figure],
+    *,
+    experiment_name: str,
+    experiment_id: str,
+    tracking_uri: str,
+    max_rows: int = CARD_ROWS,
+) -> Card:
+    """The compare run's card: the best run, the plots, and the runs linked to their pages."""
+    card = Card(
+        f"Compare: {experiment_name}",
+        subtitle=f"{len(ranked)} finished pipeline runs of experiment {experiment_name} (id {experiment_id}), "
+        f"best first by {metric.label} ({metric.direction})",
+    )
+    best = best_run(ranked, metric)
+    card.heading("Best run")
+    if best is None:
+        card.text(describe_best(ranked, metric), note=True)
+    else:
+        card.link(f"{_name(best)} ({best['run_id']})", run_url(tracking_uri, experiment_id, best["run_id"]))
+        facts = {metric.label: best[metric.name], **{name: best[name] for name in PARAMETERS}, "evaluation": best["evaluation"]}
+        card.facts({key: _cell(value) for key, value in facts.items()} | {"model version": _cell(best["model_version"])})
+    card.heading("Plots")
+    axes = plot_files(metric)
+    for file, figure in figures.items():
+        x, series = axes.get(file, ("its parameters", "parameter"))
+        card.figure(figure, f"{metric.label} against {x}, one series per {series}; the star is the best run ({file})")
+    card.heading("Runs")
+    rows = []
+    for position, (_, row) in enumerate(ranked.head(max_rows).iterrows(), start=1):
+        rows.append(
+            {
+                "#": position,
+                "run": (_name(row), run_url(tracking_uri, experiment_id, row["run_id"])),
+                "kind": row["kind"],
+                **{name: _cell(row[name]) for name in PARAMETERS},
+                **{label: _cell(row[name]) for name, label in REPORTED_METRICS.items()},
+                "evaluation": _cell(row["evaluation"]),
+                "version": _cell(row["model_version"]),
+                "started": _cell(row["start_time"]),
+            }
+        )
+    card.table(rows, links="run")
+    if len(ranked) > max_rows:
+        card.text(f"The first {max_rows} of {len(ranked)} runs; all are in {RUNS_FILE}.", note=True)
+    return card
+
+
+@dataclass(frozen=True)
+class CompareOutputs:
+    ranked: pd.DataFrame
+    table: str
+    best: pd.Series | None
+    figures: dict[str, Figure] = field(default_factory=dict)
+    card: Card | None = None
+
+
+def run(frame: pd.DataFrame, metric: Metric, *, experiment_name: str, experiment_id: str, tracking_uri: str) -> CompareOutputs:
+    """Rank the runs of ``frame`` by ``metric`` and build the table, plots and card."""
+    ranked = rank(frame, metric)
+    label = f"{experiment_name} (id {experiment_id})"
+    figures = plots(ranked, metric)
+    card = build_card(ranked, metric, figures, experiment_name=experiment_name, experiment_id=experiment_id, tracking_uri=tracking_uri)
+    return CompareOutputs(ranked=ranked, table=text_table(ranked, metric, label), best=best_run(ranked, metric), figures=figures, card=card)
+
+
+def to_csv(ranked: pd.DataFrame) -> str:
+    frame = ranked.copy()
+    frame["start_time"] = frame["start_time"].map(lambda t: t.isoformat() if not pd.isna(t) else "")
+    return frame.to_csv(index=False)
+
+
+# --- the command line ---
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = step_parser("compare", __doc__, inputs=())
+    parser.add_argument("--experiment", type=str, default="", help="experiment name or id; empty: the compare run's own experiment")
+    parser.add_argument("--metric", type=str, default="rmse", help="rank by rmse, mae or r2 (or MLflow's full metric name)")
+    parser.add_argument("--max_runs", type=int, default=1000, help="compare at most this many runs, the newest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run_step("compare", build_parser(), _compare, argv)
+
+
+def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
+    mlflow.set_tag(KIND_TAG, COMPARE)  # first: a failed compare run is not mistaken for a pipeline run
+    metric = resolve_metric(args.metric)
+    max_runs = check_max_runs(args.max_runs)
+    client = MlflowClient()
+    experiment = find_experiment(client, args.experiment, mlflow.active_run().info.experiment_id)
+    frame = collect(client, experiment.experiment_id, max_runs)
+    if frame.empty:
+        raise InputError(
+            f"no finished pipeline runs with an evaluation in experiment {experiment.name!r} (id {experiment.experiment_id}) "
+            "(run `mlflow run .` first)"
+        )
+    out = run(
+        frame, metric, experiment_name=experiment.name, experiment_id=experiment.experiment_id, tracking_uri=mlflow.get_tracking_uri()
+    )
+
+    csv = to_csv(out.ranked)
+    mlflow.log_text(csv, RUNS_FILE)
+    for artifact_file, figure in out.figures.items():
+        mlflow.log_figure(figure, artifact_file)
+    log_card(out.card)
+    mlflow.log_metric("runs_compared", len(out.ranked))
+    tags = {"pipeline.compare.experiment_id": experiment.experiment_id, "pipeline.compare.metric": metric.name}
+    if out.best is not None:
+        mlflow.log_metric(f"best_{metric.short}", float(out.best[metric.name]))
+        tags[BEST_RUN_TAG] = out.best["run_id"]
+    mlflow.set_tags({key: value[:MAX_TAG_LENGTH] for key, value in tags.items()})
+    # The product output: the table on stdout (logging goes to stderr).
+    sys.stdout.write(out.table + "\n")
+    sys.stdout.flush()
+    return {"runs_uri": LoggedArtifact(uri=run_artifact_uri(RUNS_FILE), digest=sha256_bytes(csv.encode()))}
+
+
+if __name__ == "__main__":
+    main()

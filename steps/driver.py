@@ -1,0 +1,187 @@
+"""What the pipeline's drivers share: ``main.py`` (one pipeline run) and ``steps/sweep.py`` (a grid).
+
+A driver attaches to the run ``mlflow run`` created (the parent), resolves the configuration
+(conf/pipeline.yaml plus its entry point's ``-P`` parameters), takes the pipeline lock, and runs
+its steps through a :class:`~steps.chain.Chain`. Whatever happens, it prints and logs the summary
+and the card, copies evaluate's metrics onto the parent, and turns every way of failing into one
+``error:`` line, a FAILED (or KILLED) parent run and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import mlflow
+import yaml
+
+from steps.cards import log_card
+from steps.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
+from steps.cli import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
+from steps.config import PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
+from steps.errors import ConfigError, PipelineError, first_line
+from steps.lock import lock_path, pipeline_lock
+from steps.registry import REJECTED
+from steps.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
+from steps.tracking import server_problem
+
+logger = logging.getLogger(__name__)
+
+# The error of an interrupted driver run (Ctrl-C, SIGTERM, or `mlflow run` died).
+INTERRUPTED_PREFIX = "interrupted"
+
+# Chooses the experiment of the run `mlflow run` creates (the parent's).
+EXPERIMENT_NAME_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One MLproject entry point that drives steps: its parameters and how its runs are labelled."""
+
+    entry_point: str  # in MLproject, e.g. "main"
+    kind: str  # the parent run's KIND_TAG, e.g. "pipeline"
+    title: str  # of the parent run's card
+    description: str  # of its command line
+    parameters: Mapping[str, str]  # -P name -> configuration key
+
+    @property
+    def interrupted(self) -> str:
+        return f"{self.entry_point}: {INTERRUPTED_PREFIX}"
+
+
+def build_parser(driver: Driver) -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=driver.entry_point, description=driver.description, error_type=ConfigError)
+    # Values stay text here: the configuration loader types and checks them, naming the key.
+    for name, key in driver.parameters.items():
+        parser.add_argument(f"--{name}", type=str, default=None, help=f"overrides {key} of conf/pipeline.yaml")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace, extra: Sequence[str], parameters: Mapping[str, str]) -> dict[str, str]:
+    """The -P values: declared parameters plus ``--section.key value`` pairs MLflow appends."""
+    overrides = {name: value for name in parameters if (value := getattr(args, name)) is not None}
+    shortcut = {key: name for name, key in parameters.items()}
+    tokens = list(extra)
+    while tokens:
+        flag = tokens.pop(0)
+        if not flag.startswith("--") or not tokens:
+            raise ConfigError(f"unexpected argument {flag!r}: pass parameters as -P name=value")
+        name = flag[2:]
+        if name in shortcut:
+            # Both would set the same key, and the run's params would show two different values.
+            raise ConfigError(f"-P {name}: set it with -P {shortcut[name]}=... instead")
+        overrides[name] = tokens.pop(0)
+    return overrides
+
+
+def resolve_config(overrides: dict[str, str], driver: Driver) -> PipelineConfig:
+    problems = mirror_mismatches(load_config(), entry_point=driver.entry_point, parameters=driver.parameters)
+    if problems:
+        raise ConfigError("; ".join(problems) + " (keep MLproject's defaults equal to conf/pipeline.yaml)")
+    return load_config(overrides=overrides, parameters=driver.parameters)
+
+
+def configure(driver: Driver, argv: Sequence[str] | None) -> PipelineConfig:
+    """The configuration for this run: conf/pipeline.yaml plus the -P values in ``argv``."""
+    args, extra = build_parser(driver).parse_known_args(argv)
+    return resolve_config(overrides_from(args, extra, driver.parameters), driver)
+
+
+def log_config(config: PipelineConfig) -> None:
+    """Log the resolved configuration on the parent run: params and conf/resolved.yaml."""
+    already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already})
+    mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
+
+
+def exclusive(config: PipelineConfig, parent: mlflow.ActiveRun) -> AbstractContextManager:
+    """One run of this pipeline at a time on this machine (a dry run changes nothing: no lock)."""
+    if config.run.dry_run:
+        return nullcontext()
+    path = lock_path(mlflow.get_tracking_uri(), parent.info.experiment_id, config.registry.model_name)
+    return pipeline_lock(path, f"pipeline run {parent.info.run_id}", config.run.overlap, config.run.max_wait_seconds)
+
+
+def prepare_step_environment(parent: mlflow.ActiveRun) -> None:
+    """The environment the steps inherit: this run reports their errors; they run in its experiment.
+
+    The steps are launched into the parent's experiment by id, and ``mlflow run`` refuses an
+    experiment id together with MLFLOW_EXPERIMENT_NAME (which may have chosen the parent's).
+    """
+    os.environ.pop(EXPERIMENT_NAME_VARIABLE, None)
+    os.environ[PARENT_RUN_ENV] = parent.info.run_id
+
+
+def drive(driver: Driver, argv: Sequence[str] | None, body: Callable[[Chain, PipelineConfig], None]) -> int:
+    """Run ``body`` (which runs steps through the chain) as ``driver``'s parent run; the exit status."""
+    configure_logging(driver.entry_point)
+    stop_like_ctrl_c()
+    parent = mlflow.start_run()
+    mlflow.set_tag(KIND_TAG, driver.kind)
+    prepare_step_environment(parent)
+    chain = Chain(parent, PROJECT_ROOT)
+    error, status = None, "FINISHED"
+    try:
+        config = configure(driver, argv)
+        log_config(config)
+        chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
+        with exclusive(config, parent):
+            body(chain, config)
+        decision = chain.decision()
+        if config.run.fail_on_reject and decision and decision[0] == REJECTED:
+            error = f"the candidate was rejected and fail_on_reject=true: {decision[1]}"
+    except ChainStopped:
+        pass  # -P steps selected no step after this point
+    except StepFailedError as exc:
+        error = f"step {exc.result.name} failed: {exc}"
+    except PipelineError as exc:
+        error = f"{driver.entry_point}: {exc}"
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, SIGTERM, or `mlflow run` died: the running step was stopped; say where we were.
+        ignore_stop_signals()
+        error, status = f"{driver.interrupted} ({exc or 'stopped by SIGINT'})", "KILLED"
+    except BaseException as exc:
+        problem = server_problem(exc)
+        if problem is None:
+            # A bug: record it and fail the parent run rather than leave it RUNNING.
+            mlflow.set_tag(ERROR_TAG, f"{driver.entry_point}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
+            mlflow.end_run("FAILED")
+            raise
+        error = f"{driver.entry_point}: {problem}"
+    finally:
+        chain.close()
+    dry_run = chain.options.dry_run and not error
+    summary = chain.plan() if dry_run else chain.summary(error, driver.title)
+    sys.stdout.write(summary + "\n")  # the product's output, not a log line
+    finish(chain, driver, summary, error, status, dry_run=dry_run)
+    if status == "KILLED":
+        keep_killed_after_parent_exits(parent.info.run_id, driver.interrupted)
+    return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
+
+
+def finish(chain: Chain, driver: Driver, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
+    """Record the summary, the card, the evaluation's metrics and the outcome on the parent run,
+    and say what went wrong (one line)."""
+    if error:
+        sys.stderr.write(f"error: {error}\n")
+    if not dry_run:
+        try:
+            # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
+            mlflow.log_metrics(chain.evaluation_metrics())
+            log_card(chain.card(driver.title, error))
+        except Exception as exc:
+            # The outcome below matters more than the report.
+            logger.warning("could not log the card: %s", server_problem(exc) or first_line(exc))
+    try:
+        mlflow.log_text(summary + "\n", "summary.txt")
+        if error:
+            mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
+        mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
+    except Exception as exc:
+        # E.g. the tracking server went away: the line above already said what happened.
+        logger.warning("could not record the outcome on the parent run: %s", server_problem(exc) or first_line(exc))

@@ -1,0 +1,206 @@
+"""sweep: train and evaluate a grid of alpha x l1_ratio, then send the best through the gate.
+
+``mlflow run . -e sweep -P alphas=0.01,0.1,1 -P l1_ratios=0.2,0.8``:
+
+    ingest -> featurize                        once (reused from the cache when nothing changed)
+    trial 1 (alpha, l1_ratio): train -> evaluate    one child run per grid point, each with its
+    trial 2 ...                                     train and evaluate runs as its children
+    best trial's model -> evaluate (against the champion) -> register
+
+Trials are judged on the thresholds alone; the one with the lowest test RMSE is then evaluated
+against the current champion and registered, exactly like ``main``'s candidate (without a
+champion that evaluation is the trial's own, reused from the cache). Each trial run
+(``pipeline.kind=trial``) carries ``model.alpha``, ``model.l1_ratio`` and evaluate's metrics, so
+``-e compare`` and the MLflow UI's chart view show them. Trials already run with the same data,
+code and parameters are reused, so growing a grid only runs the new points.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import mlflow
+import pandas as pd
+
+from steps import compare
+from steps.cards import Card, log_card, run_url
+from steps.chain import KIND_TAG, ArtifactRef, Chain, StepFailedError
+from steps.config import SWEEP_PARAMETERS, PipelineConfig
+from steps.driver import Driver, drive
+from steps.errors import ConfigError
+from steps.pipeline import PreparedData, evaluate_model, prepare_data, register_model, train_model
+from steps.registry import R2, REPORTED_METRICS, RMSE, champion_to_compare
+
+logger = logging.getLogger(__name__)
+
+SWEEP = Driver(
+    entry_point="sweep",
+    kind="sweep",
+    title="Sweep run",
+    description="Train and evaluate a grid of alpha x l1_ratio; the best goes through the gate and the registry.",
+    parameters=SWEEP_PARAMETERS,
+)
+TRIAL = "trial"
+
+
+@dataclass
+class Trial:
+    number: int
+    alpha: float
+    l1_ratio: float
+    run_id: str
+    status: str = "RUNNING"
+    seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_uri: ArtifactRef | None = None
+    reused: bool = False  # train and evaluate both reused from the cache
+
+    @property
+    def name(self) -> str:
+        return f"trial {self.number}: alpha={self.alpha:g} l1_ratio={self.l1_ratio:g}"
+
+
+@dataclass
+class Trials:
+    """The sweep's trials so far, and the best one; a report in the sweep's summary and card."""
+
+    size: int
+    experiment_id: str
+    trials: list[Trial] = field(default_factory=list)
+
+    def best(self) -> Trial | None:
+        """The finished trial with the lowest test RMSE (the earlier one on a tie)."""
+        scored = [t for t in self.trials if t.status == "FINISHED" and RMSE in t.metrics]
+        return min(scored, key=lambda t: (t.metrics[RMSE], t.number), default=None)
+
+    def progress(self, trial: Trial, started: float) -> str:
+        """One line after each trial: its result, the best so far, time spent and left."""
+        done = len(self.trials)
+        elapsed = time.monotonic() - started
+        left = elapsed / done * (self.size - done)
+        best = self.best()
+        how = " (reused)" if trial.reused else ""
+        return (
+            f"{trial.name} [{done}/{self.size}]: RMSE {trial.metrics.get(RMSE, float('nan')):.4g}{how}; "
+            f"best so far trial {best.number if best else '-'}; {elapsed:.0f} s elapsed, ~{left:.0f} s left"
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """The trials as rows of ``-e compare``'s table (same columns), for its plots."""
+        return pd.DataFrame(
+            [
+                {
+                    "run_id": t.run_id,
+                    "run_name": t.name,
+                    "alpha": t.alpha,
+                    "l1_ratio": t.l1_ratio,
+                    **{m: t.metrics.get(m) for m in REPORTED_METRICS},
+                }
+                for t in self.trials
+            ],
+            columns=["run_id", "run_name", "alpha", "l1_ratio", *REPORTED_METRICS],
+        ).astype({m: "float64" for m in REPORTED_METRICS})
+
+    def summary_lines(self) -> list[str]:
+        best = self.best()
+        lines = [f"Trials: {len(self.trials)} of {self.size} (best by test RMSE marked *)"]
+        lines.append(f"  {'#':>3} {'alpha':>8} {'l1_ratio':>8} {'RMSE':>9} {'R²':>7}  {'status':<9} trial run id")
+        for t in self.trials:
+            mark = "*" if t is best else " "
+            rmse, r2 = t.metrics.get(RMSE, float("nan")), t.metrics.get(R2, float("nan"))
+            status = "REUSED" if t.reused else t.status
+            lines.append(f"{mark} {t.number:>3} {t.alpha:>8g} {t.l1_ratio:>8g} {rmse:>9.4g} {r2:>7.4g}  {status:<9} {t.run_id}")
+        if best:
+            lines.append(f"Best: {best.name}, RMSE {best.metrics[RMSE]:.4g}: evaluated against the champion and registered below")
+        return lines
+
+    def add_to(self, card: Card) -> None:
+        tracking_uri = mlflow.get_tracking_uri()
+        best = self.best()
+        card.heading(f"Trials ({len(self.trials)} of {self.size})")
+        rows = [
+            {
+                "trial": t.number,
+                "alpha": t.alpha,
+                "l1_ratio": t.l1_ratio,
+                **{label: t.metrics.get(name) for name, label in REPORTED_METRICS.items()},
+                "status": "REUSED" if t.reused else t.status,
+                "best": "yes" if t is best else "",
+                "run": (t.run_id, run_url(tracking_uri, self.experiment_id, t.run_id)),
+            }
+            for t in self.trials
+        ]
+        card.table(rows, links="run")
+        if self.trials:
+            metric = compare.resolve_metric("rmse")
+            ranked = compare.rank(self.frame(), metric)
+            for file, figure in compare.plots(ranked, metric).items():
+                card.figure(figure, f"{metric.label} of each trial ({file.removeprefix('plots/')})")
+
+
+def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: Trials, *, alpha: float, l1_ratio: float) -> Trial:
+    """train -> evaluate (thresholds only) for one grid point, under a child run of its own."""
+    started = time.monotonic()
+    number = len(trials.trials) + 1
+    run = mlflow.start_run(nested=True, run_name=f"trial {number}: alpha={alpha:g} l1_ratio={l1_ratio:g}")
+    trial = Trial(number, alpha, l1_ratio, run.info.run_id)
+    trials.trials.append(trial)
+    steps = chain.nested(run)
+    status = "FAILED"
+    try:
+        mlflow.set_tag(KIND_TAG, TRIAL)
+        mlflow.log_params({"model.alpha": alpha, "model.l1_ratio": l1_ratio, "model.max_iter": config.model.max_iter, "trial": number})
+        trial.model_uri = train_model(steps, config, data, alpha=alpha, l1_ratio=l1_ratio)
+        evaluate_model(steps, config, data, trial.model_uri, champion_uri="")
+        trial.metrics = steps.evaluation_metrics()
+        trial.reused = all(r.cache_hit for r in steps.results)
+        mlflow.log_metrics(trial.metrics)
+        status = "FINISHED"
+    except StepFailedError as exc:
+        exc.result.error = f"{trial.name}: {exc.result.error}"
+        raise
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        trial.status, trial.seconds = status, time.monotonic() - started
+        try:
+            log_card(steps.card(f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}"))
+        finally:
+            mlflow.end_run(status)
+    return trial
+
+
+def run_sweep(chain: Chain, config: PipelineConfig) -> None:
+    """ingest -> featurize once; train -> evaluate per grid point; the best -> evaluate -> register."""
+    if chain.options.dry_run or chain.options.only is not None:
+        raise ConfigError("run.dry_run and run.steps apply to `mlflow run .` (main), not to sweep")
+    data = prepare_data(chain, config)
+    grid = config.sweep.grid
+    trials = Trials(len(grid), chain.experiment_id)
+    chain.reports.append(trials)
+    started = time.monotonic()
+    logger.info("sweep: %d trials (%d alphas x %d l1_ratios)", len(grid), len(config.sweep.alphas), len(config.sweep.l1_ratios))
+    for alpha, l1_ratio in grid:
+        trial = run_trial(chain, config, data, trials, alpha=alpha, l1_ratio=l1_ratio)
+        logger.info("%s", trials.progress(trial, started))
+    best = trials.best()
+    if best is None:
+        raise ConfigError("no trial produced a test RMSE")
+    mlflow.set_tags({"pipeline.sweep.best_trial_run_id": best.run_id, "pipeline.sweep.trials": str(len(grid))})
+    mlflow.log_params({"best.alpha": best.alpha, "best.l1_ratio": best.l1_ratio})
+    champion_uri = champion_to_compare(chain.client, config.registry.model_name, best.model_uri)
+    evaluation_uri = evaluate_model(chain, config, data, best.model_uri, champion_uri=champion_uri)
+    register_model(chain, config, data, best.model_uri, evaluation_uri)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return drive(SWEEP, argv, run_sweep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""compare: ranking, the printed table, plots and card from small synthetic tables; collecting runs from a real store."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from steps import compare
+from steps.cards import figure_png, run_url
+from steps.compare import COLUMNS, resolve_metric
+from steps.errors import InputError
+from steps.registry import MAE, R2, RMSE
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RMSE_METRIC, R2_METRIC = resolve_metric("rmse"), resolve_metric("r2")
+
+
+def runs_frame(*rows: dict) -> pd.DataFrame:
+    """A table like collect's: one row per mapping, unspecified cells filled in."""
+    full = []
+    for i, row in enumerate(rows):
+        defaults = {
+            "run_id": f"{i:032x}",
+            "run_name": f"run-{i}",
+            "kind": "pipeline",
+            "start_time": pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(minutes=i),
+            "alpha": 0.5,
+            "l1_ratio": 0.5,
+            RMSE: 50.0 + i,
+            MAE: 40.0 + i,
+            R2: 0.5 - i / 100,
+            "evaluation": "passed",
+            "model_version": str(i + 1),
+            "evaluate_run_id": f"e{i:031x}",
+        }
+        full.append(defaults | row)
+    return pd.DataFrame(full)
+
+
+def run_ids(frame: pd.DataFrame) -> list[str]:
+    return list(frame["run_id"])
+
+
+# --- metric names, parameters ---
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("rmse", RMSE), ("RMSE", RMSE), (" mae ", MAE), ("r2", R2), (RMSE, RMSE), ("Mean_Absolute_Error", MAE), (R2, R2)],
+)
+def test_metric_names_accept_the_short_aliases_and_mlflows_names(text, name):
+    assert resolve_metric(text).name == name
+
+
+def test_an_unknown_metric_is_one_line_naming_the_parameter_and_the_choices():
+    with pytest.raises(InputError, match=r"^-P metric: unknown metric 'accuracy'; valid: rmse, mae, r2 \(or MLflow's names .*r2_score\)$"):
+        resolve_metric("accuracy")
+
+
+def test_max_runs_must_be_at_least_one():
+    assert compare.check_max_runs(1) == 1
+    with pytest.raises(InputError, match=r"^-P max_runs: expected at least 1, got 0$"):
+        compare.check_max_runs(0)
+
+
+def test_the_parser_types_match_the_mlproject_parameters():
+    args = compare.build_parser().parse_args(["--experiment=", "--metric=r2", "--max_runs=5"])
+    assert (args.experiment, args.metric, args.max_runs) == ("", "r2", 5)
+    with pytest.raises(InputError, match=r"argument --max_runs: invalid int value: 'many'"):
+        compare.build_parser().parse_args(["--max_runs=many"])
+
+
+# --- ranking and the printed table ---
+
+
+def test_runs_are_ranked_best_first_lower_or_higher_is_better_by_metric():
+    frame = runs_frame({RMSE: 60.0, R2: 0.2}, {RMSE: 40.0, R2: 0.7}, {RMSE: 50.0, R2: 0.9})
+    ids = run_ids(frame)
+    assert run_ids(compare.rank(frame, RMSE_METRIC)) == [ids[1], ids[2], ids[0]]
+    assert run_ids(compare.rank(frame, R2_METRIC)) == [ids[2], ids[1], ids[0]]
+    assert run_ids(compare.rank(frame, resolve_metric("mae"))) == ids  # 40, 41, 42
+
+
+def test_runs_without_the_metric_come_last_and_ties_put_the_newest_first():
+    frame = runs_frame({RMSE: math.nan}, {RMSE: 50.0}, {RMSE: 50.0}, {RMSE: None})
+    ids = run_ids(frame)
+    ranked = compare.rank(frame, RMSE_METRIC)
+    assert run_ids(ranked) == [ids[2], ids[1], ids[3], ids[0]]
+    assert compare.best_run(ranked, RMSE_METRIC)["run_id"] == ids[2]
+
+
+def test_missing_columns_and_unparsable_values_become_empty_cells():
+    frame = runs_frame({"alpha": "abc"}).drop(columns=["l1_ratio", MAE, "model_version"])
+    ranked = compare.rank(frame, RMSE_METRIC)
+    assert list(ranked.columns) == list(COLUMNS)
+    assert math.isnan(ranked.loc[0, "alpha"]) and math.isnan(ranked.loc[0, "l1_ratio"]) and math.isnan(ranked.loc[0, MAE])
+    table = compare.text_table(ranked, RMSE_METRIC, "Default (id 0)")
+    row = table.splitlines()[2].split()
+    assert row[:4] == ["1", ranked.loc[0, "run_id"], "run-0", "pipeline"]
+    assert row[4:7] == ["-", "-", "50"]  # alpha, l1_ratio unknown; RMSE 50
+
+
+def test_the_table_is_fixed_width_best_first_and_names_the_best_run():
+    frame = runs_frame(
+        {
+            RMSE: 53.85,
+            "alpha": 1.0,
+            "evaluation": "rejected",
+            "model_version": None,
+            "run_name": "a-very-long-run-name-that-goes-on-and-on",
+        },
+        {RMSE: 53.41, "alpha": 0.1, "l1_ratio": 0.9},
+    )
+    ranked = compare.rank(frame, RMSE_METRIC)
+    lines = compare.text_table(ranked, RMSE_METRIC, "Default (id 0)").splitlines()
+    assert lines[0] == "2 pipeline runs of experiment Default (id 0), best first by RMSE (lower is better)"
+    header = lines[1]
+    assert re.match(r"#\s+run id\s+run name\s+kind\s+alpha\s+l1_ratio\s+RMSE\s+MAE\s+R²\s+evaluation\s+version\s+started \(UTC\)$", header)
+    first, second = lines[2], lines[3]
+    assert first.split()[1] == frame.loc[1, "run_id"] and second.split()[1] == frame.loc[0, "run_id"]
+    # Columns line up: each value ends (numbers) where its header ends.
+    rmse_end = header.index("RMSE") + len("RMSE")
+    assert first[rmse_end - len("53.41") : rmse_end] == "53.41" and second[rmse_end - len("53.85") : rmse_end] == "53.85"
+    assert "a-very-long-run-name-tha " in second and "goes-on" not in second
+    assert " rejected " in second and " - " in second  # no version
+    assert lines[-1] == f"Best by RMSE: run {frame.loc[1, 'run_id']} (run-1), RMSE 53.41 at alpha=0.1, l1_ratio=0.9"
+
+
+def test_a_long_table_prints_the_best_rows_and_says_how_many_more_are_in_the_csv():
+    frame = runs_frame(*({RMSE: 100.0 - i} for i in range(35)))
+    lines = compare.text_table(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "e", max_rows=30).splitlines()
+    assert len(lines) == 2 + 30 + 2
+    assert lines[2].split()[1] == frame.loc[34, "run_id"]
+    assert lines[-2] == "... 5 more runs not shown (all 35 are in compare/runs.csv)"
+
+
+def test_one_run_only_and_no_run_with_the_metric():
+    one = compare.rank(runs_frame({}), R2_METRIC)
+    assert (
+        compare.text_table(one, R2_METRIC, "x")
+        .splitlines()[0]
+        .startswith("1 pipeline run of experiment x, best first by R² (higher is better)")
+    )
+    none = compare.rank(runs_frame({R2: None}, {R2: math.nan}), R2_METRIC)
+    assert compare.best_run(none, R2_METRIC) is None
+    assert compare.text_table(none, R2_METRIC, "x").splitlines()[-1] == "No run has R² (r2_score): no best run."
+
+
+def test_the_csv_keeps_every_column_and_iso_start_times():
+    ranked = compare.rank(runs_frame({"model_version": None}, {}), RMSE_METRIC)
+    text = compare.to_csv(ranked)
+    assert text.splitlines()[0] == ",".join(COLUMNS)
+    back = pd.read_csv(io.StringIO(text), dtype=str)
+    assert list(back["run_id"]) == list(ranked["run_id"])
+    assert back.loc[0, "start_time"] == "2025-01-01T00:00:00+00:00"
+
+
+# --- plots ---
+
+
+def legend_labels(fig) -> list[str]:
+    return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+
+
+def test_plots_are_named_by_metric_with_the_metric_against_each_parameter():
+    frame = runs_frame({"alpha": 0.1}, {"alpha": 1.0})
+    for metric, short in ((RMSE_METRIC, "rmse"), (R2_METRIC, "r2")):
+        figures = compare.plots(compare.rank(frame, metric), metric)
+        assert list(figures) == [f"plots/{short}_vs_alpha.png", f"plots/{short}_vs_l1_ratio.png"]
+        alpha_ax, l1_ax = (fig.axes[0] for fig in figures.values())
+        assert alpha_ax.get_xlabel() == "alpha" and l1_ax.get_xlabel() == "l1_ratio"
+        assert alpha_ax.get_ylabel() == f"{metric.label} ({metric.direction})"
+        for fig in figures.values():
+            assert figure_png(fig).startswith(PNG_MAGIC)
+
+
+def test_one_series_per_value_of_the_other_parameter_and_the_best_run_starred():
+    frame = runs_frame(
+        {"alpha": 0.1, "l1_ratio": 0.2, RMSE: 55.0},
+        {"alpha": 1.0, "l1_ratio": 0.2, RMSE: 54.0},
+        {"alpha": 0.1, "l1_ratio": 0.8, RMSE: 53.0, "run_name": "winner"},
+        {"alpha": 1.0, "l1_ratio": math.nan, RMSE: 56.0},
+    )
+    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    assert legend_labels(fig) == ["l1_ratio = 0.2", "l1_ratio = 0.8", "l1_ratio unknown", "best: winner"]
+    best = fig.axes[0].collections[-1].get_offsets()
+    assert best.tolist() == [[0.1, 53.0]]
+
+
+def test_alpha_is_on_a_log_scale_only_when_it_spans_more_than_a_factor_of_ten_above_zero():
+    def scale(alphas, x="alpha"):
+        frame = runs_frame(*({"alpha": a, "l1_ratio": a / 1000} for a in alphas))
+        return (
+            compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, x, "alpha" if x != "alpha" else "l1_ratio")
+            .axes[0]
+            .get_xscale()
+        )
+
+    assert scale([0.01, 0.1, 1.0]) == "log"
+    assert scale([0.1, 1.0]) == "linear"  # a factor of 10 exactly
+    assert scale([0.0, 0.1, 10.0]) == "linear"  # 0 has no logarithm
+    assert scale([0.01, 0.1, 1.0], x="l1_ratio") == "linear"
+
+
+def test_runs_missing_the_metric_or_parameter_are_left_out_of_the_plot():
+    frame = runs_frame({RMSE: math.nan}, {"alpha": math.nan, RMSE: 51.0}, {RMSE: 52.0, "alpha": 0.3})
+    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    points = [p for c in fig.axes[0].collections for p in c.get_offsets().tolist()]
+    assert points == [[0.3, 52.0]]
+    assert legend_labels(fig) == ["l1_ratio = 0.5"]  # the best run has no alpha: no star
+
+    empty = compare.metric_plot(compare.rank(runs_frame({RMSE: math.nan}), RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no run has both alpha and RMSE"]
+    assert figure_png(empty).startswith(PNG_MAGIC)
+
+
+def test_many_series_get_distinct_colors_and_the_legend_beside_the_plot():
+    frame = runs_frame(*({"alpha": 0.1 * (i % 3 + 1), "l1_ratio": i / 20} for i in range(12)))
+    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    series = [c for c in fig.axes[0].collections if c.get_label().startswith("l1_ratio")]
+    assert len(series) == 12
+    assert len({tuple(c.get_facecolor()[0]) for c in series}) == 12
+    assert figure_png(fig).startswith(PNG_MAGIC)
+
+
+# --- the card ---
+
+
+def test_the_card_shows_the_best_run_the_plots_and_links_every_run_without_credentials():
+    frame = runs_frame({"alpha": 0.1, RMSE: 53.0, "run_name": "<b>bold</b>"}, {"alpha": 1.0, RMSE: 60.0, "evaluation": None})
+    uri = "https://alice:secret@mlflow.example.com/base"
+    out = compare.run(frame, RMSE_METRIC, experiment_name="Default", experiment_id="7", tracking_uri=uri)
+    html = out.card.render()
+    assert "secret" not in html
+    assert html.count('<img src="data:image/png;base64,') == 2
+    for run_id in frame["run_id"]:
+        assert f'<a href="{run_url(uri, "7", run_id)}">' in html
+    assert run_url(uri, "7", frame.loc[0, "run_id"]).startswith("https://mlflow.example.com/base/#/experiments/7/runs/")
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold" not in html
+    assert "Compare: Default" in html and "best first by RMSE (lower is better)" in html
+    assert '<td class="good">passed</td>' in html
+    assert "NaN" not in html  # missing values are empty cells
+    assert out.best["run_id"] == frame.loc[0, "run_id"]
+    assert out.table.splitlines()[-1].startswith(f"Best by RMSE: run {frame.loc[0, 'run_id']}")
+
+
+def test_a_card_of_many_runs_shows_the_first_and_points_to_the_csv():
+    frame = runs_frame(*({} for _ in range(5)))
+    card = compare.build_card(
+        compare.rank(frame, RMSE_METRIC), RMSE_METRIC, {}, experiment_name="e", experiment_id="1", tracking_uri="sqlite:///x", max_rows=3
+    )
+    html = card.render()
+    assert html.count("/#/experiments/1/runs/") == 3 + 1  # three rows and the best run
+    assert "The first 3 of 5 runs; all are in compare/runs.csv." in html
+
+
+# --- collecting runs from a tracking store ---
+
+
+def _run(client: MlflowClient, experiment_id: str, start: int, *, status: str | None = "FINISHED", tags=None, params=None, metrics=None):
+    run = client.create_run(experiment_id, start_time=start, tags=tags or {})
+    run_id = run.info.run_id
+    for key, value in (params or {}).items():
+        client.log_param(run_id, key, value)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, value)
+    if status:
+        client.set_terminated(run_id, status)
+    return run_id
+
+
+@dataclass
+class Store:
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+    ids: dict[str, str]
+    evaluations: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """An experiment with pipeline runs, a sweep and its trial, and runs that must not be compared (built once: read-only)."""
+    root = tmp_path_factory.mktemp("compare-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("tuning", artifact_location=(root / "artifacts").as_uri())
+    client.create_experiment("empty", artifact_location=(root / "empty").as_uri())
+    evaluated = {RMSE: 50.0, MAE: 40.0, R2: 0.5}
+    e1 = _run(client, exp, 10, metrics=evaluated, tags={"pipeline.evaluation.passed": "true"})
+    g1 = _run(client, exp, 11, tags={"pipeline.output.model_version": "3"})
+    e2 = _run(client, exp, 20, metrics={RMSE: 60.0, MAE: 45.0, R2: 0.3}, tags={"pipeline.evaluation.passed": "false"})
+    e3 = _run(client, exp, 30, metrics={RMSE: 99.0, MAE: 99.0, R2: -1.0}, tags={"pipeline.evaluation.passed": "true"})
+    ids = {
+        # main's parent before pipeline.kind existed: alpha logged by `mlflow run` and as model.alpha.
+        "old": _run(
+            client,
+            exp,
+            1000,
+            tags={"pipeline.evaluate.run_id": e1, "pipeline.register.run_id": g1},
+            params={"alpha": "0.1", "model.alpha": "0.1", "l1_ratio": "0.5", "model.l1_ratio": "0.5"},
+        ),
+        "pipeline": _run(
+            client, exp, 2000, tags={"pipeline.evaluate.run_id": e2, "pipeline.kind": "pipeline"}, params={"model.alpha": "1.0"}
+        ),
+        # A trial carries its own copy of the metrics: those win over its evaluate run's.
+        "trial": _run(
+            client,
+            exp,
+            3000,
+            tags={"pipeline.evaluate.run_id": e3, "pipeline.kind": "trial"},
+            params={"model.alpha": "0.01", "model.l1_ratio": "0.9"},
+            metrics={RMSE: 45.0, R2: 0.6},
+        ),
+        "gone": _run(client, exp, 4000, tags={"pipeline.evaluate.run_id": "0" * 32}, params={"model.alpha": "2"}),
+    }
+    _run(client, exp, 3500, tags={"pipeline.evaluate.run_id": e3, "pipeline.kind": "sweep"}, metrics={RMSE: 45.0})
+    _run(client, exp, 3600, tags={"pipeline.evaluate.run_id": e1}, status="FAILED")
+    _run(client, exp, 3700, tags={"pipeline.evaluate.run_id": e1}, status=None)  # still running
+    _run(client, exp, 3800, tags={"pipeline.kind": "compare"})
+    _run(client, exp, 3900, tags={"pipeline.evaluate.run_id": ""})
+    return Store(uri, client, exp, ids, {"e1": e1, "e3": e3})
+
+
+@pytest.fixture
+def active_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """``store`` as the tracking store of this process, as in a compare run's process."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    mlflow.set_tracking_uri(store.uri)
+    yield store
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+def test_collect_reads_finished_pipeline_runs_and_trials_with_their_evaluations(store):
+    client, exp, ids, evals = store.client, store.experiment_id, store.ids, store.evaluations
+    frame = compare.collect(client, exp, 1000)
+    assert list(frame.columns) == list(COLUMNS)
+    assert run_ids(frame) == [ids["gone"], ids["trial"], ids["pipeline"], ids["old"]]  # newest first
+    rows = frame.set_index("run_id")
+    old, pipeline, trial, gone = (rows.loc[ids[k]] for k in ("old", "pipeline", "trial", "gone"))
+    assert (old["kind"], old["alpha"], old["l1_ratio"], old[RMSE], old[MAE], old[R2]) == ("pipeline", 0.1, 0.5, 50.0, 40.0, 0.5)
+    assert (old["evaluation"], old["model_version"], old["evaluate_run_id"]) == ("passed", "3", evals["e1"])
+    assert (pipeline["alpha"], pipeline[RMSE], pipeline["evaluation"]) == (1.0, 60.0, "rejected")
+    assert pd.isna(pipeline["model_version"]) and math.isnan(pipeline["l1_ratio"])
+    assert (trial["kind"], trial["alpha"], trial["l1_ratio"], trial[RMSE], trial[R2], trial[MAE]) == ("trial", 0.01, 0.9, 45.0, 0.6, 99.0)
+    assert math.isnan(gone[RMSE]) and pd.isna(gone["evaluation"])
+    assert old["start_time"] == pd.Timestamp(1000, unit="ms", tz="UTC")
+
+
+def test_collect_takes_the_newest_max_runs(store):
+    client, exp, ids = store.client, store.experiment_id, store.ids
+    assert run_ids(compare.collect(client, exp, 2)) == [ids["gone"], ids["trial"]]
+
+
+def test_experiments_are_found_by_name_or_id_or_default_to_the_current_one(store):
+    client, exp = store.client, store.experiment_id
+    assert compare.find_experiment(client, "tuning", "0").experiment_id == exp
+    assert compare.find_experiment(client, exp, "0").name == "tuning"
+    assert compare.find_experiment(client, "", exp).name == "tuning"
+    for wanted in ("nope", "12345"):
+        with pytest.raises(InputError, match=rf"^-P experiment: no experiment named or with id '{wanted}'$"):
+            compare.find_experiment(client, wanted, "0")
+
+
+def test_the_cli_body_logs_the_table_plots_card_and_best_run_and_prints_the_table(active_store, capsys):
+    store = active_store
+    client, exp, ids = store.client, store.experiment_id, store.ids
+    args = argparse.Namespace(experiment="tuning", metric="R2", max_runs=1000)
+    with mlflow.start_run(experiment_id=store.client.get_experiment_by_name("empty").experiment_id) as active:
+        outputs = compare._compare(args)
+    run = client.get_run(active.info.run_id)
+    assert run.data.tags["pipeline.kind"] == "compare"
+    assert run.data.tags["pipeline.compare.best_run_id"] == ids["trial"]
+    assert run.data.metrics["runs_compared"] == 4 and run.data.metrics["best_r2"] == 0.6
+    files = {f.path for f in client.list_artifacts(active.info.run_id)} | {
+        f.path for d in ("compare", "plots") for f in client.list_artifacts(active.info.run_id, d)
+    }
+    assert {"card.html", "compare/runs.csv", "plots/r2_vs_alpha.png", "plots/r2_vs_l1_ratio.png"} <= files
+    assert outputs["runs_uri"].uri == f"runs:/{active.info.run_id}/compare/runs.csv"
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == "4 pipeline runs of experiment tuning (id " + exp + "), best first by R² (higher is better)"
+    assert printed.splitlines()[-1].startswith(f"Best by R²: run {ids['trial']} ")
+
+
+def test_the_cli_body_says_when_there_is_nothing_to_compare(active_store):
+    # -P experiment empty: the compare run's own experiment, here one without pipeline runs.
+    empty = active_store.client.get_experiment_by_name("empty").experiment_id
+    with (
+        mlflow.start_run(experiment_id=empty),
+        pytest.raises(
+            InputError,
+            match=rf"^no finished pipeline runs with an evaluation in experiment 'empty' \(id {empty}\) \(run `mlflow run .` first\)$",
+        ),
+    ):
+        compare._compare(argparse.Namespace(experiment="", metric="rmse", max_runs=10))
