@@ -126,7 +126,8 @@ class SweepConfig:
         for ratio in self.l1_ratios:
             _require(0 <= ratio <= 1, "sweep.l1_ratios", f"every l1_ratio must be between 0 and 1, got {ratio}")
         trials = len(self.alphas) * len(self.l1_ratios)
-        _require(trials <= MAX_TRIALS, "sweep", f"{len(self.alphas)} alphas x {len(self.l1_ratios)} l1_ratios = {trials} trials; at most {MAX_TRIALS}")
+        grid = f"{len(self.alphas)} alphas x {len(self.l1_ratios)} l1_ratios = {trials} trials"
+        _require(trials <= MAX_TRIALS, "sweep", f"{grid}; at most {MAX_TRIALS}")
 
     @property
     def grid(self) -> list[tuple[float, float]]:

@@ -12,8 +12,8 @@ import yaml
 from steps.cli import require_inputs
 from steps.config import (
     MAIN_PARAMETERS,
-    SWEEP_PARAMETERS,
     PROJECT_ROOT,
+    SWEEP_PARAMETERS,
     load_config,
     mirror_mismatches,
     mlproject_parameters,
