@@ -9,6 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -56,6 +58,12 @@ class PipelineRun:
 
     def registered_versions(self) -> list:
         return self.client.search_model_versions()
+
+    def artifact_text(self, run_id: str, path: str) -> str:
+        """The text of artifact ``path`` of run ``run_id`` in this store."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=self.tracking_uri)
+            return Path(local).read_text(encoding="utf-8")
 
 
 def cli_env(tracking_uri: str | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -97,10 +105,11 @@ def run_pipeline(
     tracking_uri: str | None = None,
     env: dict[str, str] | None = None,
     project: Path = PROJECT_ROOT,
+    entry_point: str = "main",
 ) -> PipelineRun:
-    """``mlflow run <project> --env-manager <m> -P <params>`` in ``workdir``."""
+    """``mlflow run <project> -e <entry point> --env-manager <m> -P <params>`` in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["run", str(project), "--env-manager", env_manager]
+    args = ["run", str(project), "-e", entry_point, "--env-manager", env_manager]
     for param in params:
         args += ["-P", param]
     process = mlflow_cli(*args, workdir=workdir, tracking_uri=tracking_uri, env=env)

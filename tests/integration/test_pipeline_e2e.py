@@ -135,7 +135,7 @@ def test_every_run_has_a_card_that_renders(default_store_run):
     runs = {"main": parent, **default_store_run.children()}
     texts = {}
     for name, run in runs.items():
-        document = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/card.html")
+        document = default_store_run.artifact_text(run.info.run_id, "card.html")
         texts[name], _ = check_card(document, min_images=CARD_IMAGES[name])
     assert texts["ingest"].startswith("ingest: data profile") and "rows 442" in texts["ingest"]
     assert "bmi" in texts["featurize"] and "one-hot" in texts["featurize"]
@@ -143,7 +143,7 @@ def test_every_run_has_a_card_that_renders(default_store_run):
     assert texts["evaluate"].startswith("evaluate: passed") and "RMSE" in texts["evaluate"]
     assert texts["register"].startswith("register: promoted") and "champion after version 1" in texts["register"]
     # The pipeline's card links every step's run and card, and repeats the outcome.
-    main = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/card.html")
+    main = default_store_run.artifact_text(parent.info.run_id, "card.html")
     for name in STEPS:
         run_id = runs[name].info.run_id
         assert f'/#/experiments/{parent.info.experiment_id}/runs/{run_id}"' in main, name
