@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 
 from steps.config import project_path
 from steps.errors import DataError, InputError, describe, first_line
+from steps.progress import Progress
 from steps.schema import DataSchema, parse_schema
 
 logger = logging.getLogger(__name__)
@@ -187,16 +188,25 @@ def _read_csv(path: Path, text_columns: Sequence[str], float_columns: Sequence[s
     if path.name.endswith(".zip"):
         return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))  # pyarrow cannot unzip
     try:
-        reader = pyarrow.csv.open_csv(
-            path,
-            read_options=pyarrow.csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            convert_options=pyarrow.csv.ConvertOptions(
-                column_types=dict.fromkeys(text_columns, pa.string()) | dict.fromkeys(float_columns, pa.float64()),
-                null_values=PANDAS_NA_STRINGS,
-                strings_can_be_null=True,
-            ),
-        )
-        table = pa.Table.from_batches(list(reader), schema=reader.schema)
+        # A file object of our own: its position says how much of the file has been read.
+        with pa.OSFile(str(path)) as source:
+            reader = pyarrow.csv.open_csv(
+                source,
+                read_options=pyarrow.csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                convert_options=pyarrow.csv.ConvertOptions(
+                    column_types=dict.fromkeys(text_columns, pa.string()) | dict.fromkeys(float_columns, pa.float64()),
+                    null_values=PANDAS_NA_STRINGS,
+                    strings_can_be_null=True,
+                ),
+            )
+            progress = Progress(f"reading {path.name}", path.stat().st_size, unit="bytes", log=logger)
+            batches = []
+            for batch in reader:
+                batches.append(batch)
+                progress.update(source.tell())
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+            del batches
+            progress.finish()
     except (pa.ArrowException, OSError):
         table = None
     if table is None or any(_read_differently(f) for f in table.schema):
@@ -327,14 +337,17 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa  # noqa: PLC0415 - only writers of large tables need it directly
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    progress = Progress(f"writing {path.name}", len(frame), log=logger)
     first = pa.Table.from_pandas(frame.iloc[:PARQUET_CHUNK_ROWS], preserve_index=False)
     with pq.ParquetWriter(path, first.schema) as writer:
         writer.write_table(first)
         del first
         for start in range(PARQUET_CHUNK_ROWS, len(frame), PARQUET_CHUNK_ROWS):
+            progress.update(start)
             writer.write_table(
                 pa.Table.from_pandas(frame.iloc[start : start + PARQUET_CHUNK_ROWS], schema=writer.schema, preserve_index=False)
             )
+    progress.finish()
 
 
 def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:

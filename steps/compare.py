@@ -65,7 +65,7 @@ COLUMNS = (
 # Rows printed (the CSV has them all) and shown in the card.
 PRINTED_ROWS = 30
 # Run names are cut to this many characters in the printed table.
-NAME_WIDTH = 24
+NAME_WIDTH = 32
 CARD_ROWS = 200
 # Runs fetched per search request, and run ids per lookup of evaluate/register runs.
 SEARCH_PAGE_SIZE = 1000
@@ -264,7 +264,11 @@ def _text(value: Any) -> str:
 
 
 def _name(row: pd.Series) -> str:
-    return row["run_name"] or row["run_id"][:8]
+    """The run's name, else the start of its id (a missing text cell is NaN, not "")."""
+    name, run_id = row.get("run_name"), row.get("run_id")
+    if isinstance(name, str) and name:
+        return name
+    return run_id[:8] if isinstance(run_id, str) else "?"
 
 
 def describe_best(ranked: pd.DataFrame, metric: Metric) -> str:

@@ -27,6 +27,7 @@ from steps.cards import Card, bar_figure, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
+from steps.progress import Progress
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 INPUT_EXAMPLE_ROWS = 5
 # Rows transformed or scored at a time: bounds the extra memory on large training sets.
 CHUNK_ROWS = 250_000
+# From this many training rows on, the fit is announced (it takes seconds and reports nothing).
+LARGE_FIT_ROWS = 1_000_000
 # Rows the model signature is inferred from (types, not statistics: a sample is enough).
 SIGNATURE_ROWS = 1000
 
@@ -60,6 +63,9 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
     transformed = transform_for_fit(transformer, features)
     # copy_X=False: the solver centres ``transformed`` in place instead of copying it.
     regressor = ElasticNet(alpha=params.alpha, l1_ratio=params.l1_ratio, max_iter=params.max_iter, copy_X=False)
+    if len(transformed) >= LARGE_FIT_ROWS:
+        # The solver reports nothing while it runs: say what the step is doing meanwhile.
+        logger.info("fitting ElasticNet on %s rows x %d features", f"{len(transformed):,}", transformed.shape[1])
     regressor.fit(transformed, target)
     del transformed
     # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
@@ -108,8 +114,11 @@ def transform_for_fit(transformer: ColumnTransformer, features: pd.DataFrame) ->
     solver works on, so the only full-size copy of the training data besides ``features`` is this one."""
     width = len(transformer.get_feature_names_out())
     transformed = np.empty((len(features), width), dtype="float64", order="F")
+    progress = Progress("preprocessing the train split", len(features), log=logger)
     for start in range(0, len(features), CHUNK_ROWS):
+        progress.update(start)
         transformed[start : start + CHUNK_ROWS] = transformer.transform(features.iloc[start : start + CHUNK_ROWS])
+    progress.finish()
     return transformed
 
 
@@ -117,7 +126,13 @@ def predict_in_chunks(model: Pipeline, features: pd.DataFrame) -> np.ndarray:
     """``model.predict(features)`` without a full-size transformed copy of ``features``."""
     if len(features) == 0:
         return model.predict(features)
-    return np.concatenate([model.predict(features.iloc[start : start + CHUNK_ROWS]) for start in range(0, len(features), CHUNK_ROWS)])
+    progress = Progress("scoring the train split", len(features), log=logger)
+    chunks = []
+    for start in range(0, len(features), CHUNK_ROWS):
+        progress.update(start)
+        chunks.append(model.predict(features.iloc[start : start + CHUNK_ROWS]))
+    progress.finish()
+    return np.concatenate(chunks)
 
 
 def model_requirements(requirements: str | None = None) -> list[str]:

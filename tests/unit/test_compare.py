@@ -130,7 +130,8 @@ def test_the_table_is_fixed_width_best_first_and_names_the_best_run():
     # Columns line up: each value ends (numbers) where its header ends.
     rmse_end = header.index("RMSE") + len("RMSE")
     assert first[rmse_end - len("53.41") : rmse_end] == "53.41" and second[rmse_end - len("53.85") : rmse_end] == "53.85"
-    assert "a-very-long-run-name-tha " in second and "goes-on" not in second
+    long_name = "a-very-long-run-name-that-goes-on-and-on"
+    assert f" {long_name[: compare.NAME_WIDTH]} " in second and long_name not in second
     assert " rejected " in second and " - " in second  # no version
     assert lines[-1] == f"Best by RMSE: run {frame.loc[1, 'run_id']} (run-1), RMSE 53.41 at alpha=0.1, l1_ratio=0.9"
 
@@ -162,6 +163,17 @@ def test_the_csv_keeps_every_column_and_iso_start_times():
     back = pd.read_csv(io.StringIO(text), dtype=str)
     assert list(back["run_id"]) == list(ranked["run_id"])
     assert back.loc[0, "start_time"] == "2025-01-01T00:00:00+00:00"
+
+
+def test_a_frame_with_only_some_columns_ranks_prints_and_plots():
+    # As the sweep driver builds for its card: no start time, kind, verdict or version; a run without a name.
+    frame = pd.DataFrame({"run_id": ["a" * 32, "b" * 32], "run_name": ["first", None], "alpha": [0.1, 1.0], RMSE: [55.0, 52.0]})
+    ranked = compare.rank(frame, RMSE_METRIC)
+    assert run_ids(ranked) == ["b" * 32, "a" * 32]
+    assert compare.describe_best(ranked, RMSE_METRIC) == f"Best by RMSE: run {'b' * 32} (bbbbbbbb), RMSE 52 at alpha=1, l1_ratio=-"
+    figures = compare.plots(ranked, RMSE_METRIC)
+    assert legend_labels(figures["plots/rmse_vs_alpha.png"]) == ["l1_ratio unknown", "best: bbbbbbbb"]
+    assert "no run has both l1_ratio and RMSE" in [t.get_text() for t in figures["plots/rmse_vs_l1_ratio.png"].axes[0].texts]
 
 
 # --- plots ---
