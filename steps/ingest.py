@@ -109,8 +109,9 @@ def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
             histogram(ax, column.to_numpy(dtype="float64"), bins=30, color="#d1242f" if name == schema.target else "#0969da")
         else:
             counts = column.astype(str).value_counts().head(TOP_CATEGORIES)
-            ax.bar(counts.index.tolist(), counts.to_numpy(), color="#0969da")
-            ax.tick_params(axis="x", labelrotation=45)
+            # Bars at positions, labelled: matplotlib would read "1.0" as a number and say so.
+            ax.bar(range(len(counts)), counts.to_numpy(), color="#0969da")
+            ax.set_xticks(range(len(counts)), counts.index.tolist(), rotation=45)
         ax.set_title(f"{name} (target)" if name == schema.target else name, fontsize=10)
         ax.tick_params(labelsize=8)
     for ax in axes[len(names) :]:

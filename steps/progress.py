@@ -13,7 +13,7 @@ import time
 logger = logging.getLogger(__name__)
 
 # Seconds between two reports of the same task.
-REPORT_SECONDS = 5.0
+REPORT_SECONDS = 3.0
 
 
 def _amount(value: float, unit: str) -> str:

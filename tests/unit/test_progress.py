@@ -29,7 +29,7 @@ def test_a_short_task_says_nothing(clock, caplog):
 def test_a_long_task_reports_every_few_seconds_with_the_time_left(clock, caplog):
     with caplog.at_level(logging.INFO):
         task = Progress("reading big.csv", 3 << 30, unit="bytes")
-        for seconds, done in ((2, 1 << 29), (5, 1 << 30), (7, 3 << 29), (10.5, 2 << 30), (12, 3 << 30)):
+        for seconds, done in ((2, 1 << 29), (5, 1 << 30), (7, 3 << 29), (10.5, 2 << 30), (12, 3 << 30)):  # every 3 s at most
             clock[0] = seconds
             task.update(done)
         task.finish()
