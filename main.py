@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from steps.chain import Chain
+from steps.chain import PIPELINE_KIND, Chain
 from steps.config import MAIN_PARAMETERS, PipelineConfig
 from steps.driver import Driver, drive
 from steps.pipeline import evaluate_model, prepare_data, register_model, train_model
@@ -28,7 +28,7 @@ from steps.registry import champion_to_compare
 
 PIPELINE = Driver(
     entry_point="main",
-    kind="pipeline",
+    kind=PIPELINE_KIND,
     title="Pipeline run",
     description="Run the whole pipeline as child runs of one parent run.",
     parameters=MAIN_PARAMETERS,

@@ -57,9 +57,10 @@ from steps.signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
-# What a run is, for `compare` and for searches: "pipeline" (main's parent run), "sweep" (a
-# sweep's parent), "trial" (one grid point of a sweep), "compare".
+# What a run is, for `compare` and for searches: main's parent run, a sweep's parent, one grid
+# point of a sweep, a compare run.
 KIND_TAG = "pipeline.kind"
+PIPELINE_KIND, SWEEP_KIND, TRIAL_KIND, COMPARE_KIND = "pipeline", "sweep", "trial", "compare"
 # evaluate's plot shown on the pipeline's card.
 CARD_PLOT = "plots/predicted_vs_actual.png"
 

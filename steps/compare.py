@@ -29,18 +29,16 @@ from mlflow.exceptions import MlflowException
 
 from steps.artifacts import LoggedArtifact, run_artifact_uri, sha256_bytes
 from steps.cards import Card, format_value, log_card, run_url
+from steps.chain import COMPARE_KIND, KIND_TAG, PIPELINE_KIND, TRIAL_KIND
 from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
 from steps.errors import InputError
 from steps.registry import MAE, R2, REPORTED_METRICS, RMSE
 
 logger = logging.getLogger(__name__)
 
-# What a run is: main's parent "pipeline", a sweep's "sweep" parent and its "trial" runs, "compare".
-KIND_TAG = "pipeline.kind"
-PIPELINE, TRIAL, SWEEP, COMPARE = "pipeline", "trial", "sweep", "compare"
 # Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
 # repeats its best trial's evaluation, so it would count that trial twice.
-COMPARED_KINDS = frozenset({PIPELINE, TRIAL})
+COMPARED_KINDS = frozenset({PIPELINE_KIND, TRIAL_KIND})
 EVALUATE_RUN_TAG = "pipeline.evaluate.run_id"
 REGISTER_RUN_TAG = "pipeline.register.run_id"
 PASSED_RUN_TAG = "pipeline.evaluation.passed"
@@ -133,7 +131,7 @@ def find_experiment(client: MlflowClient, text: str, current_id: str) -> Experim
 
 def is_compared(run: Run) -> bool:
     tags = run.data.tags
-    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(KIND_TAG, PIPELINE) in COMPARED_KINDS
+    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(KIND_TAG, PIPELINE_KIND) in COMPARED_KINDS
 
 
 def pipeline_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
@@ -212,7 +210,7 @@ def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registratio
             {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name or "",
-                "kind": tags.get(KIND_TAG, PIPELINE),
+                "kind": tags.get(KIND_TAG, PIPELINE_KIND),
                 "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
                 **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
                 **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
@@ -473,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
-    mlflow.set_tag(KIND_TAG, COMPARE)  # first: a failed compare run is not mistaken for a pipeline run
+    mlflow.set_tag(KIND_TAG, COMPARE_KIND)  # first: a failed compare run is not mistaken for a pipeline run
     metric = resolve_metric(args.metric)
     max_runs = check_max_runs(args.max_runs)
     client = MlflowClient()

@@ -28,7 +28,7 @@ import pandas as pd
 
 from steps import compare
 from steps.cards import Card, log_card, run_url
-from steps.chain import KIND_TAG, ArtifactRef, Chain, StepFailedError
+from steps.chain import KIND_TAG, SWEEP_KIND, TRIAL_KIND, ArtifactRef, Chain, StepFailedError
 from steps.config import SWEEP_PARAMETERS, PipelineConfig
 from steps.driver import Driver, drive
 from steps.errors import ConfigError
@@ -39,12 +39,11 @@ logger = logging.getLogger(__name__)
 
 SWEEP = Driver(
     entry_point="sweep",
-    kind="sweep",
+    kind=SWEEP_KIND,
     title="Sweep run",
     description="Train and evaluate a grid of alpha x l1_ratio; the best goes through the gate and the registry.",
     parameters=SWEEP_PARAMETERS,
 )
-TRIAL = "trial"
 
 
 @dataclass
@@ -152,7 +151,7 @@ def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: 
     steps = chain.nested(run)
     status = "FAILED"
     try:
-        mlflow.set_tag(KIND_TAG, TRIAL)
+        mlflow.set_tag(KIND_TAG, TRIAL_KIND)
         mlflow.log_params({"model.alpha": alpha, "model.l1_ratio": l1_ratio, "model.max_iter": config.model.max_iter, "trial": number})
         trial.model_uri = train_model(steps, config, data, alpha=alpha, l1_ratio=l1_ratio)
         evaluate_model(steps, config, data, trial.model_uri, champion_uri="")
