@@ -188,25 +188,25 @@ def _read_csv(path: Path, text_columns: Sequence[str], float_columns: Sequence[s
     if path.name.endswith(".zip"):
         return pd.read_csv(path, encoding="utf-8", dtype=dict.fromkeys(text_columns, "string"))  # pyarrow cannot unzip
     try:
-        # A file object of our own: its position says how much of the file has been read.
-        with pa.OSFile(str(path)) as source:
-            reader = pyarrow.csv.open_csv(
-                source,
-                read_options=pyarrow.csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                convert_options=pyarrow.csv.ConvertOptions(
-                    column_types=dict.fromkeys(text_columns, pa.string()) | dict.fromkeys(float_columns, pa.float64()),
-                    null_values=PANDAS_NA_STRINGS,
-                    strings_can_be_null=True,
-                ),
-            )
-            progress = Progress(f"reading {path.name}", path.stat().st_size, unit="bytes", log=logger)
-            batches = []
-            for batch in reader:
-                batches.append(batch)
-                progress.update(source.tell())
-            table = pa.Table.from_batches(batches, schema=reader.schema)
-            del batches
-            progress.finish()
+        reader = pyarrow.csv.open_csv(
+            path,
+            read_options=pyarrow.csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pyarrow.csv.ConvertOptions(
+                column_types=dict.fromkeys(text_columns, pa.string()) | dict.fromkeys(float_columns, pa.float64()),
+                null_values=PANDAS_NA_STRINGS,
+                strings_can_be_null=True,
+            ),
+        )
+        # Each batch is one block of the file parsed (the file itself is read well ahead).
+        size = path.stat().st_size
+        progress = Progress(f"reading {path.name}", size, unit="bytes", log=logger)
+        batches = []
+        for batch in reader:
+            batches.append(batch)
+            progress.update(min(size, len(batches) * CSV_BLOCK_BYTES))
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        del batches
+        progress.finish()
     except (pa.ArrowException, OSError):
         table = None
     if table is None or any(_read_differently(f) for f in table.schema):
