@@ -58,6 +58,8 @@ PANDAS_NA_STRINGS = sorted(
         "null",
     }
 )
+# CSV files pyarrow decompresses as it reads them.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4", ".br")
 # MLflow stores a dataset's digest in at most 36 characters; 16 hex digits identify the content.
 DATASET_DIGEST_CHARS = 16
 # Rows an MLflow dataset's schema is inferred from (plus one per column with a missing value).
@@ -197,8 +199,9 @@ def _read_csv(path: Path, text_columns: Sequence[str], float_columns: Sequence[s
                 strings_can_be_null=True,
             ),
         )
-        # Each batch is one block of the file parsed (the file itself is read well ahead).
-        size = path.stat().st_size
+        # Each batch is one block of the file parsed (the file itself is read well ahead); for a
+        # compressed file the blocks are of the uncompressed text, whose size is unknown: no report.
+        size = 0 if path.suffix.lower() in COMPRESSED_SUFFIXES else path.stat().st_size
         progress = Progress(f"reading {path.name}", size, unit="bytes", log=logger)
         batches = []
         for batch in reader:

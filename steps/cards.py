@@ -6,7 +6,8 @@ rendered. A card is one HTML file with no external resources: its plots are embe
 URIs and its style is inline, so it also reads well downloaded, attached to a ticket or mailed.
 Everything put in a card is HTML-escaped.
 
-Building a card is pure (no MLflow, no I/O); :func:`log_card` is the only side effect.
+Building a card is pure (no MLflow, no I/O); :func:`log_card` is the only side effect, and it never
+fails the run: a card reports on work already done.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     # Only the steps that draw import matplotlib; the pipeline's driver builds its card without it.
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.html"
 # The address of `mlflow ui` / `mlflow server` when nothing says otherwise (their default).
@@ -164,9 +168,17 @@ class Card:
         )
 
 
-def log_card(card: Card, artifact_file: str = CARD_FILE) -> None:
-    """Log ``card`` on the active run (the MLflow UI renders it in the run's Artifacts tab)."""
-    mlflow.log_text(card.render(), artifact_file)
+def log_card(build: Callable[[], Card], artifact_file: str = CARD_FILE) -> None:
+    """Build a card with ``build`` and log it on the active run (the MLflow UI renders it in the
+    run's Artifacts tab).
+
+    A card reports on work already done: if building or logging it fails (a plot numpy cannot
+    draw, an upload that times out), the run goes on and a warning says why it has no card.
+    """
+    try:
+        mlflow.log_text(build().render(), artifact_file)
+    except Exception as exc:
+        logger.warning("no %s for this run: %s: %s", artifact_file, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 def ui_url(tracking_uri: str) -> str:
@@ -175,8 +187,7 @@ def ui_url(tracking_uri: str) -> str:
     parts = urlsplit(tracking_uri)
     if parts.scheme in ("http", "https"):
         # Never put credentials of the tracking URI in a card.
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
+        netloc = parts.netloc.rpartition("@")[2]
         return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
     return DEFAULT_UI_URL
 
@@ -208,7 +219,13 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, xlabe
 def histogram(ax: Axes, values: np.ndarray, bins: int, **style: Any) -> None:
     """``ax.hist(values, bins)``, also for (nearly) equal values: one bar then, where numpy's
     equal-width bins would be narrower than float precision and raise."""
-    spread = float(values.max() - values.min()) if len(values) else 0.0
+    with np.errstate(over="ignore"):
+        spread = float(values.max() - values.min()) if len(values) else 0.0
+    if not np.isfinite(spread):
+        # E.g. -1e308 and 1e308: equal-width bins of an infinite range; bin by rank instead.
+        ax.hist(np.argsort(np.argsort(values)) / max(1, len(values) - 1), bins=bins, **style)
+        ax.set_xlabel("quantile (range too wide to draw)", fontsize=8)
+        return
     if spread <= 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
         middle = float(values.mean()) if len(values) else 0.0
         ax.hist(values, bins=1, range=(middle - 0.5, middle + 0.5), **style)

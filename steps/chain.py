@@ -392,10 +392,13 @@ class Chain:
         run = self._step_run("evaluate")
         return {name: run.data.metrics[name] for name in REPORTED_METRICS if run and name in run.data.metrics}
 
-    def card(self, title: str, error: str | None = None) -> Card:
-        """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision."""
+    def card(self, title: str, error: str | None = None, status: str = "FINISHED") -> Card:
+        """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision.
+
+        ``status``: how the run ends (KILLED when interrupted); an ``error`` makes FINISHED FAILED.
+        """
         tracking_uri = mlflow.get_tracking_uri()
-        status = "FAILED" if error else "FINISHED"
+        status = "FAILED" if error and status == "FINISHED" else status
         card = Card(title, f"run {self.parent.info.run_id} {status} in {time.monotonic() - self.started:.1f} s")
         if error:
             card.heading("Error").text(error)

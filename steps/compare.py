@@ -182,8 +182,17 @@ def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataF
     runs = pipeline_runs(client, experiment_id, max_runs)
     evaluations = runs_by_id(client, experiment_id, (run.data.tags[EVALUATE_RUN_TAG] for run in runs))
     registrations = runs_by_id(client, experiment_id, (run.data.tags.get(REGISTER_RUN_TAG, "") for run in runs))
-    logger.info("experiment %s: %d pipeline runs to compare", experiment_id, len(runs))
-    return build_frame(runs, evaluations, registrations)
+    frame = build_frame(runs, evaluations, registrations)
+    # A run whose steps were all reused points at the evaluation of the run that did the work:
+    # the same model, evaluated once. Keep that (oldest) run; newest first otherwise.
+    unique = frame.drop_duplicates("evaluate_run_id", keep="last")
+    logger.info(
+        "experiment %s: %d pipeline runs to compare (%d more repeat an earlier run's evaluation)",
+        experiment_id,
+        len(unique),
+        len(frame) - len(unique),
+    )
+    return unique.reset_index(drop=True)
 
 
 def _number(text: str | None) -> float:
@@ -490,7 +499,7 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     mlflow.log_text(csv, RUNS_FILE)
     for artifact_file, figure in out.figures.items():
         mlflow.log_figure(figure, artifact_file)
-    log_card(out.card)
+    log_card(lambda: out.card)
     mlflow.log_metric("runs_compared", len(out.ranked))
     tags = {"pipeline.compare.experiment_id": experiment.experiment_id, "pipeline.compare.metric": metric.name}
     if out.best is not None:

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 import yaml
@@ -48,6 +48,9 @@ class Driver:
     title: str  # of the parent run's card
     description: str  # of its command line
     parameters: Mapping[str, str]  # -P name -> configuration key
+    # Configuration keys this driver does not use -> what to do instead; refused as -P values and
+    # not logged as params (a sweep parent showing model.alpha=0.5 would plot at the wrong alpha).
+    unused: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def interrupted(self) -> str:
@@ -62,8 +65,9 @@ def build_parser(driver: Driver) -> argparse.ArgumentParser:
     return parser
 
 
-def overrides_from(args: argparse.Namespace, extra: Sequence[str], parameters: Mapping[str, str]) -> dict[str, str]:
+def overrides_from(args: argparse.Namespace, extra: Sequence[str], driver: Driver) -> dict[str, str]:
     """The -P values: declared parameters plus ``--section.key value`` pairs MLflow appends."""
+    parameters = driver.parameters
     overrides = {name: value for name in parameters if (value := getattr(args, name)) is not None}
     shortcut = {key: name for name, key in parameters.items()}
     tokens = list(extra)
@@ -75,6 +79,8 @@ def overrides_from(args: argparse.Namespace, extra: Sequence[str], parameters: M
         if name in shortcut:
             # Both would set the same key, and the run's params would show two different values.
             raise ConfigError(f"-P {name}: set it with -P {shortcut[name]}=... instead")
+        if name in driver.unused:
+            raise ConfigError(f"-P {name}: not used by {driver.entry_point}; {driver.unused[name]}")
         overrides[name] = tokens.pop(0)
     return overrides
 
@@ -89,13 +95,13 @@ def resolve_config(overrides: dict[str, str], driver: Driver) -> PipelineConfig:
 def configure(driver: Driver, argv: Sequence[str] | None) -> PipelineConfig:
     """The configuration for this run: conf/pipeline.yaml plus the -P values in ``argv``."""
     args, extra = build_parser(driver).parse_known_args(argv)
-    return resolve_config(overrides_from(args, extra, driver.parameters), driver)
+    return resolve_config(overrides_from(args, extra, driver), driver)
 
 
-def log_config(config: PipelineConfig) -> None:
-    """Log the resolved configuration on the parent run: params and conf/resolved.yaml."""
+def log_config(config: PipelineConfig, unused: Mapping[str, str]) -> None:
+    """Log the resolved configuration on the parent run: params (the keys it uses) and conf/resolved.yaml."""
     already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already})
+    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already and key not in unused})
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 
 
@@ -128,7 +134,7 @@ def drive(driver: Driver, argv: Sequence[str] | None, body: Callable[[Chain, Pip
     error, status = None, "FINISHED"
     try:
         config = configure(driver, argv)
-        log_config(config)
+        log_config(config, driver.unused)
         chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
         with exclusive(config, parent):
             body(chain, config)
@@ -173,7 +179,7 @@ def finish(chain: Chain, driver: Driver, summary: str, error: str | None, status
         try:
             # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
             mlflow.log_metrics(chain.evaluation_metrics())
-            log_card(chain.card(driver.title, error))
+            log_card(lambda: chain.card(driver.title, error, status))
         except Exception as exc:
             # The outcome below matters more than the report.
             logger.warning("could not log the card: %s", server_problem(exc) or first_line(exc))

@@ -295,7 +295,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     }
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
     mlflow.log_text(report_markdown(result), "evaluation/report.md")
-    log_card(card(out, champion, len(test), model_uri))
+    log_card(lambda: card(out, champion, len(test), model_uri))
     return {"evaluation_uri": log_json(result, "evaluation/result.json")}
 
 

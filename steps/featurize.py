@@ -189,7 +189,7 @@ def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         transformer_file = log_file(local, TRANSFORMER_ARTIFACT, digest=transformer_digest(out.transformer))
     log_json({"input_features": schema.features, "output_features": out.feature_names}, "transformer/features.json")
     mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
-    log_card(card(out, schema, len(train)))
+    log_card(lambda: card(out, schema, len(train)))
     return {"transformer_uri": transformer_file}
 
 

@@ -35,6 +35,8 @@ MIN_SPLIT_ROWS = 2
 HISTOGRAM_ROWS = 200_000
 # Categories shown per categorical column in the card (the most frequent ones).
 TOP_CATEGORIES = 10
+# Columns drawn in the card, at most (wide data: the first ones; every column is in the table).
+PLOTTED_COLUMNS = 40
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def column_profile(data: pd.DataFrame, schema: DataSchema) -> list[dict[str, obj
 
 def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
     """A small histogram (numeric columns) or bar chart (categorical) per column, target first."""
-    names = [schema.target] + [name for name in schema.features if name != schema.target]
+    names = ([schema.target] + [name for name in schema.features if name != schema.target])[:PLOTTED_COLUMNS]
     sample = data if len(data) <= HISTOGRAM_ROWS else data.sample(HISTOGRAM_ROWS, random_state=0)
     width = min(4, len(names))
     height = -(-len(names) // width)
@@ -137,7 +139,9 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: IngestPara
     columns = ["column", "role", "type", "missing", "missing %", "min", "mean", "max", "most frequent"]
     result.heading("Columns").table(column_profile(data, schema), columns)
     sampled = f" (a random sample of {HISTOGRAM_ROWS:,} rows)" if len(data) > HISTOGRAM_ROWS else ""
-    result.heading("Distributions").figure(distributions(data, schema), f"Distribution of each column{sampled}; missing values left out")
+    columns = len(schema.columns)
+    which = "each column" if columns <= PLOTTED_COLUMNS else f"the target and the first {PLOTTED_COLUMNS - 1} of {columns - 1} features"
+    result.heading("Distributions").figure(distributions(data, schema), f"Distribution of {which}{sampled}; missing values left out")
     return result
 
 
@@ -207,7 +211,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         "schema": schema.to_dict(),
     }
     manifest_file = log_json(manifest, "data/manifest.json")
-    log_card(card(out, schema, args.data_uri, params))
+    log_card(lambda: card(out, schema, args.data_uri, params))
     logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 

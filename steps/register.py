@@ -277,7 +277,7 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
         }
     )
     logger.info("registered %s (alias %s): %s: %s", out.model, CHALLENGER, out.decision, out.reason)
-    log_card(card(out, verdict, model_uri))
+    log_card(lambda: card(out, verdict, model_uri))
     outputs = {"model_name": model_name, "model_version": out.model.version, "registered_model_uri": out.model.uri}
     if out.decision == PROMOTED:
         outputs["alias_uri"] = f"models:/{model_name}@{CHAMPION}"

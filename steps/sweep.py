@@ -43,6 +43,12 @@ SWEEP = Driver(
     title="Sweep run",
     description="Train and evaluate a grid of alpha x l1_ratio; the best goes through the gate and the registry.",
     parameters=SWEEP_PARAMETERS,
+    unused={
+        "model.alpha": "set the grid with -P alphas=... instead",
+        "model.l1_ratio": "set the grid with -P l1_ratios=... instead",
+        "run.steps": "only `mlflow run .` (main) uses it",
+        "run.dry_run": "only `mlflow run .` (main) uses it",
+    },
 )
 
 
@@ -70,6 +76,7 @@ class Trials:
     size: int
     experiment_id: str
     trials: list[Trial] = field(default_factory=list)
+    gated: bool = False  # every trial ran and the best went on to the gate
 
     def best(self) -> Trial | None:
         """The finished trial with the lowest test RMSE (the earlier one on a tie)."""
@@ -113,8 +120,10 @@ class Trials:
             rmse, r2 = t.metrics.get(RMSE, float("nan")), t.metrics.get(R2, float("nan"))
             status = "REUSED" if t.reused else t.status
             lines.append(f"{mark} {t.number:>3} {t.alpha:>8g} {t.l1_ratio:>8g} {rmse:>9.4g} {r2:>7.4g}  {status:<9} {t.run_id}")
-        if best:
+        if best and self.gated:
             lines.append(f"Best: {best.name}, RMSE {best.metrics[RMSE]:.4g}: evaluated against the champion and registered below")
+        elif best:
+            lines.append(f"Best so far: {best.name}, RMSE {best.metrics[RMSE]:.4g} (the sweep stopped before the gate)")
         return lines
 
     def add_to(self, card: Card) -> None:
@@ -145,12 +154,13 @@ def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: 
     """train -> evaluate (thresholds only) for one grid point, under a child run of its own."""
     started = time.monotonic()
     number = len(trials.trials) + 1
-    run = mlflow.start_run(nested=True, run_name=f"trial {number}: alpha={alpha:g} l1_ratio={l1_ratio:g}")
-    trial = Trial(number, alpha, l1_ratio, run.info.run_id)
-    trials.trials.append(trial)
-    steps = chain.nested(run)
-    status = "FAILED"
+    trial = Trial(number, alpha, l1_ratio, run_id="")
+    run = mlflow.start_run(nested=True, run_name=trial.name)
+    status, steps = "FAILED", None
     try:
+        trial.run_id = run.info.run_id
+        trials.trials.append(trial)
+        steps = chain.nested(run)
         mlflow.set_tag(KIND_TAG, TRIAL_KIND)
         mlflow.log_params({"model.alpha": alpha, "model.l1_ratio": l1_ratio, "model.max_iter": config.model.max_iter, "trial": number})
         trial.model_uri = train_model(steps, config, data, alpha=alpha, l1_ratio=l1_ratio)
@@ -161,16 +171,15 @@ def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: 
         status = "FINISHED"
     except StepFailedError as exc:
         exc.result.error = f"{trial.name}: {exc.result.error}"
-        raise
+        raise StepFailedError(exc.result) from None
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         trial.status, trial.seconds = status, time.monotonic() - started
-        try:
-            log_card(steps.card(f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}"))
-        finally:
-            mlflow.end_run(status)
+        if steps is not None:
+            log_card(lambda: steps.card(f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}", status))
+        mlflow.end_run(status)
     return trial
 
 
@@ -192,6 +201,7 @@ def run_sweep(chain: Chain, config: PipelineConfig) -> None:
         raise ConfigError("no trial produced a test RMSE")
     mlflow.set_tags({"pipeline.sweep.best_trial_run_id": best.run_id, "pipeline.sweep.trials": str(len(grid))})
     mlflow.log_params({"best.alpha": best.alpha, "best.l1_ratio": best.l1_ratio})
+    trials.gated = True
     champion_uri = champion_to_compare(chain.client, config.registry.model_name, best.model_uri)
     evaluation_uri = evaluate_model(chain, config, data, best.model_uri, champion_uri=champion_uri)
     register_model(chain, config, data, best.model_uri, evaluation_uri)

@@ -37,6 +37,8 @@ MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 INPUT_EXAMPLE_ROWS = 5
 # Rows transformed or scored at a time: bounds the extra memory on large training sets.
 CHUNK_ROWS = 250_000
+# Coefficients drawn and listed in the card, at most (the largest; all are in coefficients.json).
+CARD_COEFFICIENTS = 40
 # From this many training rows on, the fit is announced (it takes seconds and reports nothing).
 LARGE_FIT_ROWS = 1_000_000
 # Rows the model signature is inferred from (types, not statistics: a sample is enough).
@@ -98,14 +100,19 @@ def card(out: TrainOutputs, params: TrainParams, train_rows: int, model_uri: str
     )
     weights = {name: value for name, value in out.coefficients.items() if name != "intercept"}
     ranked = sorted(weights.items(), key=lambda item: -abs(item[1]))
+    shown = ranked[:CARD_COEFFICIENTS]
     result.heading("Coefficients")
     result.text(
-        "Features are standardised before the regressor, so each coefficient is the change in the prediction per standard "
-        f"deviation of its feature; intercept {out.coefficients['intercept']:.4g}. Zero: dropped by the L1 penalty.",
+        "Numeric features are standardised before the regressor, so their coefficient is the change in the prediction per "
+        "standard deviation; a one-hot column's is the change when the row has that category. "
+        f"Intercept {out.coefficients['intercept']:.4g}; zero: dropped by the L1 penalty."
+        + (
+            f" The {len(shown)} largest of {len(ranked)} are shown; all are in train/coefficients.json." if len(shown) < len(ranked) else ""
+        ),
         note=True,
     )
-    result.figure(bar_figure([n for n, _ in ranked], [v for _, v in ranked], "Coefficients by size", "coefficient"), "Coefficients")
-    result.table([{"feature": name, "coefficient": value} for name, value in ranked])
+    result.figure(bar_figure([n for n, _ in shown], [v for _, v in shown], "Coefficients by size", "coefficient"), "Coefficients")
+    result.table([{"feature": name, "coefficient": value} for name, value in shown])
     return result
 
 
@@ -186,7 +193,7 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
     )
     mlflow.log_metrics(out.metrics)
     log_json(out.coefficients, "train/coefficients.json")
-    log_card(card(out, params, len(train), model_info.model_uri))
+    log_card(lambda: card(out, params, len(train), model_info.model_uri))
     return {"model_uri": model_info.model_uri}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -11,6 +12,7 @@ from steps import cards, evaluate, featurize, ingest, register, train
 from steps.cards import Card, format_value
 from steps.config import EvaluationConfig
 from steps.registry import RegisteredModel
+from steps.schema import parse_schema
 from tests.conftest import check_card, make_frame
 
 LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
@@ -153,3 +155,41 @@ def test_histograms_of_equal_or_few_values_draw(values):
     fig = Figure()
     cards.histogram(fig.add_subplot(), values, bins=30)
     assert cards.figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_a_card_that_cannot_be_built_leaves_a_warning_not_a_failed_run(tracking_uri, caplog):
+    def broken() -> Card:
+        raise ValueError("Too many bins for data range")
+
+    with mlflow.start_run() as run, caplog.at_level("WARNING"):
+        cards.log_card(broken)
+        cards.log_card(lambda: Card("fine"), "other.html")
+    assert "no card.html for this run: ValueError: Too many bins for data range" in caplog.text
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)] == ["other.html"]
+
+
+def test_values_too_far_apart_for_equal_bins_still_draw():
+    fig = Figure()
+    cards.histogram(fig.add_subplot(), np.array([-1e308, 0.0, 1e308]), bins=30)
+    assert cards.figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_ipv6_hosts_keep_their_brackets():
+    assert cards.ui_url("http://user:pw@[::1]:5000/") == "http://[::1]:5000"
+
+
+def test_wide_data_is_capped_in_the_plots_not_in_the_tables(monkeypatch):
+
+    columns = {f"x{i}": {"dtype": "float"} for i in range(60)} | {"y": {"dtype": "float"}}
+    schema = parse_schema({"target": "y", "columns": columns}, source="wide")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 61)), columns=[*columns])
+    frame["y"] = frame.sum(axis=1)
+    params = ingest.IngestParams(schema=schema, test_size=0.2, seed=0)
+    out = ingest.run(frame, params, "wide.csv")
+    text, _ = check_card(ingest.card(out, schema, "wide.csv", params).render(), min_images=1)
+    assert "the target and the first 39 of 60 features" in text and "x59" in text  # every column in the table
+    transformer = featurize.run(out.train, schema).transformer
+    trained = train.run(out.train, transformer, schema, train.TrainParams(alpha=0.01, l1_ratio=0.5, max_iter=5000))
+    text, _ = check_card(train.card(trained, train.TrainParams(0.01, 0.5, 5000), len(out.train), "models:/m").render(), min_images=1)
+    assert "The 40 largest of 60 are shown" in text

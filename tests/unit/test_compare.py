@@ -416,3 +416,13 @@ def test_the_cli_body_says_when_there_is_nothing_to_compare(active_store):
         ),
     ):
         compare._compare(argparse.Namespace(experiment="", metric="rmse", max_runs=10))
+
+
+def test_runs_that_reused_an_evaluation_are_shown_once_as_the_run_that_did_the_work(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("repeats", artifact_location=(tmp_path / "artifacts").as_uri())
+    evaluation = _run(client, exp, 10, metrics={RMSE: 50.0, MAE: 40.0, R2: 0.5})
+    first = _run(client, exp, 100, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
+    # The same sweep again: a new trial run whose steps were all reused.
+    _run(client, exp, 200, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
+    assert run_ids(compare.collect(client, exp, 1000)) == [first]

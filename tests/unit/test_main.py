@@ -16,7 +16,7 @@ from steps.errors import ConfigError, InputError
 
 def parse(*argv: str) -> dict[str, str]:
     args, extra = driver.build_parser(main.PIPELINE).parse_known_args(list(argv))
-    return driver.overrides_from(args, extra, main.PIPELINE.parameters)
+    return driver.overrides_from(args, extra, main.PIPELINE)
 
 
 def test_declared_parameters_and_extra_dotted_keys_become_overrides():
@@ -71,3 +71,13 @@ def test_a_step_under_the_driver_logs_its_error_and_leaves_the_error_line_to_the
         report_error("ingest: d.csv: the file is empty")
     assert capsys.readouterr().err == ""
     assert [r.getMessage() for r in caplog.records] == ["ingest: d.csv: the file is empty"]
+
+
+def test_a_driver_refuses_keys_it_does_not_use():
+    from steps.sweep import SWEEP  # noqa: PLC0415 - the other driver
+
+    with pytest.raises(ConfigError, match=r"-P sweep.alphas: not used by main; only `mlflow run . -e sweep` uses it"):
+        parse("--sweep.alphas", "0.1,1")
+    args, extra = driver.build_parser(SWEEP).parse_known_args(["--model.alpha", "0.3"])
+    with pytest.raises(ConfigError, match=r"-P model.alpha: not used by sweep; set the grid with -P alphas=\.\.\. instead"):
+        driver.overrides_from(args, extra, SWEEP)

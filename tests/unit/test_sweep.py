@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 
+from steps import sweep
 from steps.cards import Card
+from steps.chain import Chain, StepFailedError, StepResult
+from steps.config import load_config
 from steps.registry import R2, RMSE
 from steps.sweep import Trial, Trials
-from tests.conftest import check_card
+from tests.conftest import PROJECT_ROOT, check_card
 
 
 def trials(*results: tuple[float, float, float | None, str]) -> Trials:
@@ -39,7 +43,11 @@ def test_the_summary_lists_every_trial_and_marks_the_best():
     assert lines[0] == "Trials: 2 of 3 (best by test RMSE marked *)"
     assert lines[2].startswith("*   1      0.1      0.5        53") and lines[2].endswith("FINISHED  run1")
     assert "nan" in lines[3] and "FAILED" in lines[3]
-    assert lines[-1] == "Best: trial 1: alpha=0.1 l1_ratio=0.5, RMSE 53: evaluated against the champion and registered below"
+    assert lines[-1] == "Best so far: trial 1: alpha=0.1 l1_ratio=0.5, RMSE 53 (the sweep stopped before the gate)"
+    report.gated = True
+    assert (
+        report.summary_lines()[-1] == "Best: trial 1: alpha=0.1 l1_ratio=0.5, RMSE 53: evaluated against the champion and registered below"
+    )
 
 
 @pytest.mark.parametrize("count", [0, 1, 4])
@@ -50,3 +58,21 @@ def test_the_card_section_shows_the_trials_and_their_plots(count):
     text, _ = check_card(card.render(), min_images=2 if count else 0)
     assert f"Trials ({count} of {count + 1})" in text
     assert text.count("FINISHED") == count
+
+
+def test_a_failed_trial_names_itself_ends_failed_with_a_card_and_leaves_the_parent_active(tracking_uri, monkeypatch):
+    def failing_train(*args, **kwargs):
+        raise StepFailedError(StepResult("train", None, "FAILED", 0.0, error="train: boom"))
+
+    monkeypatch.setattr(sweep, "train_model", failing_train)
+    with mlflow.start_run() as parent:
+        report = Trials(size=2, experiment_id=parent.info.experiment_id)
+        with pytest.raises(StepFailedError, match=r"^trial 1: alpha=0.1 l1_ratio=0.5: train: boom$"):
+            sweep.run_trial(Chain(parent, PROJECT_ROOT), load_config(), None, report, alpha=0.1, l1_ratio=0.5)
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    (trial,) = report.trials
+    run = mlflow.MlflowClient().get_run(trial.run_id)
+    assert (trial.status, run.info.status, run.data.tags["pipeline.kind"]) == ("FAILED", "FAILED", "trial")
+    assert run.data.params["model.alpha"] == "0.1"
+    assert "card.html" in [a.path for a in mlflow.MlflowClient().list_artifacts(trial.run_id)]
+    assert not any(line.startswith("Best") for line in report.summary_lines())
