@@ -217,17 +217,19 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, xlabe
 
 
 def histogram(ax: Axes, values: np.ndarray, bins: int, **style: Any) -> None:
-    """``ax.hist(values, bins)``, also for (nearly) equal values: one bar then, where numpy's
-    equal-width bins would be narrower than float precision and raise."""
+    """A histogram of ``values`` as one filled outline (``ax.stairs``: one shape, not a patch per
+    bar, several times faster to draw), also for (nearly) equal values: one bar then, where
+    numpy's equal-width bins would be narrower than float precision and raise."""
     with np.errstate(over="ignore"):
         spread = float(values.max() - values.min()) if len(values) else 0.0
     if not np.isfinite(spread):
         # E.g. -1e308 and 1e308: equal-width bins of an infinite range; bin by rank instead.
-        ax.hist(np.argsort(np.argsort(values)) / max(1, len(values) - 1), bins=bins, **style)
+        values = np.argsort(np.argsort(values)) / max(1, len(values) - 1)
         ax.set_xlabel("quantile (range too wide to draw)", fontsize=8)
-        return
-    if spread <= 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
+        counts, edges = np.histogram(values, bins=bins)
+    elif spread <= 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
         middle = float(values.mean()) if len(values) else 0.0
-        ax.hist(values, bins=1, range=(middle - 0.5, middle + 0.5), **style)
+        counts, edges = np.histogram(values, bins=1, range=(middle - 0.5, middle + 0.5))
     else:
-        ax.hist(values, bins=bins, **style)
+        counts, edges = np.histogram(values, bins=bins)
+    ax.stairs(counts, edges, fill=True, **style)

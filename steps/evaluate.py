@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -25,8 +27,8 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models.evaluation import EvaluationResult
 
-from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_json, read_split, to_dataset
-from steps.cards import Card, histogram, log_card
+from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_file, log_json, read_split, to_dataset
+from steps.cards import Card, figure_png, histogram, log_card
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
 from steps.errors import InputError, first_line
@@ -180,7 +182,7 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def card(out: EvaluateOutputs, champion: Champion | None, test_rows: int, model_uri: str) -> Card:
+def card(out: EvaluateOutputs, champion: Champion | None, test_rows: int, model_uri: str, plots: dict[str, bytes] | None = None) -> Card:
     """The verdict, the candidate's metrics beside the champion's, each check, and the plots."""
     verdict_text = "passed" if out.passed else "rejected"
     result = Card(f"evaluate: {verdict_text}", f"{model_uri} on the test split ({test_rows:,} rows)")
@@ -202,7 +204,11 @@ def card(out: EvaluateOutputs, champion: Champion | None, test_rows: int, model_
     result.heading("Checks").table(checks)
     result.heading("Plots")
     for artifact_file, figure in out.figures.items():
-        result.figure(figure, artifact_file)
+        # The PNG logged as the artifact, when given: each plot is drawn once.
+        if plots and artifact_file in plots:
+            result.image(plots[artifact_file], artifact_file)
+        else:
+            result.figure(figure, artifact_file)
     return result
 
 
@@ -261,8 +267,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     predictions = np.asarray(model.predict(features))
     out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion)
 
-    for artifact_file, figure in out.figures.items():
-        mlflow.log_figure(figure, artifact_file)
+    plots = {artifact_file: figure_png(figure, dpi=100) for artifact_file, figure in out.figures.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact_file, png in plots.items():
+            local = Path(tmp) / Path(artifact_file).name
+            local.write_bytes(png)
+            log_file(local, artifact_file)
     if out.champion_metrics:
         mlflow.log_metrics({CHAMPION_METRIC_PREFIX + name: out.champion_metrics[name] for name in REPORTED_METRICS})
     mlflow.set_tags(
@@ -295,7 +305,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     }
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
     mlflow.log_text(report_markdown(result), "evaluation/report.md")
-    log_card(lambda: card(out, champion, len(test), model_uri))
+    log_card(lambda: card(out, champion, len(test), model_uri, plots))
     return {"evaluation_uri": log_json(result, "evaluation/result.json")}
 
 

@@ -102,7 +102,9 @@ def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
     sample = data if len(data) <= HISTOGRAM_ROWS else data.sample(HISTOGRAM_ROWS, random_state=0)
     width = min(4, len(names))
     height = -(-len(names) // width)
-    fig = Figure(figsize=(3.2 * width, 2.4 * height), layout="constrained")
+    fig = Figure(figsize=(3.2 * width, 2.4 * height))
+    # Fixed spacing: constrained layout would take half the drawing time of this many axes.
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.3 / height, top=1 - 0.15 / height, hspace=0.55, wspace=0.3)
     axes = fig.subplots(height, width, squeeze=False).ravel()
     for ax, name in zip(axes, names, strict=False):
         spec = schema.column(name)
