@@ -30,6 +30,7 @@ from steps.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_
 from steps.cards import Card, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
+from steps.progress import LARGE_FIT_ROWS
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def run(train: pd.DataFrame, schema: DataSchema) -> FeaturizeOutputs:
     transformer = build_preprocessor(schema).set_output(transform="pandas")
     for _, part, _ in transformer.transformers:
         part.steps[0][1].set_output(transform="default")
+    if len(train) >= LARGE_FIT_ROWS:
+        # scikit-learn reports nothing while it fits: say what the step is doing meanwhile.
+        logger.info("fitting the preprocessing of %d columns on %s rows", len(schema.features), f"{len(train):,}")
     transformer.fit(train[schema.features])
     transformer.set_output(transform="default")
     return FeaturizeOutputs(transformer=transformer, feature_names=[str(n) for n in transformer.get_feature_names_out()])

@@ -14,6 +14,9 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two reports of the same task.
 REPORT_SECONDS = 3.0
+# From this many rows on, a fit is announced before it starts (scikit-learn reports nothing
+# while it fits, which takes seconds at this size).
+LARGE_FIT_ROWS = 1_000_000
 
 
 def _amount(value: float, unit: str) -> str:

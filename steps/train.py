@@ -27,7 +27,7 @@ from steps.cards import Card, bar_figure, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
-from steps.progress import Progress
+from steps.progress import LARGE_FIT_ROWS, Progress
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,6 @@ INPUT_EXAMPLE_ROWS = 5
 CHUNK_ROWS = 250_000
 # Coefficients drawn and listed in the card, at most (the largest; all are in coefficients.json).
 CARD_COEFFICIENTS = 40
-# From this many training rows on, the fit is announced (it takes seconds and reports nothing).
-LARGE_FIT_ROWS = 1_000_000
 # Rows the model signature is inferred from (types, not statistics: a sample is enough).
 SIGNATURE_ROWS = 1000
 
