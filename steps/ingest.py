@@ -126,20 +126,21 @@ def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
 def card(out: IngestOutputs, schema: DataSchema, source: str, params: IngestParams) -> Card:
     """The data profile: size, split, missing values and each column's distribution."""
     data = out.data
+    profile = column_profile(data, schema)  # column by column: no frame-sized temporary on large data
     result = Card("ingest: data profile", f"{source}: {len(data):,} rows valid against the schema")
     result.facts(
         {
             "source": source,
             "rows": len(data),
             "columns": data.shape[1],
-            "missing values": int(data.isna().sum().sum()),
+            "missing values": sum(row["missing"] for row in profile),
             "train rows": len(out.train),
             "test rows": len(out.test),
             "split": f"test_size={params.test_size}, seed={params.seed}",
         }
     )
     columns = ["column", "role", "type", "missing", "missing %", "min", "mean", "max", "most frequent"]
-    result.heading("Columns").table(column_profile(data, schema), columns)
+    result.heading("Columns").table(profile, columns)
     sampled = f" (a random sample of {HISTOGRAM_ROWS:,} rows)" if len(data) > HISTOGRAM_ROWS else ""
     columns = len(schema.columns)
     which = "each column" if columns <= PLOTTED_COLUMNS else f"the target and the first {PLOTTED_COLUMNS - 1} of {columns - 1} features"
