@@ -147,8 +147,17 @@ class Chain:
         self._warm: WarmProcess | None = None
 
     def nested(self, run: mlflow.ActiveRun) -> Chain:
-        """A chain for steps under ``run`` (a child of this chain's parent), with the same options."""
+        """A chain for steps under ``run`` (a child of this chain's parent), with the same options
+        and this chain's warm process (which ``close()`` stops)."""
+        self._ensure_warm_process()
         return Chain(run, self.project_dir, self.options, self.client)
+
+    def _ensure_warm_process(self) -> None:
+        if not os.environ.get(WARM_SOCKET_ENV):
+            # The driver was not started through steps/launch.py (which starts one for the whole
+            # run): start the warm process now, for this step and the next.
+            self._warm = WarmProcess(self.project_dir)
+            os.environ[WARM_SOCKET_ENV] = self._warm.environment_value
 
     def close(self) -> None:
         """Stop the warm process the steps ran in, if this chain started it."""
@@ -265,11 +274,7 @@ class Chain:
         # Synchronous: MLflow starts the step's command as this process's child and waits for it
         # (asynchronous runs go through one more `mlflow run` process per step, ~3 s each).
         launch_error = None
-        if not os.environ.get(WARM_SOCKET_ENV):
-            # The driver was not started through steps/launch.py (which starts one for the whole
-            # run): start the warm process now, for this step and the next.
-            self._warm = WarmProcess(self.project_dir)
-            os.environ[WARM_SOCKET_ENV] = self._warm.environment_value
+        self._ensure_warm_process()
         try:
             mlflow.run(
                 str(self.project_dir),

@@ -355,7 +355,10 @@ def parse_config(
             built[section] = cls(**kwargs)
         except ConfigError as exc:
             dotted = str(exc).split(":", 1)[0]
-            raise ConfigError(f"{origin.get(dotted, source)}: {exc}") from None
+            # A check of a whole section (e.g. the size of the sweep's grid) names the -P values
+            # that went into it, if any.
+            overridden = sorted({where for key, where in origin.items() if key.startswith(f"{dotted}.") and where != source})
+            raise ConfigError(f"{origin.get(dotted) or ', '.join(overridden) or source}: {exc}") from None
     return PipelineConfig(**built)
 
 

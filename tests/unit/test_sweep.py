@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 import pytest
 
@@ -9,6 +11,7 @@ from steps import sweep
 from steps.cards import Card
 from steps.chain import Chain, StepFailedError, StepResult
 from steps.config import load_config
+from steps.launch import WARM_SOCKET_ENV
 from steps.registry import R2, RMSE
 from steps.sweep import Trial, Trials
 from tests.conftest import PROJECT_ROOT, check_card
@@ -76,3 +79,16 @@ def test_a_failed_trial_names_itself_ends_failed_with_a_card_and_leaves_the_pare
     assert run.data.params["model.alpha"] == "0.1"
     assert "card.html" in [a.path for a in mlflow.MlflowClient().list_artifacts(trial.run_id)]
     assert not any(line.startswith("Best") for line in report.summary_lines())
+
+
+def test_trial_chains_share_the_drivers_warm_process(tracking_uri, monkeypatch):
+    monkeypatch.setenv(WARM_SOCKET_ENV, "unset")  # setenv first: delenv of an unset variable records nothing
+    monkeypatch.delenv(WARM_SOCKET_ENV)
+    with mlflow.start_run() as parent:
+        chain = Chain(parent, PROJECT_ROOT)
+        with mlflow.start_run(nested=True) as trial:
+            first, second = chain.nested(trial), chain.nested(trial)
+        assert chain._warm is not None and first._warm is None and second._warm is None
+        assert os.environ[WARM_SOCKET_ENV] == chain._warm.environment_value
+        chain.close()
+    assert WARM_SOCKET_ENV not in os.environ
