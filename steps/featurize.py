@@ -30,7 +30,7 @@ from steps.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_
 from steps.cards import Card, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.errors import InputError
-from steps.progress import LARGE_FIT_ROWS
+from steps.progress import LARGE_FIT_ROWS, stage
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def run(train: pd.DataFrame, schema: DataSchema) -> FeaturizeOutputs:
     if len(train) >= LARGE_FIT_ROWS:
         # scikit-learn reports nothing while it fits: say what the step is doing meanwhile.
         logger.info("fitting the preprocessing of %d columns on %s rows", len(schema.features), f"{len(train):,}")
-    transformer.fit(train[schema.features])
+    with stage("fitted the preprocessing", log=logger):
+        transformer.fit(train[schema.features])
     transformer.set_output(transform="default")
     return FeaturizeOutputs(transformer=transformer, feature_names=[str(n) for n in transformer.get_feature_names_out()])
 
@@ -184,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     train_uri, manifest_uri = require_inputs(args, INPUTS).values()
     _, schema = load_manifest(manifest_uri)
-    train = read_split(train_uri, "train split", schema)
+    with stage("read the train split", log=logger):
+        train = read_split(train_uri, "train split", schema)
     out = run(train, schema)
 
     with tempfile.TemporaryDirectory() as tmp:

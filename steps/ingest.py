@@ -24,6 +24,7 @@ from steps.cards import Card, histogram, log_card
 from steps.cli import run_step, step_parser
 from steps.config import DataConfig
 from steps.errors import DataError
+from steps.progress import stage
 from steps.schema import DataSchema, load_schema, validate_frame
 
 logger = logging.getLogger(__name__)
@@ -166,17 +167,21 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     DataConfig(uri=args.data_uri, schema=args.schema, test_size=args.test_size, seed=args.seed)
     schema = load_schema(args.schema)
     location = resolve_data_uri(args.data_uri)
-    raw, source_sha256 = read_table_with_digest(
-        location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns
-    )
+    with stage(f"read {args.data_uri}", log=logger):
+        raw, source_sha256 = read_table_with_digest(
+            location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns
+        )
     # run() in two halves, so that the file as read is freed before the split copies the rows.
-    data = validate_frame(raw, schema, args.data_uri)
+    with stage(f"checked {len(raw):,} rows against the schema", log=logger):
+        data = validate_frame(raw, schema, args.data_uri)
     del raw
     params = IngestParams(schema=schema, test_size=args.test_size, seed=args.seed)
-    out = split(data, params, source=args.data_uri)
+    with stage("split into train and test", log=logger):
+        out = split(data, params, source=args.data_uri)
 
-    train_file = log_table(out.train, "data/train.parquet")
-    test_file = log_table(out.test, "data/test.parquet")
+    with stage("logged data/train.parquet and data/test.parquet", log=logger):
+        train_file = log_table(out.train, "data/train.parquet")
+        test_file = log_table(out.test, "data/test.parquet")
     source = to_dataset(out.data, name="source", source=location, target=schema.target, sha256=source_sha256)
     train = to_dataset(
         out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target, sha256=train_file.digest
@@ -214,7 +219,8 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         "schema": schema.to_dict(),
     }
     manifest_file = log_json(manifest, "data/manifest.json")
-    log_card(lambda: card(out, schema, args.data_uri, params))
+    with stage("data profile (card.html)", log=logger):
+        log_card(lambda: card(out, schema, args.data_uri, params))
     logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +64,15 @@ class Progress:
         """Close a task that was reported on (a short one stays silent)."""
         if self.reported:
             self.log.info("%s: done in %.0f s", self.what, time.monotonic() - self.started)
+
+
+@contextmanager
+def stage(what: str, *, log: logging.Logger = logger, min_seconds: float = 1.0) -> Iterator[None]:
+    """Log ``<what>: <n> s`` after a stage of a step that took ``min_seconds`` or more (on large
+    data a step is several such stages: read, check, split, write), so a long step is never
+    silent for long; quick stages stay silent."""
+    started = time.monotonic()
+    yield
+    elapsed = time.monotonic() - started
+    if elapsed >= min_seconds:
+        log.info("%s: %.1f s", what, elapsed)

@@ -27,7 +27,7 @@ from steps.cards import Card, bar_figure, log_card
 from steps.cli import require_inputs, run_step, step_parser
 from steps.config import ModelConfig, project_path
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
-from steps.progress import LARGE_FIT_ROWS, Progress
+from steps.progress import LARGE_FIT_ROWS, Progress, stage
 from steps.schema import DataSchema
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
     if len(transformed) >= LARGE_FIT_ROWS:
         # The solver reports nothing while it runs: say what the step is doing meanwhile.
         logger.info("fitting ElasticNet on %s rows x %d features", f"{len(transformed):,}", transformed.shape[1])
-    regressor.fit(transformed, target)
+    with stage("fitted ElasticNet", log=logger):
+        regressor.fit(transformed, target)
     del transformed
     # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
     model = Pipeline([("preprocess", transformer), ("regressor", regressor)])
@@ -173,7 +174,8 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
     ModelConfig(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
     train_uri, transformer_uri, manifest_uri = require_inputs(args, INPUTS).values()
     manifest, schema = load_manifest(manifest_uri)
-    train = read_split(train_uri, "train split", schema)
+    with stage("read the train split", log=logger):
+        train = read_split(train_uri, "train split", schema)
     params = TrainParams(alpha=args.alpha, l1_ratio=args.l1_ratio, max_iter=args.max_iter)
     out = run(train, load_transformer(transformer_uri), schema, params)
 

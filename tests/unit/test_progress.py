@@ -46,3 +46,12 @@ def test_rows_are_counted_with_separators_and_nothing_done_has_no_estimate(clock
         clock[0] = 6
         task.update(0)
     assert caplog.messages == ["scoring: 0 rows of 2,500,000 rows (0%), 6 s"]
+
+
+def test_a_stage_reports_its_time_only_when_it_took_a_while(clock, caplog):
+    with caplog.at_level(logging.INFO):
+        with progress.stage("quick"):
+            clock[0] += 0.5
+        with progress.stage("read big.csv"):
+            clock[0] += 2.25
+    assert caplog.messages == ["read big.csv: 2.2 s"]
