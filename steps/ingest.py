@@ -221,7 +221,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     manifest_file = log_json(manifest, "data/manifest.json")
     with stage("data profile (card.html)", log=logger):
         log_card(lambda: card(out, schema, args.data_uri, params))
-    logger.info("%s: %d rows valid; train %d, test %d", args.data_uri, len(out.data), len(out.train), len(out.test))
+    logger.info("%s: %s rows valid; train %s, test %s", args.data_uri, *(f"{len(f):,}" for f in (out.data, out.train, out.test)))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 
 
