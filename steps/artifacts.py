@@ -353,6 +353,15 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     progress.finish()
 
 
+def log_bytes(data: bytes, artifact_path: str) -> LoggedArtifact:
+    """Log ``data`` as the file ``artifact_path`` of the active run (e.g. a plot drawn once as PNG
+    for both the artifact and a card)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(artifact_path).name
+        local.write_bytes(data)
+        return log_file(local, artifact_path)
+
+
 def log_json(obj: Any, artifact_path: str) -> LoggedArtifact:
     """Log ``obj`` as a JSON artifact of the active run."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,8 +27,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run, ViewType
 from mlflow.exceptions import MlflowException
 
-from steps.artifacts import LoggedArtifact, run_artifact_uri, sha256_bytes
-from steps.cards import Card, format_value, log_card, run_url
+from steps.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
+from steps.cards import Card, figure_png, format_value, log_card, run_url
 from steps.chain import COMPARE_KIND, KIND_TAG, PIPELINE_KIND, TRIAL_KIND
 from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
 from steps.errors import InputError
@@ -393,7 +393,7 @@ def _cell(value: Any) -> Any:
 def build_card(
     ranked: pd.DataFrame,
     metric: Metric,
-    figures: Mapping[str, Figure],
+    images: Mapping[str, bytes],
     *,
     experiment_name: str,
     experiment_id: str,
@@ -416,9 +416,9 @@ def build_card(
         card.facts({key: _cell(value) for key, value in facts.items()} | {"model version": _cell(best["model_version"])})
     card.heading("Plots")
     axes = plot_files(metric)
-    for file, figure in figures.items():
+    for file, png in images.items():
         x, series = axes.get(file, ("its parameters", "parameter"))
-        card.figure(figure, f"{metric.label} against {x}, one series per {series}; the star is the best run ({file})")
+        card.image(png, f"{metric.label} against {x}, one series per {series}; the star is the best run ({file})")
     card.heading("Runs")
     rows = []
     for position, (_, row) in enumerate(ranked.head(max_rows).iterrows(), start=1):
@@ -446,6 +446,7 @@ class CompareOutputs:
     table: str
     best: pd.Series | None
     figures: dict[str, Figure] = field(default_factory=dict)
+    images: dict[str, bytes] = field(default_factory=dict)  # the figures as PNG, drawn once for artifacts and card
     card: Card | None = None
 
 
@@ -454,8 +455,10 @@ def run(frame: pd.DataFrame, metric: Metric, *, experiment_name: str, experiment
     ranked = rank(frame, metric)
     label = f"{experiment_name} (id {experiment_id})"
     figures = plots(ranked, metric)
-    card = build_card(ranked, metric, figures, experiment_name=experiment_name, experiment_id=experiment_id, tracking_uri=tracking_uri)
-    return CompareOutputs(ranked=ranked, table=text_table(ranked, metric, label), best=best_run(ranked, metric), figures=figures, card=card)
+    images = {file: figure_png(figure, dpi=100) for file, figure in figures.items()}
+    card = build_card(ranked, metric, images, experiment_name=experiment_name, experiment_id=experiment_id, tracking_uri=tracking_uri)
+    table = text_table(ranked, metric, label)
+    return CompareOutputs(ranked=ranked, table=table, best=best_run(ranked, metric), figures=figures, images=images, card=card)
 
 
 def to_csv(ranked: pd.DataFrame) -> str:
@@ -497,8 +500,8 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
 
     csv = to_csv(out.ranked)
     mlflow.log_text(csv, RUNS_FILE)
-    for artifact_file, figure in out.figures.items():
-        mlflow.log_figure(figure, artifact_file)
+    for artifact_file, png in out.images.items():
+        log_bytes(png, artifact_file)
     log_card(lambda: out.card)
     mlflow.log_metric("runs_compared", len(out.ranked))
     tags = {"pipeline.compare.experiment_id": experiment.experiment_id, "pipeline.compare.metric": metric.name}

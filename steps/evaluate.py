@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -27,7 +25,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models.evaluation import EvaluationResult
 
-from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_file, log_json, read_split, to_dataset
+from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_bytes, log_json, read_split, to_dataset
 from steps.cards import Card, figure_png, histogram, log_card
 from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
 from steps.config import EvaluationConfig
@@ -268,11 +266,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion)
 
     plots = {artifact_file: figure_png(figure, dpi=100) for artifact_file, figure in out.figures.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        for artifact_file, png in plots.items():
-            local = Path(tmp) / Path(artifact_file).name
-            local.write_bytes(png)
-            log_file(local, artifact_file)
+    for artifact_file, png in plots.items():
+        log_bytes(png, artifact_file)
     if out.champion_metrics:
         mlflow.log_metrics({CHAMPION_METRIC_PREFIX + name: out.champion_metrics[name] for name in REPORTED_METRICS})
     mlflow.set_tags(
