@@ -145,6 +145,7 @@ class Chain:
         self.started = time.monotonic()
         self._env = env_digest(project_dir)
         self._warm: WarmProcess | None = None
+        self._finished_runs: dict[str, Run] = {}
 
     def nested(self, run: mlflow.ActiveRun) -> Chain:
         """A chain for steps under ``run`` (a child of this chain's parent), with the same options
@@ -458,7 +459,10 @@ class Chain:
         run_id = result and (result.reused_run_id or result.run_id)
         if not run_id or result.status not in ("FINISHED", "REUSED"):
             return None
-        return self.client.get_run(run_id)
+        # Read once: the summary, the card and the parent's metrics all read the same finished runs.
+        if run_id not in self._finished_runs:
+            self._finished_runs[run_id] = self.client.get_run(run_id)
+        return self._finished_runs[run_id]
 
     def decision(self) -> tuple[str, str] | None:
         """register's decision (promoted / rejected / not promoted) and its reason, if it ran."""

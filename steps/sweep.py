@@ -59,7 +59,6 @@ class Trial:
     l1_ratio: float
     run_id: str
     status: str = "RUNNING"
-    seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     model_uri: ArtifactRef | None = None
     reused: bool = False  # train and evaluate both reused from the cache
@@ -152,7 +151,6 @@ class Trials:
 
 def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: Trials, *, alpha: float, l1_ratio: float) -> Trial:
     """train -> evaluate (thresholds only) for one grid point, under a child run of its own."""
-    started = time.monotonic()
     number = len(trials.trials) + 1
     trial = Trial(number, alpha, l1_ratio, run_id="")
     run = mlflow.start_run(nested=True, run_name=trial.name)
@@ -176,7 +174,7 @@ def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: 
         status = "KILLED"
         raise
     finally:
-        trial.status, trial.seconds = status, time.monotonic() - started
+        trial.status = status
         if steps is not None:
             log_card(lambda: steps.card(f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}", status))
         mlflow.end_run(status)
