@@ -3,7 +3,7 @@
 Run it with ``mlflow run . -P alpha=0.3``. It attaches to the run ``mlflow run`` created (the
 parent), resolves the configuration (conf/pipeline.yaml plus the ``-P`` overrides), and runs each
 step as a child run, handing every step the artifact URIs of its upstream steps' outputs
-(steps/pipeline.py):
+(steps/orchestration/stages.py):
 
     ingest    --train_uri, test_uri, manifest_uri-->  featurize
     featurize --transformer_uri---------------------> train      (+ train_uri, manifest_uri)
@@ -20,11 +20,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from steps.chain import PIPELINE_KIND, Chain
-from steps.config import MAIN_PARAMETERS, PipelineConfig
-from steps.driver import Driver, drive
-from steps.pipeline import evaluate_model, prepare_data, register_model, train_model
-from steps.registry import champion_to_compare
+from steps.mlflow_io.registry import champion_to_compare
+from steps.orchestration.chain import PIPELINE_KIND, Chain
+from steps.orchestration.config import MAIN_PARAMETERS, PipelineConfig
+from steps.orchestration.driver import Driver, drive
+from steps.orchestration.stages import evaluate_model, prepare_data, register_model, train_model
 
 PIPELINE = Driver(
     entry_point="main",

@@ -374,7 +374,7 @@ def _read_in_process(expression: str, path: Path) -> tuple[float, float]:
     the read, minus the frame's own size (Linux: /proc)."""
     code = (
         "import json, resource, sys, time; from pathlib import Path; import pandas as pd; import pyarrow.csv\n"
-        "from steps.artifacts import read_table_with_digest; from steps.schema import load_schema\n"
+        "from steps.mlflow_io.artifacts import read_table_with_digest; from steps.core.schema import load_schema\n"
         "FLOATS = load_schema('conf/schema.yaml').float_columns; path = Path(sys.argv[1])\n"
         "before = int(Path('/proc/self/statm').read_text().split()[1]) * resource.getpagesize() / 2**20\n"
         "start = time.perf_counter()\n"

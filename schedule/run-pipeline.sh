@@ -27,7 +27,7 @@ project="${PIPELINE_PROJECT_URI:-$here}"
 export MLFLOW_HTTP_REQUEST_MAX_RETRIES="${MLFLOW_HTTP_REQUEST_MAX_RETRIES:-2}"
 export MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="${MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR:-1}"
 # Is the server there, and does it accept our credentials? (exit 2 and one line if not)
-(cd "$here" && python -m steps.tracking)
+(cd "$here" && python -m steps.runtime.tracking)
 
 version_args=()
 if [[ -n "${PIPELINE_VERSION:-}" ]]; then

@@ -27,12 +27,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run, ViewType
 from mlflow.exceptions import MlflowException
 
-from steps.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
-from steps.cards import Card, figure_png, format_value, log_card, run_url
-from steps.chain import COMPARE_KIND, KIND_TAG, PIPELINE_KIND, TRIAL_KIND
-from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
-from steps.errors import InputError
-from steps.registry import MAE, R2, REPORTED_METRICS, RMSE
+from steps.core.errors import InputError
+from steps.mlflow_io.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
+from steps.mlflow_io.cards import Card, figure_png, format_value, log_card, run_url
+from steps.mlflow_io.registry import MAE, R2, REPORTED_METRICS, RMSE
+from steps.mlflow_io.step_run import MAX_TAG_LENGTH, run_step, step_parser
+from steps.orchestration.chain import COMPARE_KIND, KIND_TAG, PIPELINE_KIND, TRIAL_KIND
 
 logger = logging.getLogger(__name__)
 

@@ -25,14 +25,14 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models.evaluation import EvaluationResult
 
-from steps.artifacts import LoggedArtifact, load_manifest, load_model, log_bytes, log_json, read_split, to_dataset
-from steps.cards import Card, figure_png, histogram, log_card
-from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
-from steps.config import EvaluationConfig
-from steps.errors import InputError, first_line
-from steps.gate import Check, absolute_checks, champion_check
-from steps.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, REPORTED_METRICS, RegisteredModel, resolve
-from steps.schema import PREDICTION_COLUMN, DataSchema
+from steps.core.errors import InputError, first_line
+from steps.core.gate import Check, absolute_checks, champion_check
+from steps.core.schema import PREDICTION_COLUMN, DataSchema
+from steps.mlflow_io.artifacts import LoggedArtifact, load_manifest, load_model, log_bytes, log_json, read_split, to_dataset
+from steps.mlflow_io.cards import Card, figure_png, histogram, log_card
+from steps.mlflow_io.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, REPORTED_METRICS, RegisteredModel, resolve
+from steps.mlflow_io.step_run import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
+from steps.orchestration.config import EvaluationConfig
 
 logger = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from steps.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_json, read_split
-from steps.cards import Card, log_card
-from steps.cli import require_inputs, run_step, step_parser
-from steps.errors import InputError
-from steps.progress import LARGE_FIT_ROWS, stage
-from steps.schema import DataSchema
+from steps.core.errors import InputError
+from steps.core.progress import LARGE_FIT_ROWS, stage
+from steps.core.schema import DataSchema
+from steps.mlflow_io.artifacts import LoggedArtifact, fetch, load_manifest, log_file, log_json, read_split
+from steps.mlflow_io.cards import Card, log_card
+from steps.mlflow_io.step_run import require_inputs, run_step, step_parser
 
 logger = logging.getLogger(__name__)
 

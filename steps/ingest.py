@@ -19,13 +19,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from steps.artifacts import LoggedArtifact, log_json, log_table, read_table_with_digest, resolve_data_uri, to_dataset
-from steps.cards import Card, histogram, log_card
-from steps.cli import run_step, step_parser
-from steps.config import DataConfig
-from steps.errors import DataError
-from steps.progress import stage
-from steps.schema import DataSchema, load_schema, validate_frame
+from steps.core.errors import DataError
+from steps.core.progress import stage
+from steps.core.schema import DataSchema, load_schema, validate_frame
+from steps.mlflow_io.artifacts import LoggedArtifact, log_json, log_table, read_table_with_digest, resolve_data_uri, to_dataset
+from steps.mlflow_io.cards import Card, histogram, log_card
+from steps.mlflow_io.step_run import run_step, step_parser
+from steps.orchestration.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,9 @@ from mlflow.data.dataset import Dataset
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import LoggedModelInput
 
-from steps.artifacts import (
+from steps.core.errors import ConfigError, DataError, InputError, first_line
+from steps.core.schema import PREDICTION_COLUMN, ColumnSpec, DataSchema, _other_delimiter, _range_text, load_schema, validate_frame
+from steps.mlflow_io.artifacts import (
     DATASET_DIGEST_CHARS,
     PANDAS_NA_STRINGS,
     LoggedArtifact,
@@ -54,11 +56,9 @@ from steps.artifacts import (
     table_format,
     to_dataset,
 )
-from steps.cli import run_step, step_parser
-from steps.config import RegistryConfig, project_path
-from steps.errors import ConfigError, DataError, InputError, first_line
-from steps.registry import CHAMPION, RegisteredModel, resolve
-from steps.schema import PREDICTION_COLUMN, ColumnSpec, DataSchema, _other_delimiter, _range_text, load_schema, validate_frame
+from steps.mlflow_io.registry import CHAMPION, RegisteredModel, resolve
+from steps.mlflow_io.step_run import run_step, step_parser
+from steps.orchestration.config import RegistryConfig, project_path
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession

@@ -7,7 +7,7 @@ champion evaluate compared it with; when another pipeline promoted its own model
 meantime, the candidate is compared with that champion's recorded metrics on the same test split
 and promoted only if it is not worse (if they cannot be compared, it is not promoted and the
 summary says why). The aliases move under a lease that every process using the store respects
-(steps/registry.py).
+(steps/mlflow_io/registry.py).
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
-from steps.artifacts import load_manifest, read_json
-from steps.cards import Card, log_card
-from steps.cli import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
-from steps.config import EvaluationConfig, RegistryConfig
-from steps.errors import InputError
-from steps.gate import Check, champion_check, result_of
-from steps.registry import (
+from steps.core.errors import InputError
+from steps.core.gate import Check, champion_check, result_of
+from steps.mlflow_io.artifacts import load_manifest, read_json
+from steps.mlflow_io.cards import Card, log_card
+from steps.mlflow_io.registry import (
     ALREADY,
     CHALLENGER,
     CHAMPION,
@@ -54,6 +52,8 @@ from steps.registry import (
     promote,
     rolled_back_versions,
 )
+from steps.mlflow_io.step_run import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
+from steps.orchestration.config import EvaluationConfig, RegistryConfig
 
 logger = logging.getLogger(__name__)
 

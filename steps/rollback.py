@@ -17,10 +17,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
-from steps.cli import MAX_TAG_LENGTH, run_step, step_parser
-from steps.config import RegistryConfig
-from steps.errors import InputError
-from steps.registry import (
+from steps.core.errors import InputError
+from steps.mlflow_io.registry import (
     CHAMPION,
     LAST_CHANGE_TAG,
     NO_VERSION,
@@ -33,6 +31,8 @@ from steps.registry import (
     get_version,
     now,
 )
+from steps.mlflow_io.step_run import MAX_TAG_LENGTH, run_step, step_parser
+from steps.orchestration.config import RegistryConfig
 
 logger = logging.getLogger(__name__)
 

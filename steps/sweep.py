@@ -27,13 +27,13 @@ import mlflow
 import pandas as pd
 
 from steps import compare
-from steps.cards import Card, log_card, run_url
-from steps.chain import KIND_TAG, SWEEP_KIND, TRIAL_KIND, ArtifactRef, Chain, StepFailedError
-from steps.config import SWEEP_PARAMETERS, PipelineConfig
-from steps.driver import Driver, drive
-from steps.errors import ConfigError
-from steps.pipeline import PreparedData, evaluate_model, prepare_data, register_model, train_model
-from steps.registry import R2, REPORTED_METRICS, RMSE, champion_to_compare
+from steps.core.errors import ConfigError
+from steps.mlflow_io.cards import Card, log_card, run_url
+from steps.mlflow_io.registry import R2, REPORTED_METRICS, RMSE, champion_to_compare
+from steps.orchestration.chain import KIND_TAG, SWEEP_KIND, TRIAL_KIND, ArtifactRef, Chain, StepFailedError
+from steps.orchestration.config import SWEEP_PARAMETERS, PipelineConfig
+from steps.orchestration.driver import Driver, drive
+from steps.orchestration.stages import PreparedData, evaluate_model, prepare_data, register_model, train_model
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from sklearn.linear_model import ElasticNet
 from sklearn.metrics import r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
-from steps.artifacts import load_manifest, log_json, read_split
-from steps.cards import Card, bar_figure, log_card
-from steps.cli import require_inputs, run_step, step_parser
-from steps.config import ModelConfig, project_path
+from steps.core.progress import LARGE_FIT_ROWS, Progress, stage
+from steps.core.schema import DataSchema
 from steps.featurize import SKOPS_TRUSTED_TYPES, load_transformer
-from steps.progress import LARGE_FIT_ROWS, Progress, stage
-from steps.schema import DataSchema
+from steps.mlflow_io.artifacts import load_manifest, log_json, read_split
+from steps.mlflow_io.cards import Card, bar_figure, log_card
+from steps.mlflow_io.step_run import require_inputs, run_step, step_parser
+from steps.orchestration.config import ModelConfig, project_path
 
 logger = logging.getLogger(__name__)
 

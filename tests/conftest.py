@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.schema import DataSchema, parse_schema
+from steps.core.schema import DataSchema, parse_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steps.lock import lock_path, pipeline_lock
+from steps.runtime.lock import lock_path, pipeline_lock
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import STEPS, PipelineRun, explain, run_pipeline
 

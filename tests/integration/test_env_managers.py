@@ -54,7 +54,8 @@ def test_pipeline_runs_in_an_environment_built_from_python_env_yaml(tmp_path, en
     assert run.process.returncode == 0, explain(run)
     # The driver ran inside the environment MLflow built (its steps inherit it).
     assert re.search(
-        rf"Running command 'source {re.escape(str(env_root))}/mlflow-\w+/bin/activate && python -m steps.launch main", run.process.stderr
+        rf"Running command 'source {re.escape(str(env_root))}/mlflow-\w+/bin/activate && python -m steps main",
+        run.process.stderr,
     ), explain(run)
     assert run.parent().info.status == "FINISHED"
     children = run.children()

@@ -115,12 +115,12 @@ def _wait_for_running_step(store: Path, process: subprocess.Popen, step: str, af
 
 def _step_process(store: Path, step: str) -> int | None:
     """The process doing ``step``'s work: the child the pipeline's warm process forked for the
-    step's launcher (``python -m steps.launch <step> ...``); the warm process serves one step at
+    step's launcher (``python -m steps <step> ...``); the warm process serves one step at
     a time, so while that launcher runs, the warm process's child is its step."""
     processes = {pid: _cmdline(pid) for pid in _pipeline_processes(store)}
-    if not any(f"\0-m\0steps.launch\0{step}\0".encode() in cmd for cmd in processes.values()):
+    if not any(f"\0-m\0steps\0{step}\0".encode() in cmd for cmd in processes.values()):
         return None
-    warm = {pid for pid, cmd in processes.items() if b"\0-m\0steps.warm\0" in cmd}  # the warm process and its child
+    warm = {pid for pid, cmd in processes.items() if b"\0-m\0steps.runtime.warm\0" in cmd}  # the warm process and its child
     server = next((pid for pid in warm if _parent(pid) not in warm), None)
     return next((pid for pid in warm if _parent(pid) == server), None)
 

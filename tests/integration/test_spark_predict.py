@@ -24,8 +24,8 @@ from mlflow.entities import Run
 from mlflow.models import infer_signature
 
 from steps import featurize, predict, train
-from steps.artifacts import read_table
-from steps.schema import load_schema, validate_frame
+from steps.core.schema import load_schema, validate_frame
+from steps.mlflow_io.artifacts import read_table
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import mlflow_cli
 

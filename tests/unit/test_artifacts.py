@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from pandas._libs.parsers import STR_NA_VALUES
 
-from steps import artifacts
-from steps.config import PROJECT_ROOT
-from steps.errors import DataError, InputError
+from steps.core.errors import DataError, InputError
+from steps.mlflow_io import artifacts
+from steps.orchestration.config import PROJECT_ROOT
 from tests.conftest import make_frame
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from steps import featurize
-from steps.cache import KEY_PARTS, cache_key, code_digest, env_digest, project_imports
+from steps.orchestration.cache import KEY_PARTS, cache_key, code_digest, env_digest, project_imports
 from tests.conftest import PROJECT_ROOT, make_frame
 
 
@@ -23,7 +23,7 @@ def copy_project(tmp_path: Path) -> Path:
 def test_code_digest_follows_project_imports_only(tmp_path):
     root = copy_project(tmp_path)
     train_modules = {p.name for p in project_imports(root / "steps" / "train.py", root)}
-    assert {"train.py", "featurize.py", "artifacts.py", "config.py", "schema.py", "cli.py", "errors.py"} <= train_modules
+    assert {"train.py", "featurize.py", "artifacts.py", "config.py", "schema.py", "step_run.py", "errors.py"} <= train_modules
     assert "register.py" not in train_modules and "chain.py" not in train_modules
 
     before = {step: code_digest(step, root) for step in ("ingest", "featurize", "train", "register")}
@@ -64,7 +64,7 @@ def test_key_parts_are_separate_and_input_uris_do_not_count():
 DIGEST_IN_A_NEW_PROCESS = """
 import sys
 from steps import featurize
-from steps.schema import parse_schema
+from steps.core.schema import parse_schema
 from tests.conftest import SMALL_SCHEMA, make_frame
 print(featurize.transformer_digest(featurize.run(make_frame(rows=20), parse_schema(SMALL_SCHEMA, "s")).transformer))
 """

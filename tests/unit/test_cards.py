@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from steps import cards, evaluate, featurize, ingest, register, train
-from steps.cards import Card, format_value
-from steps.config import EvaluationConfig
-from steps.registry import RegisteredModel
-from steps.schema import parse_schema
+from steps import evaluate, featurize, ingest, register, train
+from steps.core.schema import parse_schema
+from steps.mlflow_io import cards
+from steps.mlflow_io.cards import Card, format_value
+from steps.mlflow_io.registry import RegisteredModel
+from steps.orchestration.config import EvaluationConfig
 from tests.conftest import check_card, make_frame
 
 LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)

@@ -15,10 +15,10 @@ import pytest
 from mlflow import MlflowClient
 
 from steps import compare
-from steps.cards import figure_png, run_url
 from steps.compare import COLUMNS, resolve_metric
-from steps.errors import InputError
-from steps.registry import MAE, R2, RMSE
+from steps.core.errors import InputError
+from steps.mlflow_io.cards import figure_png, run_url
+from steps.mlflow_io.registry import MAE, R2, RMSE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RMSE_METRIC, R2_METRIC = resolve_metric("rmse"), resolve_metric("r2")

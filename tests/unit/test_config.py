@@ -9,8 +9,9 @@ import re
 import pytest
 import yaml
 
-from steps.cli import require_inputs
-from steps.config import (
+from steps.core.errors import ConfigError, InputError
+from steps.mlflow_io.step_run import require_inputs
+from steps.orchestration.config import (
     MAIN_PARAMETERS,
     PROJECT_ROOT,
     SWEEP_PARAMETERS,
@@ -20,7 +21,6 @@ from steps.config import (
     parse_config,
     read_yaml,
 )
-from steps.errors import ConfigError, InputError
 
 # Parameters of the step entry points whose defaults mirror conf/pipeline.yaml.
 STEP_PARAMETERS = {

@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 from steps import evaluate, featurize, register, rollback, train
-from steps.config import EvaluationConfig
-from steps.errors import InputError
-from steps.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
+from steps.core.errors import InputError
+from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
+from steps.orchestration.config import EvaluationConfig
 from tests.conftest import make_frame
 
 LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)

@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from steps import featurize, ingest, train
-from steps.errors import InputError
-from steps.schema import DataSchema
+from steps.core.errors import InputError
+from steps.core.schema import DataSchema
 from tests.conftest import make_frame
 
 

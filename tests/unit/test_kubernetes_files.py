@@ -35,7 +35,7 @@ from mlflow.projects._project_spec import load_project
 from mlflow.projects.docker import validate_docker_env
 from mlflow.projects.utils import get_entry_point_command
 
-from steps.cache import ENV_FILES, project_imports
+from steps.orchestration.cache import ENV_FILES, project_imports
 from tests.conftest import PROJECT_ROOT
 
 KUBERNETES = PROJECT_ROOT / "kubernetes"
@@ -188,7 +188,7 @@ def test_mlflow_builds_a_valid_job_from_the_template(mlflow_kubernetes: ModuleTy
     assert DNS_LABEL.fullmatch(main["name"])
     assert main["image"] == f"{image}@{FAKE_DIGEST}"
     argv = main["command"]
-    assert argv[:4] == ["python", "-m", "steps.launch", "main"]
+    assert argv[:4] == ["python", "-m", "steps", "main"]
     assert {"--alpha=0.3", "--data_uri=data/example_data.csv", "--steps=all", "--evaluation.min_r2", "0.4"} <= set(argv)
     values = {entry["name"]: entry.get("value") for entry in main["env"]}
     assert len(values) == len(main["env"])
@@ -487,7 +487,7 @@ def test_mlflow_run_kubernetes_pushes_the_image_submits_the_job_and_the_job_runs
     assert job["spec"] == {**template["spec"], "template": job["spec"]["template"]}
     main = container(job)
     assert main["image"] == f"{image}@{FAKE_DIGEST}"
-    assert main["command"][:4] == ["python", "-m", "steps.launch", "main"]
+    assert main["command"][:4] == ["python", "-m", "steps", "main"]
     assert {"--alpha=0.3", "--steps=ingest"} <= set(main["command"])
     client = MlflowClient(tracking_uri)
     (parent,) = client.search_runs([experiment_id], "tags.`mlflow.project.entryPoint` = 'main'")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from steps.lock import PipelineBusyError, lock_path, pipeline_lock
+from steps.runtime.lock import PipelineBusyError, lock_path, pipeline_lock
 
 HOLD_LOCK = """
 import sys, time
-from steps.lock import pipeline_lock
+from steps.runtime.lock import pipeline_lock
 from pathlib import Path
 with pipeline_lock(Path(sys.argv[1]), "holder run abc", "fail", 1):
     print("locked", flush=True)

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 import main
-from steps import driver, featurize, train
-from steps.cli import PARENT_RUN_ENV, report_error
-from steps.errors import ConfigError, InputError
+from steps import featurize, train
+from steps.core.errors import ConfigError, InputError
+from steps.mlflow_io.step_run import PARENT_RUN_ENV, report_error
+from steps.orchestration import driver
 
 
 def parse(*argv: str) -> dict[str, str]:

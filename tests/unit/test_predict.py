@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from steps import featurize, predict, train
-from steps.errors import ConfigError, DataError, InputError
-from steps.registry import RegisteredModel
+from steps.core.errors import ConfigError, DataError, InputError
+from steps.mlflow_io.registry import RegisteredModel
 from tests.conftest import PROJECT_ROOT, make_frame
 
 

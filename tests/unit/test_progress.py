@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from steps import progress
-from steps.progress import Progress
+from steps.core import progress
+from steps.core.progress import Progress
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from steps import ingest
-from steps.errors import ConfigError, DataError
-from steps.schema import load_schema, parse_schema, validate_frame
+from steps.core.errors import ConfigError, DataError
+from steps.core.schema import load_schema, parse_schema, validate_frame
 from tests.conftest import PROJECT_ROOT, SMALL_SCHEMA, make_frame
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from steps.signals import Stopped, stop_deferred, stop_like_ctrl_c
+from steps.runtime.signals import Stopped, stop_deferred, stop_like_ctrl_c
 from tests.conftest import PROJECT_ROOT
 
 
@@ -37,7 +37,7 @@ def test_a_process_is_stopped_when_its_parent_dies(tmp_path):
     # until the child says so, then dies.
     ready = tmp_path / "ready"
     child = (
-        f"import sys, time; sys.path.insert(0, {str(PROJECT_ROOT)!r}); from steps.signals import Stopped, stop_like_ctrl_c\n"
+        f"import sys, time; sys.path.insert(0, {str(PROJECT_ROOT)!r}); from steps.runtime.signals import Stopped, stop_like_ctrl_c\n"
         f"stop_like_ctrl_c(); open({str(ready)!r}, 'w').write('ready')\n"
         "try:\n    time.sleep(30)\nexcept Stopped as exc:\n    print(exc, flush=True)\n"
     )

@@ -8,11 +8,11 @@ import mlflow
 import pytest
 
 from steps import sweep
-from steps.cards import Card
-from steps.chain import Chain, StepFailedError, StepResult
-from steps.config import load_config
-from steps.launch import WARM_SOCKET_ENV
-from steps.registry import R2, RMSE
+from steps.mlflow_io.cards import Card
+from steps.mlflow_io.registry import R2, RMSE
+from steps.orchestration.chain import Chain, StepFailedError, StepResult
+from steps.orchestration.config import load_config
+from steps.runtime.launch import WARM_SOCKET_ENV
 from steps.sweep import Trial, Trials
 from tests.conftest import PROJECT_ROOT, check_card
 

@@ -9,8 +9,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, UNAUTHENTICATED
 
-from steps.errors import redact
-from steps.tracking import server_problem
+from steps.core.errors import redact
+from steps.runtime.tracking import server_problem
 
 
 @pytest.fixture(autouse=True)

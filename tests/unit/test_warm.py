@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from steps.config import PROJECT_ROOT
-from steps.launch import WARM_SOCKET_ENV, WarmProcess, warm_process
+from steps.orchestration.config import PROJECT_ROOT
+from steps.runtime.launch import WARM_SOCKET_ENV, WarmProcess, warm_process
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,13 @@ def _launch(tmp_path: Path, warm_value: str | None, *args: str) -> subprocess.Co
     if warm_value is not None:
         env[WARM_SOCKET_ENV] = warm_value
     return subprocess.run(
-        [sys.executable, "-m", "steps.launch", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "steps", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -67,4 +73,7 @@ def test_an_unreachable_warm_process_falls_back_to_this_process(tmp_path):
 def test_the_launcher_names_the_steps_it_knows(tmp_path):
     done = _launch(tmp_path, None, "deploy")
     assert done.returncode == 2
-    assert "usage: python -m steps.launch <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>" in done.stderr
+    assert (
+        "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>"
+        in done.stderr
+    )

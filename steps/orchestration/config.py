@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from steps.errors import ConfigError, first_line
+from steps.core.errors import ConfigError, first_line
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "conf/pipeline.yaml"
 MLPROJECT = "MLproject"
 

@@ -2,7 +2,7 @@
 
 A driver attaches to the run ``mlflow run`` created (the parent), resolves the configuration
 (conf/pipeline.yaml plus its entry point's ``-P`` parameters), takes the pipeline lock, and runs
-its steps through a :class:`~steps.chain.Chain`. Whatever happens, it prints and logs the summary
+its steps through a :class:`~steps.orchestration.chain.Chain`. Whatever happens, it prints and logs the summary
 and the card, copies evaluate's metrics onto the parent, and turns every way of failing into one
 ``error:`` line, a FAILED (or KILLED) parent run and a non-zero exit status.
 """
@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from steps.cards import log_card
-from steps.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
-from steps.cli import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
-from steps.config import PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
-from steps.errors import ConfigError, PipelineError, first_line
-from steps.lock import lock_path, pipeline_lock
-from steps.registry import REJECTED
-from steps.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
-from steps.tracking import server_problem
+from steps.core.errors import ConfigError, PipelineError, first_line
+from steps.mlflow_io.cards import log_card
+from steps.mlflow_io.registry import REJECTED
+from steps.mlflow_io.step_run import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
+from steps.orchestration.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
+from steps.orchestration.config import PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
+from steps.runtime.lock import lock_path, pipeline_lock
+from steps.runtime.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
+from steps.runtime.tracking import server_problem
 
 logger = logging.getLogger(__name__)
 

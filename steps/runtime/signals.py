@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from steps.errors import ERROR_TAG
-from steps.tracking import BOUNDED_RETRIES
+from steps.core.errors import ERROR_TAG
+from steps.runtime.tracking import BOUNDED_RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def keep_killed_after_parent_exits(run_id: str, error_prefix: str) -> None:
     if parent != _launcher.get("pid"):
         return  # reparented: `mlflow run` is gone and overwrites nothing
     subprocess.Popen(
-        [sys.executable, "-m", "steps.signals", run_id, str(parent), error_prefix],
-        cwd=Path(__file__).resolve().parent.parent,
+        [sys.executable, "-m", "steps.runtime.signals", run_id, str(parent), error_prefix],
+        cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

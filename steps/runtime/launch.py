@@ -1,7 +1,7 @@
 """Start a step: in the pipeline's warm process when the driver runs one, else in this process.
 
-Every step's MLproject command is ``python -m steps.launch <step> <arguments>``. Under the driver
-(``main.py``), the environment names a warm process (steps/warm.py) that has already imported
+Every step's MLproject command is ``python -m steps.runtime.launch <step> <arguments>``. Under the driver
+(``main.py``), the environment names a warm process (steps/runtime/warm.py) that has already imported
 MLflow, pandas, scikit-learn and the steps: this process hands it its arguments, environment,
 working directory and standard streams, waits for the step to finish there, and exits with its
 status. That saves each step the 2-3 s of starting Python and importing those libraries. Run
@@ -33,13 +33,13 @@ STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback"
 # Entry points that drive steps (run in this process, with a warm process for their steps): their modules.
 DRIVERS = {"main": "main", "sweep": "steps.sweep"}
 ENTRY_POINTS = (*DRIVERS, *STEP_NAMES)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ENTRY_POINTS:
-        sys.stderr.write(f"error: usage: python -m steps.launch <{'|'.join(ENTRY_POINTS)}> [arguments]; got {args[:1]}\n")
+        sys.stderr.write(f"error: usage: python -m steps <{'|'.join(ENTRY_POINTS)}> [arguments]; got {args[:1]}\n")
         sys.exit(2)
     step, step_args = args[0], args[1:]
     if step in DRIVERS:
@@ -104,7 +104,7 @@ def socket_address(address: str) -> str:
 
 
 class WarmProcess:
-    """The driver's handle on its warm process (steps/warm.py)."""
+    """The driver's handle on its warm process (steps/runtime/warm.py)."""
 
     def __init__(self, project_dir: Path):
         self._directory = None
@@ -115,7 +115,9 @@ class WarmProcess:
             address = str(Path(self._directory) / "warm.sock")
         token = secrets.token_hex(16)
         self.environment_value = f"{address}#{token}"
-        self._process = subprocess.Popen([sys.executable, "-m", "steps.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "steps.runtime.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL
+        )
 
     def stop(self) -> None:
         if self._process.poll() is None:

@@ -1,10 +1,10 @@
 """The pipeline's warm process: the steps' libraries imported once, each step forked from it.
 
 Starting a step's process costs 2-3 s before it does anything: the interpreter, then MLflow,
-its SQL store, pandas, scikit-learn and skops. The driver's launcher (``python -m steps.launch
+its SQL store, pandas, scikit-learn and skops. The driver's launcher (``python -m steps.runtime.launch
 main``) starts one warm process before the driver's own imports (a driver started otherwise
 starts it when the first step must run); it imports all of that once and waits on a Unix socket. Each step's command
-(steps/launch.py, started by ``mlflow.run`` as usual) connects, and the warm process forks a
+(steps/runtime/launch.py, started by ``mlflow.run`` as usual) connects, and the warm process forks a
 child that takes over the launcher's standard streams, working directory, environment
 (``MLFLOW_RUN_ID`` and the rest) and arguments, and runs the step; the launcher exits with the
 child's status. The step's run, outputs, errors and exit status are those of a step started
@@ -34,8 +34,8 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from steps.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, socket_address
-from steps.signals import stop_like_ctrl_c
+from steps.runtime.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, socket_address
+from steps.runtime.signals import stop_like_ctrl_c
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def _preload(module: str) -> None:
 def _code_versions() -> dict[str, tuple[int, int]]:
     """Modification time and size of each module of the project."""
     versions = {}
-    for path in sorted((PROJECT_ROOT / "steps").glob("*.py")):
+    for path in sorted((PROJECT_ROOT / "steps").rglob("*.py")):
         with contextlib.suppress(OSError):
             stat = path.stat()
-            versions[path.name] = (stat.st_mtime_ns, stat.st_size)
+            versions[str(path.relative_to(PROJECT_ROOT))] = (stat.st_mtime_ns, stat.st_size)
     return versions
 
 

@@ -28,9 +28,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry import RegisteredModel as MlflowRegisteredModel
 from mlflow.exceptions import MlflowException
 
-from steps.errors import InputError, PipelineError, describe
-from steps.lock import pipeline_lock, registry_lock_path
-from steps.signals import stop_deferred
+from steps.core.errors import InputError, PipelineError, describe
+from steps.runtime.lock import pipeline_lock, registry_lock_path
+from steps.runtime.signals import stop_deferred
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from steps.config import EvaluationConfig
-from steps.registry import R2, REPORTED_METRICS, RMSE
+from steps.mlflow_io.registry import R2, REPORTED_METRICS, RMSE
+from steps.orchestration.config import EvaluationConfig
 
 
 @dataclass(frozen=True)

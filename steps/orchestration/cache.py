@@ -24,9 +24,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from steps.artifacts import sha256_bytes, sha256_file
-from steps.cli import DIGEST_TAG_PREFIX
-from steps.config import PROJECT_ROOT
+from steps.mlflow_io.artifacts import sha256_bytes, sha256_file
+from steps.mlflow_io.step_run import DIGEST_TAG_PREFIX
+from steps.orchestration.config import PROJECT_ROOT
 
 KEY_TAG = "pipeline.cache.key"
 PART_TAG_PREFIX = "pipeline.cache."

@@ -1,6 +1,6 @@
 """Running steps as child runs of the pipeline's parent run, with the step cache, and the summary.
 
-``Chain.step(name, **parameters)`` computes the step's cache key (steps/cache.py). When a
+``Chain.step(name, **parameters)`` computes the step's cache key (steps/orchestration/cache.py). When a
 FINISHED run with that key exists and its outputs are still there, the step is *reused*: a
 child run marked ``pipeline.cache.reused_from`` records the reuse under this parent, and the
 old run's outputs are passed on. Otherwise it runs entry point ``<name>`` with ``mlflow.run``
@@ -25,24 +25,10 @@ from mlflow.entities import Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_RUN_NAME
 
-from steps.artifacts import fetch, resolve_data_uri, sha256_file
-from steps.cache import (
-    REUSED_FROM_TAG,
-    REUSED_KEY_TAG,
-    CacheKey,
-    cache_key,
-    code_digest,
-    env_digest,
-    find_reusable_run,
-    last_run_of,
-    output_digests,
-)
-from steps.cards import CARD_FILE, Card, artifact_url, run_url, ui_url
-from steps.cli import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
-from steps.config import STEPS
-from steps.errors import PipelineError, describe
-from steps.launch import WARM_SOCKET_ENV, WarmProcess
-from steps.registry import (
+from steps.core.errors import PipelineError, describe
+from steps.mlflow_io.artifacts import fetch, resolve_data_uri, sha256_file
+from steps.mlflow_io.cards import CARD_FILE, Card, artifact_url, run_url, ui_url
+from steps.mlflow_io.registry import (
     CHALLENGER,
     CHAMPION,
     CHAMPION_METRIC_PREFIX,
@@ -53,7 +39,21 @@ from steps.registry import (
     REPORTED_METRICS,
     alias_version,
 )
-from steps.signals import ignore_stop_signals
+from steps.mlflow_io.step_run import DIGEST_TAG_PREFIX, ERROR_TAG, MAX_TAG_LENGTH, OUTPUT_TAG_PREFIX
+from steps.orchestration.cache import (
+    REUSED_FROM_TAG,
+    REUSED_KEY_TAG,
+    CacheKey,
+    cache_key,
+    code_digest,
+    env_digest,
+    find_reusable_run,
+    last_run_of,
+    output_digests,
+)
+from steps.orchestration.config import STEPS
+from steps.runtime.launch import WARM_SOCKET_ENV, WarmProcess
+from steps.runtime.signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Chain:
 
     def _ensure_warm_process(self) -> None:
         if not os.environ.get(WARM_SOCKET_ENV):
-            # The driver was not started through steps/launch.py (which starts one for the whole
+            # The driver was not started through steps/runtime/launch.py (which starts one for the whole
             # run): start the warm process now, for this step and the next.
             self._warm = WarmProcess(self.project_dir)
             os.environ[WARM_SOCKET_ENV] = self._warm.environment_value
@@ -289,7 +289,7 @@ class Chain:
             succeeded = True
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM while the step starts or runs: MLflow stopped the step (SIGTERM),
-            # which marks its run KILLED itself (steps/cli.py); MLflow then marks it FAILED.
+            # which marks its run KILLED itself (steps/mlflow_io/step_run.py); MLflow then marks it FAILED.
             ignore_stop_signals()
             run_id = self._launched_run_id(name)
             if run_id is not None:

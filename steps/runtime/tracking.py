@@ -2,7 +2,7 @@
 
 MLflow reports a refused or unreachable server as a long exception (the request, the retry
 policy, the socket error). :func:`server_problem` turns those into one line that names the server
-and what to do, without credentials. ``python -m steps.tracking`` checks, quickly and with
+and what to do, without credentials. ``python -m steps.runtime.tracking`` checks, quickly and with
 bounded retries, that the server named by ``MLFLOW_TRACKING_URI`` answers and accepts the
 credentials, so a scheduled run fails in seconds instead of minutes; schedule/run-pipeline.sh
 runs it first.
@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from steps.errors import PipelineError, describe, redact
+from steps.core.errors import PipelineError, describe, redact
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ServerError(PipelineError):
 
 
 def tracking_server() -> str:
-    import mlflow  # noqa: PLC0415 - imported when needed: `python -m steps.tracking` must start fast
+    import mlflow  # noqa: PLC0415 - imported when needed: `python -m steps.runtime.tracking` must start fast
 
     return redact(mlflow.get_tracking_uri())
 
@@ -96,7 +96,7 @@ def check_server() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m steps.tracking``: exit 0 if the tracking server answers, else one line and 2."""
+    """``python -m steps.runtime.tracking``: exit 0 if the tracking server answers, else one line and 2."""
     del argv  # no options
     for name, value in BOUNDED_RETRIES.items():
         os.environ.setdefault(name, value)

@@ -19,10 +19,10 @@ from typing import Any, NoReturn
 
 import mlflow
 
-from steps.artifacts import LoggedArtifact, sha256_bytes
-from steps.errors import ERROR_TAG, InputError, PipelineError, first_line
-from steps.signals import ignore_stop_signals, stop_like_ctrl_c
-from steps.tracking import server_problem
+from steps.core.errors import ERROR_TAG, InputError, PipelineError, first_line
+from steps.mlflow_io.artifacts import LoggedArtifact, sha256_bytes
+from steps.runtime.signals import ignore_stop_signals, stop_like_ctrl_c
+from steps.runtime.tracking import server_problem
 
 logger = logging.getLogger(__name__)
 

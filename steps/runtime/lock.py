@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from steps.errors import PipelineError
+from steps.core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 

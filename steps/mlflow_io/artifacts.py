@@ -27,10 +27,10 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from steps.config import project_path
-from steps.errors import DataError, InputError, describe, first_line
-from steps.progress import Progress
-from steps.schema import DataSchema, parse_schema
+from steps.core.errors import DataError, InputError, describe, first_line
+from steps.core.progress import Progress
+from steps.core.schema import DataSchema, parse_schema
+from steps.orchestration.config import project_path
 
 logger = logging.getLogger(__name__)
 

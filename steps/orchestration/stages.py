@@ -1,4 +1,4 @@
-"""The pipeline's stages as steps on a :class:`~steps.chain.Chain`, shared by its drivers.
+"""The pipeline's stages as steps on a :class:`~steps.orchestration.chain.Chain`, shared by its drivers.
 
 ``main.py`` runs them once; ``steps/sweep.py`` runs ``prepare_data`` once and ``train_model`` /
 ``evaluate_model`` for each point of a grid. Every stage passes on artifact URIs only:
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steps.chain import ArtifactRef, Chain
-from steps.config import PipelineConfig
+from steps.orchestration.chain import ArtifactRef, Chain
+from steps.orchestration.config import PipelineConfig
 
 
 @dataclass(frozen=True)
