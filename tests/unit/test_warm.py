@@ -73,7 +73,4 @@ def test_an_unreachable_warm_process_falls_back_to_this_process(tmp_path):
 def test_the_launcher_names_the_steps_it_knows(tmp_path):
     done = _launch(tmp_path, None, "deploy")
     assert done.returncode == 2
-    assert (
-        "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>"
-        in done.stderr
-    )
+    assert "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>" in done.stderr
