@@ -20,15 +20,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from steps.mlflow_io.contracts import Kind
 from steps.mlflow_io.registry import champion_to_compare
-from steps.orchestration.chain import PIPELINE_KIND, Chain
 from steps.orchestration.config import MAIN_PARAMETERS, PipelineConfig
 from steps.orchestration.driver import Driver, drive
+from steps.orchestration.report import PipelineReport
+from steps.orchestration.runner import StepRunner
 from steps.orchestration.stages import evaluate_model, prepare_data, register_model, train_model
 
 PIPELINE = Driver(
     entry_point="main",
-    kind=PIPELINE_KIND,
+    kind=Kind.PIPELINE,
     title="Pipeline run",
     description="Run the whole pipeline as child runs of one parent run.",
     parameters=MAIN_PARAMETERS,
@@ -36,14 +38,18 @@ PIPELINE = Driver(
 )
 
 
-def run_pipeline(chain: Chain, config: PipelineConfig) -> None:
-    """ingest -> featurize -> train -> evaluate (against the current champion) -> register."""
-    data = prepare_data(chain, config)
-    model_uri = train_model(chain, config, data, alpha=config.model.alpha, l1_ratio=config.model.l1_ratio)
+def run_pipeline(runner: StepRunner, config: PipelineConfig, report: PipelineReport) -> None:
+    """ingest -> featurize -> train -> evaluate (against the current champion) -> register.
+
+    ``report`` needs nothing more than the steps' results here (a sweep adds its trials).
+    """
+    del report
+    data = prepare_data(runner, config)
+    model_uri = train_model(runner, config, data)
     # Pinned by version, so the cache reuses an evaluation only against the same champion.
-    champion_uri = champion_to_compare(chain.client, config.registry.model_name, model_uri)
-    evaluation_uri = evaluate_model(chain, config, data, model_uri, champion_uri=champion_uri)
-    register_model(chain, config, data, model_uri, evaluation_uri)
+    champion_uri = champion_to_compare(runner.client, config.registry.model_name, model_uri)
+    evaluation_uri = evaluate_model(runner, config, data, model_uri, champion_uri=champion_uri)
+    register_model(runner, config, data, model_uri, evaluation_uri)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

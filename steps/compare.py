@@ -26,19 +26,20 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run, ViewType
 from mlflow.exceptions import MlflowException
+from pydantic import BaseModel, ConfigDict
 
 from steps.core.errors import InputError
+from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric
 from steps.mlflow_io.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
 from steps.mlflow_io.cards import Card, figure_png, format_value, log_card, run_url
-from steps.mlflow_io.registry import MAE, R2, REPORTED_METRICS, RMSE
-from steps.mlflow_io.step_run import MAX_TAG_LENGTH, run_step, step_parser
-from steps.orchestration.chain import COMPARE_KIND, KIND_TAG, PIPELINE_KIND, TRIAL_KIND
+from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Kind, Tag
+from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
 # Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
 # repeats its best trial's evaluation, so it would count that trial twice.
-COMPARED_KINDS = frozenset({PIPELINE_KIND, TRIAL_KIND})
+COMPARED_KINDS = frozenset({Kind.PIPELINE, Kind.TRIAL})
 EVALUATE_RUN_TAG = "pipeline.evaluate.run_id"
 REGISTER_RUN_TAG = "pipeline.register.run_id"
 PASSED_RUN_TAG = "pipeline.evaluation.passed"
@@ -73,26 +74,6 @@ LOG_SCALE_SPAN = 10.0
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 
-@dataclass(frozen=True)
-class Metric:
-    """An evaluation metric: MLflow's name (a column of the table), the short name and label."""
-
-    name: str
-    short: str
-    higher_is_better: bool
-
-    @property
-    def label(self) -> str:
-        return REPORTED_METRICS[self.name]
-
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-
-METRICS = (Metric(RMSE, "rmse", False), Metric(MAE, "mae", False), Metric(R2, "r2", True))
-
-
 def resolve_metric(text: str) -> Metric:
     """The metric ``-P metric`` names: rmse, mae, r2, or MLflow's full name (any case)."""
     wanted = text.strip().lower()
@@ -101,6 +82,14 @@ def resolve_metric(text: str) -> Metric:
             return metric
     shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
     raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+
+
+class CompareSettings(BaseModel):
+    """The ``compare`` section."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    max_runs: int
 
 
 def check_max_runs(max_runs: int) -> int:
@@ -131,7 +120,7 @@ def find_experiment(client: MlflowClient, text: str, current_id: str) -> Experim
 
 def is_compared(run: Run) -> bool:
     tags = run.data.tags
-    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(KIND_TAG, PIPELINE_KIND) in COMPARED_KINDS
+    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(Tag.KIND, Kind.PIPELINE) in COMPARED_KINDS
 
 
 def pipeline_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
@@ -219,7 +208,7 @@ def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registratio
             {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name or "",
-                "kind": tags.get(KIND_TAG, PIPELINE_KIND),
+                "kind": tags.get(Tag.KIND, Kind.PIPELINE),
                 "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
                 **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
                 **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
@@ -473,8 +462,8 @@ def to_csv(ranked: pd.DataFrame) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("compare", __doc__, inputs=())
     parser.add_argument("--experiment", type=str, default="", help="experiment name or id; empty: the compare run's own experiment")
-    parser.add_argument("--metric", type=str, default="rmse", help="rank by rmse, mae or r2 (or MLflow's full metric name)")
-    parser.add_argument("--max_runs", type=int, default=1000, help="compare at most this many runs, the newest")
+    parser.add_argument("--metric", type=str, default=None, help=f"rank by rmse, mae or r2 (or MLflow's name); default: {PRIMARY.short}")
+    add_settings(parser, "compare")
     return parser
 
 
@@ -483,9 +472,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
-    mlflow.set_tag(KIND_TAG, COMPARE_KIND)  # first: a failed compare run is not mistaken for a pipeline run
-    metric = resolve_metric(args.metric)
-    max_runs = check_max_runs(args.max_runs)
+    mlflow.set_tag(Tag.KIND, Kind.COMPARE)  # first: a failed compare run is not mistaken for a pipeline run
+    metric = resolve_metric(args.metric or PRIMARY.short)
+    max_runs = check_max_runs(settings(args, CompareSettings, "compare").max_runs)
     client = MlflowClient()
     experiment = find_experiment(client, args.experiment, mlflow.active_run().info.experiment_id)
     frame = collect(client, experiment.experiment_id, max_runs)

@@ -15,32 +15,39 @@ import argparse
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.models.evaluation import EvaluationResult
+from mlflow.models.evaluation import EvaluationResult as MlflowEvaluation
 
+from steps.core import gate, model
 from steps.core.errors import InputError, first_line
-from steps.core.gate import Check, absolute_checks, champion_check
+from steps.core.gate import NO_CHAMPION, Check, GateSettings
 from steps.core.schema import PREDICTION_COLUMN, DataSchema
-from steps.mlflow_io.artifacts import LoggedArtifact, load_manifest, load_model, log_bytes, log_json, read_split, to_dataset
+from steps.mlflow_io.artifacts import load_manifest, load_model, log_bytes, log_record, read_split, to_dataset
 from steps.mlflow_io.cards import Card, figure_png, histogram, log_card
-from steps.mlflow_io.registry import CHAMPION_METRIC_PREFIX, NO_VERSION, REPORTED_METRICS, RegisteredModel, resolve
-from steps.mlflow_io.step_run import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
-from steps.orchestration.config import EvaluationConfig
+from steps.mlflow_io.contracts import (
+    CHAMPION_METRIC_PREFIX,
+    MAX_TAG_LENGTH,
+    NO_VERSION,
+    Artifact,
+    ChampionRecord,
+    CheckRecord,
+    EvaluationResult,
+    LoggedArtifact,
+    Tag,
+)
+from steps.mlflow_io.registry import RegisteredModel, resolve
+from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
 # Points drawn in a scatter plot at most (a random sample of the test rows beyond that).
 PLOTTED_POINTS = 20_000
-
-
-NO_CHAMPION = "no champion yet: absolute thresholds only"
 
 
 @dataclass(frozen=True)
@@ -63,26 +70,6 @@ class EvaluateOutputs:
     checks: list[Check]
     champion_metrics: dict[str, float] | None = None
     figures: dict[str, Figure] = field(default_factory=dict)
-
-
-def judge(
-    params: EvaluationConfig, candidate: EvaluationResult, champion: EvaluationResult | None = None, champion_name: str = ""
-) -> list[Check]:
-    """Each rule of the gate, decided by ``mlflow.validate_evaluation_results``, in words."""
-    checks = absolute_checks(params, candidate)
-    if champion is not None:
-        checks.append(champion_check(params, candidate, champion, champion_name))
-    return checks
-
-
-def verdict(checks: list[Check], champion_note: str) -> tuple[bool, str]:
-    """Passed when every check passed; the reason lists the failed checks (or all, when passed)."""
-    failed = [c.detail for c in checks if not c.passed]
-    passed = not failed
-    reason = "; ".join(failed if failed else [c.detail for c in checks])
-    if champion_note:
-        reason += f"; {champion_note}"
-    return passed, reason
 
 
 def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> dict[str, Figure]:
@@ -111,10 +98,10 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title=f"Residuals vs predicted{sample}")
     histogram(right, residuals, bins=min(30, max(5, len(residuals) // 5)))
     right.set(xlabel="residual", ylabel="count", title="Residual distribution")
-    return {"plots/predicted_vs_actual.png": scatter, "plots/residuals.png": resid}
+    return {Artifact.PREDICTED_VS_ACTUAL: scatter, Artifact.RESIDUALS: resid}
 
 
-def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: str, model_id: str | None) -> EvaluationResult:
+def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: str, model_id: str | None) -> MlflowEvaluation:
     predicted = np.asarray(predictions, dtype="float64").reshape(-1)
     if len(predicted) != len(actual):
         raise InputError(f"the model returned {len(predicted)} predictions for {len(actual)} test rows")
@@ -123,14 +110,14 @@ def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: s
     frame = pd.DataFrame({target: actual, PREDICTION_COLUMN: predicted})
     sha256 = hashlib.sha256(np.ascontiguousarray(actual, dtype="float64").tobytes() + predicted.tobytes()).hexdigest()
     dataset = to_dataset(frame, name="evaluation", source=None, target=target, sha256=sha256, predictions=PREDICTION_COLUMN)
-    return mlflow.models.evaluate(data=dataset, model_type="regressor", model_id=model_id)
+    return mlflow.models.evaluate(data=dataset, model_type=model.TASK, model_id=model_id)
 
 
 def run(
     test: pd.DataFrame,
     predictions: np.ndarray,
     schema: DataSchema,
-    params: EvaluationConfig,
+    params: GateSettings,
     *,
     model_id: str | None = None,
     champion: Champion | None = None,
@@ -150,8 +137,9 @@ def run(
         note = ""
     elif champion is not None:
         note = f"champion version {champion.model.version} {champion.problem}: absolute thresholds only"
-    checks = judge(params, result, champion_result, f"champion version {champion.model.version}" if champion else "")
-    passed, reason = verdict(checks, note)
+    champion_metrics = champion_result.metrics if champion_result else None
+    checks = gate.judge(params, result.metrics, champion_metrics, f"champion version {champion.model.version}" if champion else "")
+    passed, reason = gate.verdict(checks, note)
     return EvaluateOutputs(
         metrics={name: float(value) for name, value in result.metrics.items()},
         passed=passed,
@@ -162,21 +150,22 @@ def run(
     )
 
 
-def report_markdown(result: dict[str, Any]) -> str:
+def report_markdown(result: EvaluationResult) -> str:
     """evaluation/report.md: the verdict, both metric sets side by side, and each check."""
-    champion = result["champion"]
-    verdict_text = "**passed**" if result["passed"] else "**rejected**"
-    lines = [f"# Evaluation: {verdict_text}", "", result["reason"], ""]
-    header = "| metric | candidate |" + (f" champion (version {champion['version']}) |" if champion and champion.get("metrics") else "")
-    lines += [header, "|---|---|" + ("---|" if "champion (" in header else "")]
-    for name, label in REPORTED_METRICS.items():
-        row = f"| {label} | {result['metrics'][name]:.4g} |"
-        if "champion (" in header:
-            row += f" {champion['metrics'][name]:.4g} |"
+    champion = result.champion
+    verdict_text = "**passed**" if result.passed else "**rejected**"
+    lines = [f"# Evaluation: {verdict_text}", "", result.reason, ""]
+    compared = champion is not None and champion.metrics is not None
+    header = "| metric | candidate |" + (f" champion (version {champion.version}) |" if compared else "")
+    lines += [header, "|---|---|" + ("---|" if compared else "")]
+    for metric in model.METRICS:
+        row = f"| {metric.label} | {result.metrics[metric.name]:.4g} |"
+        if compared:
+            row += f" {champion.metrics[metric.name]:.4g} |"
         lines.append(row)
     lines += ["", "| check | passed | detail |", "|---|---|---|"]
-    lines += [f"| {c['name']} | {'yes' if c['passed'] else 'no'} | {c['detail']} |" for c in result["checks"]]
-    lines += ["", f"Test split: {result['test_rows']} rows from `{result['test_uri']}`; model `{result['model_uri']}`.", ""]
+    lines += [f"| {c.name} | {'yes' if c.passed else 'no'} | {c.detail} |" for c in result.checks]
+    lines += ["", f"Test split: {result.test_rows} rows from `{result.test_uri}`; model `{result.model_uri}`.", ""]
     return "\n".join(lines)
 
 
@@ -188,10 +177,10 @@ def card(out: EvaluateOutputs, champion: Champion | None, test_rows: int, model_
     result.heading("Metrics (test split)")
     champion_column = f"champion (version {champion.model.version})" if champion else "champion"
     rows = []
-    for name, label in REPORTED_METRICS.items():
-        row: dict[str, Any] = {"metric": label, "candidate": out.metrics.get(name)}
+    for metric in model.METRICS:
+        row: dict[str, object] = {"metric": metric.label, "candidate": out.metrics.get(metric.name)}
         if out.champion_metrics is not None:
-            row[champion_column] = out.champion_metrics.get(name)
+            row[champion_column] = out.champion_metrics.get(metric.name)
         rows.append(row)
     result.table(rows)
     if out.champion_metrics is None:
@@ -216,9 +205,7 @@ INPUTS = ("model_uri", "test_uri", "manifest_uri")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("evaluate", __doc__, INPUTS)
-    parser.add_argument("--min_r2", type=float, required=True, help="pass only if R² >= this")
-    parser.add_argument("--max_rmse", type=float, required=True, help="pass only if RMSE <= this")
-    parser.add_argument("--champion_tolerance", type=float, required=True, help="pass only if RMSE <= the champion's RMSE x (1 + this)")
+    add_settings(parser, "evaluation")
     parser.add_argument(
         "--champion_uri",
         type=str,
@@ -255,54 +242,45 @@ def load_champion(uri: str, features: pd.DataFrame) -> Champion | None:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
-    params = EvaluationConfig(min_r2=args.min_r2, max_rmse=args.max_rmse, champion_tolerance=args.champion_tolerance)
+    params = settings(args, GateSettings, "evaluation")
     model_uri, test_uri, manifest_uri = require_inputs(args, INPUTS).values()
     manifest, schema = load_manifest(manifest_uri)
     test = read_split(test_uri, "test split", schema)
     features = test[schema.features]
-    model = load_model(model_uri)
+    candidate = load_model(model_uri)
     champion = load_champion(args.champion_uri.strip(), features)
-    predictions = np.asarray(model.predict(features))
-    out = run(test, predictions, schema, params, model_id=model.metadata.model_id, champion=champion)
+    predictions = np.asarray(candidate.predict(features))
+    out = run(test, predictions, schema, params, model_id=candidate.metadata.model_id, champion=champion)
 
     plots = {artifact_file: figure_png(figure, dpi=100) for artifact_file, figure in out.figures.items()}
     for artifact_file, png in plots.items():
         log_bytes(png, artifact_file)
     if out.champion_metrics:
-        mlflow.log_metrics({CHAMPION_METRIC_PREFIX + name: out.champion_metrics[name] for name in REPORTED_METRICS})
+        mlflow.log_metrics({CHAMPION_METRIC_PREFIX + m.name: out.champion_metrics[m.name] for m in model.METRICS})
     mlflow.set_tags(
         {
-            "pipeline.evaluation.passed": str(out.passed).lower(),
-            "pipeline.evaluation.reason": out.reason[:MAX_TAG_LENGTH],
-            "pipeline.evaluation.champion_version": champion.model.version if champion else NO_VERSION,
+            Tag.PASSED: str(out.passed).lower(),
+            Tag.REASON: out.reason[:MAX_TAG_LENGTH],
+            Tag.COMPARED_WITH: champion.model.version if champion else NO_VERSION,
         }
     )
-    result: dict[str, Any] = {
-        "passed": out.passed,
-        "reason": out.reason,
-        "checks": [asdict(check) for check in out.checks],
-        "metrics": {name: out.metrics[name] for name in REPORTED_METRICS} | out.metrics,
-        # The champion this candidate was compared with: register promotes only if it still is.
-        "champion": None
+    result = EvaluationResult(
+        passed=out.passed,
+        reason=out.reason,
+        checks=[CheckRecord(name=c.name, passed=c.passed, detail=c.detail) for c in out.checks],
+        metrics=out.metrics,
+        champion=None
         if champion is None
-        else {
-            "model_name": champion.model.name,
-            "version": champion.model.version,
-            "metrics": out.champion_metrics,
-            "problem": champion.problem or None,
-        },
-        "thresholds": {"min_r2": params.min_r2, "max_rmse": params.max_rmse, "champion_tolerance": params.champion_tolerance},
-        "model_uri": model_uri,
-        "test_uri": test_uri,
-        "test_rows": len(test),
-        # Identifies the split (by content): register compares recorded metrics only on the same one.
-        "test_digest": manifest.get("splits", {}).get("test", {}).get("digest"),
-    }
+        else ChampionRecord(
+            model_name=champion.model.name, version=champion.model.version, metrics=out.champion_metrics, problem=champion.problem or None
+        ),
+        thresholds=params.model_dump(),
+        model_uri=model_uri,
+        test_uri=test_uri,
+        test_rows=len(test),
+        test_digest=manifest.splits["test"].digest if "test" in manifest.splits else None,
+    )
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
-    mlflow.log_text(report_markdown(result), "evaluation/report.md")
+    mlflow.log_text(report_markdown(result), Artifact.REPORT)
     log_card(lambda: card(out, champion, len(test), model_uri, plots))
-    return {"evaluation_uri": log_json(result, "evaluation/result.json")}
-
-
-if __name__ == "__main__":
-    main()
+    return {"evaluation_uri": log_record(result, Artifact.EVALUATION)}

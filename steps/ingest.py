@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,20 +16,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.model_selection import train_test_split
 
-from steps.core.errors import DataError
+from steps.core.data import DataSettings, split
 from steps.core.progress import stage
 from steps.core.schema import DataSchema, load_schema, validate_frame
-from steps.mlflow_io.artifacts import LoggedArtifact, log_json, log_table, read_table_with_digest, resolve_data_uri, to_dataset
+from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.mlflow_io.cards import Card, histogram, log_card
-from steps.mlflow_io.step_run import run_step, step_parser
-from steps.orchestration.config import DataConfig
+from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Manifest, SplitRecord, SplitSettingsRecord, Tag
+from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
-# Each split needs at least this many rows (R² and RMSE are meaningless on fewer).
-MIN_SPLIT_ROWS = 2
 # The card's histograms are drawn from a random sample of at most this many rows (the shape of
 # a distribution needs no more; every row of a large file would cost seconds per column).
 HISTOGRAM_ROWS = 200_000
@@ -38,13 +34,8 @@ HISTOGRAM_ROWS = 200_000
 TOP_CATEGORIES = 10
 # Columns drawn in the card, at most (wide data: the first ones; every column is in the table).
 PLOTTED_COLUMNS = 40
-
-
-@dataclass(frozen=True)
-class IngestParams:
-    schema: DataSchema
-    test_size: float
-    seed: int
+# The options that set the data section under another name than its key.
+OPTIONS = {"data_uri": "uri"}
 
 
 @dataclass(frozen=True)
@@ -54,23 +45,10 @@ class IngestOutputs:
     test: pd.DataFrame
 
 
-def run(raw: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
-    """Validate ``raw`` (read from ``source``) and split it reproducibly."""
-    return split(validate_frame(raw, params.schema, source), params, source)
-
-
-def split(data: pd.DataFrame, params: IngestParams, source: str) -> IngestOutputs:
-    """Split validated ``data`` into train and test rows, reproducibly (``params.seed``)."""
-    n_test = math.ceil(len(data) * params.test_size)
-    if len(data) < 2 * MIN_SPLIT_ROWS:
-        raise DataError(f"{source}: {len(data)} row(s) are too few to split; train and test need at least {MIN_SPLIT_ROWS} rows each")
-    if n_test < MIN_SPLIT_ROWS or len(data) - n_test < MIN_SPLIT_ROWS:
-        raise DataError(
-            f"{source}: test_size={params.test_size} splits {len(data)} rows into {len(data) - n_test} train and {n_test} test rows; "
-            f"each split needs at least {MIN_SPLIT_ROWS} rows"
-        )
-    train, test = train_test_split(data, test_size=n_test, random_state=params.seed, shuffle=True)
-    return IngestOutputs(data=data, train=train.reset_index(drop=True), test=test.reset_index(drop=True))
+def run(raw: pd.DataFrame, schema: DataSchema, params: DataSettings, source: str) -> IngestOutputs:
+    """Validate ``raw`` (read from ``source``) against ``schema`` and split it reproducibly."""
+    data = validate_frame(raw, schema, source)
+    return IngestOutputs(data, *split(data, params.test_size, params.seed, source))
 
 
 def column_profile(data: pd.DataFrame, schema: DataSchema) -> list[dict[str, object]]:
@@ -124,7 +102,7 @@ def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
     return fig
 
 
-def card(out: IngestOutputs, schema: DataSchema, source: str, params: IngestParams) -> Card:
+def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettings) -> Card:
     """The data profile: size, split, missing values and each column's distribution."""
     data = out.data
     profile = column_profile(data, schema)  # column by column: no frame-sized temporary on large data
@@ -151,10 +129,7 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: IngestPara
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("ingest", __doc__, inputs=())
-    parser.add_argument("--data_uri", type=str, required=True, help="CSV or Parquet: path, file://, http(s)://, or artifact URI")
-    parser.add_argument("--schema", type=str, required=True, help="schema YAML, relative to the project")
-    parser.add_argument("--test_size", type=float, required=True, help="fraction of rows held out for testing")
-    parser.add_argument("--seed", type=int, required=True, help="seed of the split")
+    add_settings(parser, "data", OPTIONS)
     return parser
 
 
@@ -163,32 +138,28 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
-    # The same checks as the pipeline's configuration, so a step run alone is held to them too.
-    DataConfig(uri=args.data_uri, schema=args.schema, test_size=args.test_size, seed=args.seed)
-    schema = load_schema(args.schema)
-    location = resolve_data_uri(args.data_uri)
-    with stage(f"read {args.data_uri}", log=logger):
+    params = settings(args, DataSettings, "data", OPTIONS)
+    schema = load_schema(params.schema_file)
+    location = resolve_data_uri(params.uri)
+    with stage(f"read {params.uri}", log=logger):
         raw, source_sha256 = read_table_with_digest(
             location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns
         )
     # run() in two halves, so that the file as read is freed before the split copies the rows.
     with stage(f"checked {len(raw):,} rows against the schema", log=logger):
-        data = validate_frame(raw, schema, args.data_uri)
+        data = validate_frame(raw, schema, params.uri)
     del raw
-    params = IngestParams(schema=schema, test_size=args.test_size, seed=args.seed)
     with stage("split into train and test", log=logger):
-        out = split(data, params, source=args.data_uri)
+        out = IngestOutputs(data, *split(data, params.test_size, params.seed, params.uri))
 
-    with stage("logged data/train.parquet and data/test.parquet", log=logger):
-        train_file = log_table(out.train, "data/train.parquet")
-        test_file = log_table(out.test, "data/test.parquet")
+    with stage(f"logged {Artifact.TRAIN} and {Artifact.TEST}", log=logger):
+        train_file = log_table(out.train, Artifact.TRAIN)
+        test_file = log_table(out.test, Artifact.TEST)
     source = to_dataset(out.data, name="source", source=location, target=schema.target, sha256=source_sha256)
     train = to_dataset(
-        out.train, name="train", source=mlflow.get_artifact_uri("data/train.parquet"), target=schema.target, sha256=train_file.digest
+        out.train, name="train", source=mlflow.get_artifact_uri(Artifact.TRAIN), target=schema.target, sha256=train_file.digest
     )
-    test = to_dataset(
-        out.test, name="test", source=mlflow.get_artifact_uri("data/test.parquet"), target=schema.target, sha256=test_file.digest
-    )
+    test = to_dataset(out.test, name="test", source=mlflow.get_artifact_uri(Artifact.TEST), target=schema.target, sha256=test_file.digest)
     mlflow.log_input(source, context="source")
     mlflow.log_input(train, context="training")
     mlflow.log_input(test, context="testing")
@@ -203,25 +174,24 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
             "missing_values": missing,
         }
     )
-    mlflow.set_tag("pipeline.data_digest", source.digest)
-    manifest = {
-        "source": args.data_uri,
-        "resolved_source": location,
-        "digest": source.digest,
-        "rows": len(out.data),
-        "missing_values": missing,
-        # No run-specific URIs here: the manifest's digest must depend on the data only.
-        "splits": {
-            "train": {"rows": len(out.train), "digest": train.digest},
-            "test": {"rows": len(out.test), "digest": test.digest},
+    mlflow.set_tag(Tag.DATA_DIGEST, source.digest)
+    manifest = Manifest(
+        source=params.uri,
+        resolved_source=location,
+        digest=source.digest,
+        rows=len(out.data),
+        missing_values=missing,
+        splits={
+            "train": SplitRecord(rows=len(out.train), digest=train.digest),
+            "test": SplitRecord(rows=len(out.test), digest=test.digest),
         },
-        "split": {"test_size": args.test_size, "seed": args.seed},
-        "schema": schema.to_dict(),
-    }
-    manifest_file = log_json(manifest, "data/manifest.json")
+        split=SplitSettingsRecord(test_size=params.test_size, seed=params.seed),
+        schema=schema.to_dict(),
+    )
+    manifest_file = log_record(manifest, Artifact.MANIFEST)
     with stage("data profile (card.html)", log=logger):
-        log_card(lambda: card(out, schema, args.data_uri, params))
-    logger.info("%s: %s rows valid; train %s, test %s", args.data_uri, *(f"{len(f):,}" for f in (out.data, out.train, out.test)))
+        log_card(lambda: card(out, schema, params.uri, params))
+    logger.info("%s: %s rows valid; train %s, test %s", params.uri, *(f"{len(f):,}" for f in (out.data, out.train, out.test)))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 
 

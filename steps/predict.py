@@ -39,7 +39,9 @@ from mlflow import MlflowClient
 from mlflow.data.dataset import Dataset
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import LoggedModelInput
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from steps.core.conf import defaults, project_path
 from steps.core.errors import ConfigError, DataError, InputError, first_line
 from steps.core.schema import PREDICTION_COLUMN, ColumnSpec, DataSchema, _other_delimiter, _range_text, load_schema, validate_frame
 from steps.mlflow_io.artifacts import (
@@ -56,9 +58,8 @@ from steps.mlflow_io.artifacts import (
     table_format,
     to_dataset,
 )
-from steps.mlflow_io.registry import CHAMPION, RegisteredModel, resolve
-from steps.mlflow_io.step_run import run_step, step_parser
-from steps.orchestration.config import RegistryConfig, project_path
+from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, resolve
+from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
@@ -94,6 +95,21 @@ MAX_LISTED = 3
 TYPE_PROBLEMS = ("non_numeric", "infinite", "non_integer")
 
 
+class PredictSettings(BaseModel):
+    """The ``predict`` section: how batch prediction scores by default."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    engine: str
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"must be one of {', '.join(ENGINES)}, got {value!r}")
+        return value
+
+
 @dataclass(frozen=True)
 class PredictOutputs:
     predictions: pd.DataFrame
@@ -118,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("predict", __doc__, inputs=())
     parser.add_argument("--data_uri", type=str, default="", help="CSV or Parquet rows to score: path, file://, http(s)://, artifact URI")
     parser.add_argument("--model_uri", type=str, default="", help="the model to use; empty: models:/<model_name>@champion")
-    parser.add_argument("--model_name", type=str, required=True, help="registered model whose champion scores when no model_uri")
-    parser.add_argument("--schema", type=str, required=True, help="schema YAML the rows must satisfy (the target may be absent)")
-    parser.add_argument("--engine", type=str, default="pandas", choices=ENGINES, help="pandas: in this process; spark: on Apache Spark")
+    add_settings(parser, "registry")
+    parser.add_argument(
+        "--schema", type=str, default=None, help="schema YAML the rows must satisfy (the target may be absent); default: data.schema"
+    )
+    add_settings(parser, "predict")
     parser.add_argument(
         "--spark_master",
         type=str,
@@ -136,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def model_to_use(client: MlflowClient, model_uri: str, model_name: str) -> tuple[str, RegisteredModel | None]:
     """The immutable URI to load (an alias resolved to its version now) and the registered version."""
-    uri = model_uri or f"models:/{RegistryConfig(model_name=model_name).model_name}@{CHAMPION}"
+    uri = model_uri or f"models:/{model_name}@{CHAMPION}"
     if not uri.startswith("models:/") or uri.startswith("models:/m-"):
         return uri, None  # a run artifact or a logged model that is not (necessarily) registered
     registered = resolve(client, uri, "model_uri")
@@ -148,14 +166,15 @@ def model_to_use(client: MlflowClient, model_uri: str, model_name: str) -> tuple
 def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     if not args.data_uri.strip():
         raise InputError("missing data_uri: pass the rows to score, e.g. -P data_uri=data/new_rows.csv")
-    schema = load_schema(args.schema)
+    schema = load_schema(args.schema or defaults("data")["schema"])
+    options = settings(args, PredictSettings, "predict")
     client = MlflowClient()
-    uri, registered = model_to_use(client, args.model_uri.strip(), args.model_name)
+    uri, registered = model_to_use(client, args.model_uri.strip(), settings(args, RegistrySettings, "registry").model_name)
     # Loaded here on either engine: a model that cannot load fails with one line before any scoring.
     model = load_model(uri)
     location = resolve_data_uri(args.data_uri)
     linked = LoggedModelInput(model.metadata.model_id) if model.metadata.model_id else None
-    if args.engine == "spark":
+    if options.engine == "spark":
         predictions, rows = _predict_with_spark(args, location, uri, schema, linked)
     else:
         raw, sha256 = read_table_with_digest(location, what="dataset", text_columns=schema.text_columns)
@@ -169,7 +188,7 @@ def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     if registered:
         tags |= {"pipeline.model_name": registered.name, "pipeline.model_version": registered.version}
     mlflow.set_tags(tags)
-    logger.info("scored %d rows of %s with %s (engine %s)", rows, args.data_uri, uri, args.engine)
+    logger.info("scored %d rows of %s with %s (engine %s)", rows, args.data_uri, uri, options.engine)
     return {"predictions_uri": predictions}
 
 

@@ -15,36 +15,30 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
+from pydantic import ValidationError
 
+from steps.core import model
 from steps.core.errors import InputError
-from steps.core.gate import Check, champion_check, result_of
-from steps.mlflow_io.artifacts import load_manifest, read_json
+from steps.core.gate import Check, GateSettings, champion_check
+from steps.core.model import RMSE
+from steps.mlflow_io.artifacts import load_evaluation, load_manifest
 from steps.mlflow_io.cards import Card, log_card
+from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, EvaluationResult, Manifest, Tag, VersionTag
 from steps.mlflow_io.registry import (
     ALREADY,
     CHALLENGER,
     CHAMPION,
-    COMPARED_WITH_TAG,
-    DECISION_REASON_RUN_TAG,
-    DECISION_REASON_TAG,
-    DECISION_RUN_TAG,
-    DECISION_TAG,
-    NO_VERSION,
-    PASSED_TAG,
     PROMOTED,
     REJECTED,
-    REPORTED_METRICS,
-    RMSE,
-    ROLLED_BACK_TAG_PREFIX,
     STALE,
-    TEST_DIGEST_TAG,
     RegisteredModel,
+    RegistrySettings,
     alias_change,
     alias_target,
     alias_version,
@@ -52,8 +46,7 @@ from steps.mlflow_io.registry import (
     promote,
     rolled_back_versions,
 )
-from steps.mlflow_io.step_run import MAX_TAG_LENGTH, require_inputs, run_step, step_parser
-from steps.orchestration.config import EvaluationConfig, RegistryConfig
+from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +64,7 @@ class Verdict:
     compared_with: str | None
     metrics: Mapping[str, float] = field(default_factory=dict)
     test_digest: str | None = None
-    params: EvaluationConfig | None = None
+    params: GateSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -89,15 +82,15 @@ def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
     Comparable when both were evaluated on the same test split (same content digest) and the
     champion's RMSE is recorded; None otherwise.
     """
-    if champion is None or verdict.params is None or not verdict.test_digest or RMSE not in verdict.metrics:
+    if champion is None or verdict.params is None or not verdict.test_digest or RMSE.name not in verdict.metrics:
         return None
-    if champion.tags.get(TEST_DIGEST_TAG) != verdict.test_digest:
+    if champion.tags.get(VersionTag.TEST_DIGEST) != verdict.test_digest:
         return None
     try:
-        champion_rmse = float(champion.tags[f"evaluation.{RMSE}"])
+        champion_rmse = float(champion.tags[VersionTag.METRIC + RMSE.name])
     except (KeyError, ValueError):
         return None
-    return champion_check(verdict.params, result_of(verdict.metrics), result_of({RMSE: champion_rmse}), f"version {champion.version}")
+    return champion_check(verdict.params, verdict.metrics, {RMSE.name: champion_rmse}, f"version {champion.version}")
 
 
 def decide(
@@ -115,7 +108,7 @@ def decide(
     if champion_is_candidate:
         return ALREADY, f"the champion, version {current}, is this same model"
     if rolled_back is not None:
-        why = rolled_back.tags.get(ROLLED_BACK_TAG_PREFIX + "reason", "no reason given")
+        why = rolled_back.tags.get(VersionTag.ROLLED_BACK + "reason", "no reason given")
         return STALE, (
             f"version {rolled_back.version} holds this same model and was rolled back ({why}); "
             f"it is not promoted again automatically (to restore it on purpose: -e rollback -P version={rolled_back.version})"
@@ -167,8 +160,8 @@ def run(
             promote(client, model, previous=current, by=by)
             current = model.version
         point_challenger(client, model)
-    client.set_model_version_tag(model_name, model.version, DECISION_TAG, decision)
-    client.set_model_version_tag(model_name, model.version, DECISION_REASON_TAG, reason[:MAX_TAG_LENGTH])
+    client.set_model_version_tag(model_name, model.version, VersionTag.DECISION, decision)
+    client.set_model_version_tag(model_name, model.version, VersionTag.DECISION_REASON, reason[:MAX_TAG_LENGTH])
     return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current, previous_champion=previous)
 
 
@@ -194,18 +187,18 @@ def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
     return result
 
 
-def lineage_tags(run_tags: Mapping[str, str], manifest: Mapping, evaluation: Mapping) -> dict[str, str]:
+def lineage_tags(run_tags: Mapping[str, str], manifest: Manifest, evaluation: EvaluationResult) -> dict[str, str]:
     """Tags that tie a model version to the run, data, code and verdict that produced it."""
     return {
-        "pipeline.run_id": run_tags.get(MLFLOW_PARENT_RUN_ID, "none (register ran on its own)"),
-        "data.source": str(manifest.get("source", "")),
-        "data.digest": str(manifest.get("digest", "")),
-        "git.commit": run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
-        PASSED_TAG: str(bool(evaluation["passed"])).lower(),
-        "evaluation.reason": str(evaluation.get("reason", ""))[:MAX_TAG_LENGTH],
+        VersionTag.PIPELINE_RUN: run_tags.get(MLFLOW_PARENT_RUN_ID, "none (register ran on its own)"),
+        VersionTag.DATA_SOURCE: manifest.source,
+        VersionTag.DATA_DIGEST: manifest.digest,
+        VersionTag.GIT_COMMIT: run_tags.get(MLFLOW_GIT_COMMIT, "unknown (not run from a git checkout)"),
+        VersionTag.PASSED: str(evaluation.passed).lower(),
+        VersionTag.REASON: evaluation.reason[:MAX_TAG_LENGTH],
         # Full precision: register compares a later candidate with these (see recheck).
-        **{f"evaluation.{name}": repr(float(value)) for name, value in evaluation.get("metrics", {}).items() if name in REPORTED_METRICS},
-        TEST_DIGEST_TAG: str(evaluation.get("test_digest") or "unknown"),
+        **{VersionTag.METRIC + m.name: repr(float(evaluation.metrics[m.name])) for m in model.METRICS if m.name in evaluation.metrics},
+        VersionTag.TEST_DIGEST: evaluation.test_digest or "unknown",
     }
 
 
@@ -215,7 +208,7 @@ INPUTS = ("model_uri", "evaluation_uri", "manifest_uri")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("register", __doc__, INPUTS)
-    parser.add_argument("--model_name", type=str, required=True, help="registered model name")
+    add_settings(parser, "registry")
     return parser
 
 
@@ -223,48 +216,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_step("register", build_parser(), _register, argv)
 
 
-def verdict_of(evaluation: object, evaluation_uri: str, model_uri: str, model_name: str) -> Verdict:
-    """The verdict in evaluate's result.json, checked to be about this model and registry name."""
-    if not isinstance(evaluation, dict) or "passed" not in evaluation:
-        raise InputError(f"evaluation result {evaluation_uri}: not a result written by evaluate (no 'passed')")
-    if evaluation.get("model_uri") not in (None, model_uri):
-        raise InputError(f"evaluation result {evaluation_uri} is for {evaluation['model_uri']}, not for {model_uri}")
-    champion = evaluation.get("champion") or None
-    if champion and champion.get("model_name") != model_name:
+def verdict_of(evaluation: EvaluationResult, evaluation_uri: str, model_uri: str, model_name: str) -> Verdict:
+    """The verdict in evaluate's result, checked to be about this model and registry name."""
+    if evaluation.model_uri != model_uri:
+        raise InputError(f"evaluation result {evaluation_uri} is for {evaluation.model_uri}, not for {model_uri}")
+    champion = evaluation.champion
+    if champion and champion.model_name != model_name:
         raise InputError(
-            f"evaluation result {evaluation_uri} compared with the champion of {champion.get('model_name')!r}, "
+            f"evaluation result {evaluation_uri} compared with the champion of {champion.model_name!r}, "
             f"not of {model_name!r}: evaluate with -P champion_uri=models:/{model_name}@champion"
         )
-    thresholds = evaluation.get("thresholds")
     return Verdict(
-        passed=bool(evaluation["passed"]),
-        reason=str(evaluation.get("reason", "")),
-        compared_with=champion and str(champion["version"]),
-        metrics={k: float(v) for k, v in (evaluation.get("metrics") or {}).items() if isinstance(v, int | float)},
-        test_digest=evaluation.get("test_digest"),
-        params=_thresholds(thresholds),
+        passed=evaluation.passed,
+        reason=evaluation.reason,
+        compared_with=champion.version if champion else None,
+        metrics=evaluation.metrics,
+        test_digest=evaluation.test_digest,
+        params=_thresholds(evaluation.thresholds),
     )
 
 
-def _thresholds(recorded: object) -> EvaluationConfig | None:
+def _thresholds(recorded: Mapping[str, float]) -> GateSettings | None:
     """The gate's thresholds recorded in result.json, if complete (they allow the re-check)."""
-    names = [f.name for f in fields(EvaluationConfig)]
-    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(n), int | float) for n in names):
+    try:
+        return GateSettings.model_validate(dict(recorded))
+    except ValidationError:
         return None
-    return EvaluationConfig(**{n: float(recorded[n]) for n in names})
 
 
 def _register(args: argparse.Namespace) -> dict[str, str]:
-    model_name = RegistryConfig(model_name=args.model_name).model_name
+    model_name = settings(args, RegistrySettings, "registry").model_name
     model_uri, evaluation_uri, manifest_uri = require_inputs(args, INPUTS).values()
-    evaluation = read_json(evaluation_uri, what="evaluation result")
+    evaluation = load_evaluation(evaluation_uri)
     verdict = verdict_of(evaluation, evaluation_uri, model_uri, model_name)
     manifest, _ = load_manifest(manifest_uri)
 
     client = MlflowClient()
     active = mlflow.active_run().info.run_id
     run_tags = client.get_run(active).data.tags
-    tags = lineage_tags(run_tags, manifest, evaluation) | {COMPARED_WITH_TAG: verdict.compared_with or NO_VERSION}
+    tags = lineage_tags(run_tags, manifest, evaluation) | {VersionTag.COMPARED_WITH: verdict.compared_with or NO_VERSION}
     by = {"run_id": run_tags.get(MLFLOW_PARENT_RUN_ID, active), "user": run_tags.get(MLFLOW_USER, "unknown")}
     out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
     mlflow.set_tags(
@@ -272,8 +262,8 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
             "pipeline.model_name": model_name,
             "pipeline.model_version": out.model.version,
             "pipeline.champion_version": out.champion or NO_VERSION,
-            DECISION_RUN_TAG: out.decision,
-            DECISION_REASON_RUN_TAG: out.reason[:MAX_TAG_LENGTH],
+            Tag.DECISION: out.decision,
+            Tag.DECISION_REASON: out.reason[:MAX_TAG_LENGTH],
         }
     )
     logger.info("registered %s (alias %s): %s: %s", out.model, CHALLENGER, out.decision, out.reason)

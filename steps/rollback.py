@@ -18,21 +18,9 @@ from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
 from steps.core.errors import InputError
-from steps.mlflow_io.registry import (
-    CHAMPION,
-    LAST_CHANGE_TAG,
-    NO_VERSION,
-    PASSED_TAG,
-    PREVIOUS_CHAMPION_TAG,
-    ROLLED_BACK_TAG_PREFIX,
-    RegisteredModel,
-    alias_change,
-    alias_version,
-    get_version,
-    now,
-)
-from steps.mlflow_io.step_run import MAX_TAG_LENGTH, run_step, step_parser
-from steps.orchestration.config import RegistryConfig
+from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, Tag, VersionTag
+from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, alias_change, alias_version, get_version, now
+from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +34,7 @@ class RollbackOutputs:
 def target_version(client: MlflowClient, current: RegisteredModel, requested: str | None) -> RegisteredModel:
     """The version to make champion: ``requested``, or the one ``current`` replaced."""
     if requested is None:
-        previous = get_version(client, current).tags.get(PREVIOUS_CHAMPION_TAG, NO_VERSION)
+        previous = get_version(client, current).tags.get(VersionTag.PREVIOUS_CHAMPION, NO_VERSION)
         if previous == NO_VERSION:
             raise InputError(f"{current} is the first champion: there is no earlier one to roll back to; pass -P version=<N>")
         return RegisteredModel(current.name, previous)
@@ -64,17 +52,19 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
         current = RegisteredModel(model_name, current_version)
         target = target_version(client, current, version)
         target_tags = get_version(client, target).tags
-        if target_tags.get(PASSED_TAG) != "true":
-            passed = target_tags.get(PASSED_TAG, "missing")
-            raise InputError(f"{target} did not pass evaluation ({PASSED_TAG}={passed}): not making it the champion")
+        if target_tags.get(VersionTag.PASSED) != "true":
+            passed = target_tags.get(VersionTag.PASSED, "missing")
+            raise InputError(f"{target} did not pass evaluation ({VersionTag.PASSED}={passed}): not making it the champion")
         lease.confirm()
         client.set_registered_model_alias(model_name, CHAMPION, target.version)
     when = now()
     demoted_tags = {"at": when, "reason": reason, **{f"by.{key}": value for key, value in by.items()}}
     for key, value in demoted_tags.items():
-        client.set_model_version_tag(model_name, current.version, ROLLED_BACK_TAG_PREFIX + key, value[:MAX_TAG_LENGTH])
+        client.set_model_version_tag(model_name, current.version, VersionTag.ROLLED_BACK + key, value[:MAX_TAG_LENGTH])
     client.set_registered_model_tag(
-        model_name, LAST_CHANGE_TAG, f"{when}: rolled back from version {current.version} to {target.version} ({reason})"[:MAX_TAG_LENGTH]
+        model_name,
+        VersionTag.LAST_CHANGE,
+        f"{when}: rolled back from version {current.version} to {target.version} ({reason})"[:MAX_TAG_LENGTH],
     )
     logger.info("champion of %s: version %s -> %s (%s)", model_name, current.version, target.version, reason)
     return RollbackOutputs(demoted=current, champion=target)
@@ -82,7 +72,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("rollback", __doc__, inputs=())
-    parser.add_argument("--model_name", type=str, required=True, help="registered model name")
+    add_settings(parser, "registry")
     parser.add_argument("--version", type=str, default="", help="the version to make champion; empty: the previous champion")
     parser.add_argument("--reason", type=str, default="", help="why (recorded with the rollback)")
     return parser
@@ -102,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _rollback(args: argparse.Namespace) -> dict[str, str]:
-    model_name = RegistryConfig(model_name=args.model_name).model_name
+    model_name = settings(args, RegistrySettings, "registry").model_name
     version = parse_version(args.version)
     reason = args.reason.strip() or "no reason given"
     active = mlflow.active_run().info.run_id
@@ -110,7 +100,7 @@ def _rollback(args: argparse.Namespace) -> dict[str, str]:
     out = run(MlflowClient(), model_name, version, reason, by={"user": user, "run_id": active})
     mlflow.set_tags(
         {
-            "pipeline.model_name": model_name,
+            Tag.MODEL_NAME: model_name,
             "pipeline.rollback.from": out.demoted.version,
             "pipeline.rollback.to": out.champion.version,
             "pipeline.rollback.reason": reason[:MAX_TAG_LENGTH],

@@ -28,18 +28,21 @@ import pandas as pd
 
 from steps import compare
 from steps.core.errors import ConfigError
+from steps.core.model import PRIMARY, R2, REPORTED_METRICS, RMSE
 from steps.mlflow_io.cards import Card, log_card, run_url
-from steps.mlflow_io.registry import R2, REPORTED_METRICS, RMSE, champion_to_compare
-from steps.orchestration.chain import KIND_TAG, SWEEP_KIND, TRIAL_KIND, ArtifactRef, Chain, StepFailedError
+from steps.mlflow_io.contracts import Kind, Tag
+from steps.mlflow_io.registry import champion_to_compare
 from steps.orchestration.config import SWEEP_PARAMETERS, PipelineConfig
 from steps.orchestration.driver import Driver, drive
+from steps.orchestration.report import PipelineReport
+from steps.orchestration.runner import ArtifactRef, StepFailedError, StepRunner
 from steps.orchestration.stages import PreparedData, evaluate_model, prepare_data, register_model, train_model
 
 logger = logging.getLogger(__name__)
 
 SWEEP = Driver(
     entry_point="sweep",
-    kind=SWEEP_KIND,
+    kind=Kind.SWEEP,
     title="Sweep run",
     description="Train and evaluate a grid of alpha x l1_ratio; the best goes through the gate and the registry.",
     parameters=SWEEP_PARAMETERS,
@@ -55,8 +58,7 @@ SWEEP = Driver(
 @dataclass
 class Trial:
     number: int
-    alpha: float
-    l1_ratio: float
+    params: dict[str, float]  # the grid point: model parameters that differ from conf/pipeline.yaml
     run_id: str
     status: str = "RUNNING"
     metrics: dict[str, float] = field(default_factory=dict)
@@ -65,7 +67,7 @@ class Trial:
 
     @property
     def name(self) -> str:
-        return f"trial {self.number}: alpha={self.alpha:g} l1_ratio={self.l1_ratio:g}"
+        return f"trial {self.number}: " + " ".join(f"{name}={value:g}" for name, value in self.params.items())
 
 
 @dataclass
@@ -78,9 +80,10 @@ class Trials:
     gated: bool = False  # every trial ran and the best went on to the gate
 
     def best(self) -> Trial | None:
-        """The finished trial with the lowest test RMSE (the earlier one on a tie)."""
-        scored = [t for t in self.trials if t.status == "FINISHED" and RMSE in t.metrics]
-        return min(scored, key=lambda t: (t.metrics[RMSE], t.number), default=None)
+        """The finished trial with the best test score by the model's primary metric (the earlier one on a tie)."""
+        scored = [t for t in self.trials if t.status == "FINISHED" and PRIMARY.name in t.metrics]
+        sign = -1 if PRIMARY.higher_is_better else 1
+        return min(scored, key=lambda t: (sign * t.metrics[PRIMARY.name], t.number), default=None)
 
     def progress(self, trial: Trial, started: float) -> str:
         """One line after each trial: its result, the best so far, time spent and left."""
@@ -90,7 +93,7 @@ class Trials:
         best = self.best()
         how = " (reused)" if trial.reused else ""
         return (
-            f"{trial.name} [{done}/{self.size}]: RMSE {trial.metrics.get(RMSE, float('nan')):.4g}{how}; "
+            f"{trial.name} [{done}/{self.size}]: {PRIMARY.label} {trial.metrics.get(PRIMARY.name, float('nan')):.4g}{how}; "
             f"best so far trial {best.number if best else '-'}; {elapsed:.0f} s elapsed, ~{left:.0f} s left"
         )
 
@@ -101,28 +104,35 @@ class Trials:
                 {
                     "run_id": t.run_id,
                     "run_name": t.name,
-                    "alpha": t.alpha,
-                    "l1_ratio": t.l1_ratio,
+                    **t.params,
                     **{m: t.metrics.get(m) for m in REPORTED_METRICS},
                 }
                 for t in self.trials
             ],
-            columns=["run_id", "run_name", "alpha", "l1_ratio", *REPORTED_METRICS],
+            columns=["run_id", "run_name", *self.parameters(), *REPORTED_METRICS],
         ).astype({m: "float64" for m in REPORTED_METRICS})
+
+    def parameters(self) -> list[str]:
+        """The swept parameters' names, in grid order."""
+        return list(self.trials[0].params) if self.trials else []
 
     def summary_lines(self) -> list[str]:
         best = self.best()
-        lines = [f"Trials: {len(self.trials)} of {self.size} (best by test RMSE marked *)"]
-        lines.append(f"  {'#':>3} {'alpha':>8} {'l1_ratio':>8} {'RMSE':>9} {'R²':>7}  {'status':<9} trial run id")
+        lines = [f"Trials: {len(self.trials)} of {self.size} (best by test {PRIMARY.label} marked *)"]
+        names = "".join(f" {name:>8}" for name in self.parameters())
+        lines.append(f"  {'#':>3}{names} {'RMSE':>9} {'R²':>7}  {'status':<9} trial run id")
         for t in self.trials:
             mark = "*" if t is best else " "
-            rmse, r2 = t.metrics.get(RMSE, float("nan")), t.metrics.get(R2, float("nan"))
+            rmse, r2 = t.metrics.get(RMSE.name, float("nan")), t.metrics.get(R2.name, float("nan"))
             status = "REUSED" if t.reused else t.status
-            lines.append(f"{mark} {t.number:>3} {t.alpha:>8g} {t.l1_ratio:>8g} {rmse:>9.4g} {r2:>7.4g}  {status:<9} {t.run_id}")
+            values = "".join(f" {value:>8g}" for value in t.params.values())
+            lines.append(f"{mark} {t.number:>3}{values} {rmse:>9.4g} {r2:>7.4g}  {status:<9} {t.run_id}")
         if best and self.gated:
-            lines.append(f"Best: {best.name}, RMSE {best.metrics[RMSE]:.4g}: evaluated against the champion and registered below")
+            lines.append(
+                f"Best: {best.name}, {PRIMARY.label} {best.metrics[PRIMARY.name]:.4g}: evaluated against the champion and registered below"
+            )
         elif best:
-            lines.append(f"Best so far: {best.name}, RMSE {best.metrics[RMSE]:.4g} (the sweep stopped before the gate)")
+            lines.append(f"Best so far: {best.name}, {PRIMARY.label} {best.metrics[PRIMARY.name]:.4g} (the sweep stopped before the gate)")
         return lines
 
     def add_to(self, card: Card) -> None:
@@ -132,8 +142,7 @@ class Trials:
         rows = [
             {
                 "trial": t.number,
-                "alpha": t.alpha,
-                "l1_ratio": t.l1_ratio,
+                **t.params,
                 **{label: t.metrics.get(name) for name, label in REPORTED_METRICS.items()},
                 "status": "REUSED" if t.reused else t.status,
                 "best": "yes" if t is best else "",
@@ -149,21 +158,22 @@ class Trials:
                 card.figure(figure, f"{metric.label} of each trial ({file.removeprefix('plots/')})")
 
 
-def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: Trials, *, alpha: float, l1_ratio: float) -> Trial:
+def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, trials: Trials, params: dict[str, float]) -> Trial:
     """train -> evaluate (thresholds only) for one grid point, under a child run of its own."""
     number = len(trials.trials) + 1
-    trial = Trial(number, alpha, l1_ratio, run_id="")
+    trial = Trial(number, params, run_id="")
     run = mlflow.start_run(nested=True, run_name=trial.name)
-    status, steps = "FAILED", None
+    status, steps, steps_report = "FAILED", None, None
     try:
         trial.run_id = run.info.run_id
         trials.trials.append(trial)
-        steps = chain.nested(run)
-        mlflow.set_tag(KIND_TAG, TRIAL_KIND)
-        mlflow.log_params({"model.alpha": alpha, "model.l1_ratio": l1_ratio, "model.max_iter": config.model.max_iter, "trial": number})
-        trial.model_uri = train_model(steps, config, data, alpha=alpha, l1_ratio=l1_ratio)
+        steps = runner.nested(run)
+        steps_report = PipelineReport(steps)
+        mlflow.set_tag(Tag.KIND, Kind.TRIAL)
+        mlflow.log_params({f"model.{name}": value for name, value in (config.model.params | params).items()} | {"trial": number})
+        trial.model_uri = train_model(steps, config, data, params)
         evaluate_model(steps, config, data, trial.model_uri, champion_uri="")
-        trial.metrics = steps.evaluation_metrics()
+        trial.metrics = steps_report.evaluation_metrics()
         trial.reused = all(r.cache_hit for r in steps.results)
         mlflow.log_metrics(trial.metrics)
         status = "FINISHED"
@@ -176,33 +186,37 @@ def run_trial(chain: Chain, config: PipelineConfig, data: PreparedData, trials: 
     finally:
         trial.status = status
         if steps is not None:
-            log_card(lambda: steps.card(f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}", status))
+            log_card(
+                lambda: PipelineReport(steps).card(
+                    f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}", status
+                )
+            )
         mlflow.end_run(status)
     return trial
 
 
-def run_sweep(chain: Chain, config: PipelineConfig) -> None:
+def run_sweep(runner: StepRunner, config: PipelineConfig, report: PipelineReport) -> None:
     """ingest -> featurize once; train -> evaluate per grid point; the best -> evaluate -> register."""
-    if chain.options.dry_run or chain.options.only is not None:
+    if runner.options.dry_run or runner.options.only is not None:
         raise ConfigError("run.dry_run and run.steps apply to `mlflow run .` (main), not to sweep")
-    data = prepare_data(chain, config)
+    data = prepare_data(runner, config)
     grid = config.sweep.grid
-    trials = Trials(len(grid), chain.experiment_id)
-    chain.reports.append(trials)
+    trials = Trials(len(grid), runner.experiment_id)
+    report.reports.append(trials)
     started = time.monotonic()
     logger.info("sweep: %d trials (%d alphas x %d l1_ratios)", len(grid), len(config.sweep.alphas), len(config.sweep.l1_ratios))
-    for alpha, l1_ratio in grid:
-        trial = run_trial(chain, config, data, trials, alpha=alpha, l1_ratio=l1_ratio)
+    for params in grid:
+        trial = run_trial(runner, config, data, trials, params)
         logger.info("%s", trials.progress(trial, started))
     best = trials.best()
     if best is None:
-        raise ConfigError("no trial produced a test RMSE")
-    mlflow.set_tags({"pipeline.sweep.best_trial_run_id": best.run_id, "pipeline.sweep.trials": str(len(grid))})
-    mlflow.log_params({"best.alpha": best.alpha, "best.l1_ratio": best.l1_ratio})
+        raise ConfigError(f"no trial produced a test {PRIMARY.label}")
+    mlflow.set_tags({Tag.BEST_TRIAL: best.run_id, Tag.TRIALS: str(len(grid))})
+    mlflow.log_params({f"best.{name}": value for name, value in best.params.items()})
     trials.gated = True
-    champion_uri = champion_to_compare(chain.client, config.registry.model_name, best.model_uri)
-    evaluation_uri = evaluate_model(chain, config, data, best.model_uri, champion_uri=champion_uri)
-    register_model(chain, config, data, best.model_uri, evaluation_uri)
+    champion_uri = champion_to_compare(runner.client, config.registry.model_name, best.model_uri)
+    evaluation_uri = evaluate_model(runner, config, data, best.model_uri, champion_uri=champion_uri)
+    register_model(runner, config, data, best.model_uri, evaluation_uri)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

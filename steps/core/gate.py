@@ -1,22 +1,54 @@
-"""The rules of the gate, each decided by ``mlflow.validate_evaluation_results``.
+"""The gate's rules: which candidate may become the champion, and why, in words.
 
-Shared by evaluate (which scores the candidate and the champion on the same test split) and
-register (which re-checks a candidate against a champion promoted while it was evaluated, using
-that champion's recorded metrics on the same split).
+Plain comparisons of metrics, so they are tested in milliseconds: the absolute thresholds of the
+``evaluation`` section (``min_r2``, ``max_rmse``) and the relative rule against the champion
+(its RMSE on the same test split, with ``champion_tolerance``). evaluate applies them to the
+metrics MLflow's evaluation computed; register re-applies the relative rule to a champion
+promoted while the candidate was being evaluated, from that champion's recorded metrics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import mlflow
-from mlflow.models import MetricThreshold
-from mlflow.models.evaluation import EvaluationResult
-from mlflow.models.evaluation.validation import ModelValidationFailedException
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from steps.mlflow_io.registry import R2, REPORTED_METRICS, RMSE
-from steps.orchestration.config import EvaluationConfig
+from steps.core.model import R2, RMSE
+
+NO_CHAMPION = "no champion yet: absolute thresholds only"
+
+
+class GateSettings(BaseModel):
+    """The ``evaluation`` section: the thresholds a candidate must meet."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    min_r2: float
+    max_rmse: float
+    champion_tolerance: float
+
+    @field_validator("min_r2")
+    @classmethod
+    def _r2(cls, value: float) -> float:
+        if not value <= 1:
+            raise ValueError(f"must be <= 1 (the best possible R²), got {value}")
+        return value
+
+    @field_validator("max_rmse")
+    @classmethod
+    def _rmse(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"must be > 0, got {value}")
+        return value
+
+    @field_validator("champion_tolerance")
+    @classmethod
+    def _tolerance(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"must be between 0 (inclusive) and 1 (exclusive), got {value}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -28,59 +60,54 @@ class Check:
     detail: str
 
 
-def result_of(metrics: Mapping[str, float]) -> EvaluationResult:
-    """Recorded metrics as the evaluation result MLflow's validation takes."""
-    return EvaluationResult(metrics=dict(metrics), artifacts={})
-
-
-def absolute_thresholds(params: EvaluationConfig) -> dict[str, MetricThreshold]:
-    return {
-        R2: MetricThreshold(threshold=params.min_r2, greater_is_better=True),
-        RMSE: MetricThreshold(threshold=params.max_rmse, greater_is_better=False),
-    }
-
-
-def champion_thresholds(params: EvaluationConfig, champion: EvaluationResult) -> dict[str, MetricThreshold]:
-    """RMSE at most (1 + tolerance) x the champion's on the same split.
-
-    MLflow's ``min_relative_change`` can only demand an improvement; a tolerance for a slightly
-    worse model is a threshold derived from the champion's metric.
-    """
-    limit = champion.metrics[RMSE] * (1 + params.champion_tolerance)
-    return {RMSE: MetricThreshold(threshold=limit, greater_is_better=False)}
-
-
-def passes(thresholds: dict[str, MetricThreshold], candidate: EvaluationResult, baseline: EvaluationResult | None = None) -> bool:
-    try:
-        mlflow.validate_evaluation_results(thresholds, candidate_result=candidate, baseline_result=baseline)
-    except ModelValidationFailedException:
+def _meets(value: float, threshold: float, higher_is_better: bool) -> bool:
+    """``value`` is on the right side of ``threshold`` (a missing or NaN value never is)."""
+    if value is None or math.isnan(value):
         return False
-    return True
+    return value >= threshold if higher_is_better else value <= threshold
 
 
-def absolute_checks(params: EvaluationConfig, candidate: EvaluationResult) -> list[Check]:
-    """The minimum R² and maximum RMSE, in words."""
+def absolute_checks(settings: GateSettings, metrics: Mapping[str, float]) -> list[Check]:
+    """The minimum R² and the maximum RMSE, in words."""
     checks = []
-    for metric, threshold in absolute_thresholds(params).items():
-        ok = passes({metric: threshold}, candidate)
-        relation = (">=" if ok else "<") if threshold.greater_is_better else ("<=" if ok else ">")
-        key = "min_r2" if metric == R2 else "max_rmse"
-        value = candidate.metrics[metric]
-        checks.append(Check(key, ok, f"{REPORTED_METRICS[metric]} {value:.4g} {relation} {key} {threshold.threshold:g}"))
+    for metric, key, threshold in ((R2, "min_r2", settings.min_r2), (RMSE, "max_rmse", settings.max_rmse)):
+        value = metrics.get(metric.name, math.nan)
+        ok = _meets(value, threshold, metric.higher_is_better)
+        relation = (">=" if ok else "<") if metric.higher_is_better else ("<=" if ok else ">")
+        checks.append(Check(key, ok, f"{metric.label} {value:.4g} {relation} {key} {threshold:g}"))
     return checks
 
 
-def champion_check(params: EvaluationConfig, candidate: EvaluationResult, champion: EvaluationResult, champion_name: str) -> Check:
+def champion_check(settings: GateSettings, metrics: Mapping[str, float], champion: Mapping[str, float], champion_name: str) -> Check:
     """Not worse than the champion (by more than the tolerance) on the same test split."""
-    limit = champion_thresholds(params, champion)
-    ok = passes(limit, candidate, champion)
+    rmse, champion_rmse = metrics.get(RMSE.name, math.nan), champion[RMSE.name]
+    limit = champion_rmse * (1 + settings.champion_tolerance)
+    ok = _meets(rmse, limit, RMSE.higher_is_better)
     relation = "<=" if ok else ">"
-    rmse, champion_rmse = candidate.metrics[RMSE], champion.metrics[RMSE]
-    if params.champion_tolerance:
+    if settings.champion_tolerance:
         detail = (
-            f"RMSE {rmse:.4g} {relation} {limit[RMSE].threshold:.4g}, {champion_name}'s RMSE "
-            f"{champion_rmse:.4g} on the same test split + {params.champion_tolerance * 100:g}% tolerance"
+            f"RMSE {rmse:.4g} {relation} {limit:.4g}, {champion_name}'s RMSE "
+            f"{champion_rmse:.4g} on the same test split + {settings.champion_tolerance * 100:g}% tolerance"
         )
     else:
         detail = f"RMSE {rmse:.4g} {relation} {champion_rmse:.4g}, {champion_name}'s RMSE on the same test split"
     return Check("champion", ok, detail)
+
+
+def judge(
+    settings: GateSettings, metrics: Mapping[str, float], champion: Mapping[str, float] | None = None, champion_name: str = ""
+) -> list[Check]:
+    """Every rule of the gate for a candidate with ``metrics`` (and the champion's, if any)."""
+    checks = absolute_checks(settings, metrics)
+    if champion is not None:
+        checks.append(champion_check(settings, metrics, champion, champion_name))
+    return checks
+
+
+def verdict(checks: list[Check], champion_note: str) -> tuple[bool, str]:
+    """Passed when every check passed; the reason lists the failed checks (or all, when passed)."""
+    failed = [c.detail for c in checks if not c.passed]
+    reason = "; ".join(failed if failed else [c.detail for c in checks])
+    if champion_note:
+        reason += f"; {champion_note}"
+    return not failed, reason

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steps.core.conf import did_you_mean, display_path, project_path, read_yaml
 from steps.core.errors import ConfigError, DataError
-from steps.orchestration.config import did_you_mean, display_path, project_path, read_yaml
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,11 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from steps.core.conf import project_path
 from steps.core.errors import DataError, InputError, describe, first_line
 from steps.core.progress import Progress
-from steps.core.schema import DataSchema, parse_schema
-from steps.orchestration.config import project_path
+from steps.core.schema import DataSchema
+from steps.mlflow_io.contracts import EvaluationResult, LoggedArtifact, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -287,14 +287,6 @@ def run_artifact_uri(artifact_path: str) -> str:
     return f"runs:/{mlflow.active_run().info.run_id}/{artifact_path}"
 
 
-@dataclass(frozen=True)
-class LoggedArtifact:
-    """An artifact of the active run: its URI and the SHA-256 of its content."""
-
-    uri: str
-    digest: str
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -413,12 +405,20 @@ def _schema_sample(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([head, frame.loc[extra]]) if extra else head
 
 
-def load_manifest(uri: str) -> tuple[dict[str, Any], DataSchema]:
+def load_manifest(uri: str) -> tuple[Manifest, DataSchema]:
     """Ingest's manifest at ``uri`` and the schema the data satisfied."""
-    manifest = read_json(uri, what="ingest manifest")
-    if not isinstance(manifest, dict) or "schema" not in manifest:
-        raise InputError(f"ingest manifest {uri}: not a manifest written by ingest (no 'schema')")
-    return manifest, parse_schema(manifest["schema"], source=uri)
+    manifest = Manifest.from_json(read_json(uri, what="ingest manifest"), uri, "ingest manifest")
+    return manifest, manifest.data_schema(uri)
+
+
+def load_evaluation(uri: str) -> EvaluationResult:
+    """evaluate's result at ``uri``."""
+    return EvaluationResult.from_json(read_json(uri, what="evaluation result"), uri, "evaluation result")
+
+
+def log_record(record: Manifest | EvaluationResult, artifact_path: str) -> LoggedArtifact:
+    """Log a manifest or an evaluation result as the JSON artifact ``artifact_path``."""
+    return log_bytes(record.to_json().encode("utf-8"), artifact_path)
 
 
 def read_split(uri: str, what: str, schema: DataSchema) -> pd.DataFrame:

@@ -27,8 +27,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.entities.model_registry import RegisteredModel as MlflowRegisteredModel
 from mlflow.exceptions import MlflowException
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from steps.core.errors import InputError, PipelineError, describe
+from steps.mlflow_io.contracts import NO_VERSION, VersionTag
 from steps.runtime.lock import pipeline_lock, registry_lock_path
 from steps.runtime.signals import stop_deferred
 
@@ -36,30 +38,6 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-
-# Version tags.
-PASSED_TAG = "evaluation.passed"
-# The champion version evaluation compared a version with ("none": no champion then).
-COMPARED_WITH_TAG = "evaluation.champion_version"
-# The content digest of the test split a version was evaluated on.
-TEST_DIGEST_TAG = "evaluation.test_digest"
-DECISION_TAG = "decision"
-DECISION_REASON_TAG = "decision.reason"
-PREVIOUS_CHAMPION_TAG = "champion.previous"
-ROLLED_BACK_TAG_PREFIX = "champion.rolled_back."
-ROLLED_BACK_AT_TAG = ROLLED_BACK_TAG_PREFIX + "at"
-NO_VERSION = "none"
-# Tags of the register run.
-DECISION_RUN_TAG = "pipeline.decision"
-DECISION_REASON_RUN_TAG = "pipeline.decision.reason"
-# Registered-model tag: the last change of the champion alias, in words.
-LAST_CHANGE_TAG = "champion.last_change"
-
-# Evaluation metrics by MLflow's names, and how summaries show them.
-RMSE, MAE, R2 = "root_mean_squared_error", "mean_absolute_error", "r2_score"
-REPORTED_METRICS = {RMSE: "RMSE", MAE: "MAE", R2: "R²"}
-# The champion's metrics on the candidate's test split, logged on the evaluate run with this prefix.
-CHAMPION_METRIC_PREFIX = "champion_"
 
 # Outcomes of register.
 PROMOTED = "promoted"
@@ -73,14 +51,29 @@ ALREADY = "already champion"
 # but one slow request may take MLflow's request timeout (120 s by default), so a lease is stale
 # only when seen unchanged for longer than that; a waiter gives up a minute later.
 LEASE_SUFFIX = ".alias-lock"
-LEASE_HOLDER_TAG = "pipeline.lease.holder"
-LEASE_TOKEN_TAG = "pipeline.lease.token"
 LEASE_DESCRIPTION = "Exists only while a pipeline changes the champion/challenger aliases of {name}; deleted within a second."
 STALE_LEASE_SECONDS = 180.0
 LEASE_WAIT_SECONDS = 240.0
 LEASE_POLL_SECONDS = 0.2
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+
+
+class RegistrySettings(BaseModel):
+    """The ``registry`` section: the registered model's name."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    model_name: str
+
+    @field_validator("model_name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not name.strip() or name != name.strip():
+            raise ValueError(f"must be a non-empty name without surrounding spaces, got {name!r}")
+        if any(c in name for c in "/:%"):
+            raise ValueError(f"must not contain '/', ':' or '%', got {name!r}")
+        return name
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ def holds_model(version: ModelVersion, model_uri: str) -> bool:
 def rolled_back_versions(client: MlflowClient, name: str, model_uri: str) -> list[ModelVersion]:
     """Versions of ``name`` holding the model ``model_uri`` that a rollback demoted."""
     versions = client.search_model_versions(f"name = '{name}'")
-    return [v for v in versions if holds_model(v, model_uri) and ROLLED_BACK_AT_TAG in v.tags]
+    return [v for v in versions if holds_model(v, model_uri) and VersionTag.ROLLED_BACK_AT in v.tags]
 
 
 def champion_to_compare(client: MlflowClient, name: str, candidate_model_uri: str) -> str:
@@ -146,7 +139,7 @@ def champion_to_compare(client: MlflowClient, name: str, candidate_model_uri: st
         return ""
     if not holds_model(champion, candidate_model_uri):
         return RegisteredModel(name, str(champion.version)).uri
-    compared = champion.tags.get(COMPARED_WITH_TAG, NO_VERSION)
+    compared = champion.tags.get(VersionTag.COMPARED_WITH, NO_VERSION)
     if compared == NO_VERSION:
         return ""
     try:
@@ -171,7 +164,7 @@ def _lease_model(client: MlflowClient, lease: str) -> MlflowRegisteredModel | No
 def _delete_lease(client: MlflowClient, lease: str, token: str | None) -> None:
     """Delete ``lease`` if it still carries ``token`` (not a lease someone took since)."""
     current = _lease_model(client, lease)
-    if current is None or current.tags.get(LEASE_TOKEN_TAG) != token:
+    if current is None or current.tags.get(VersionTag.LEASE_TOKEN) != token:
         return
     try:
         client.delete_registered_model(lease)
@@ -191,7 +184,7 @@ class Lease:
     def confirm(self) -> None:
         """Raise unless this lease is still ours: call before each alias change it guards."""
         current = _lease_model(self.client, self.name)
-        if current is None or current.tags.get(LEASE_TOKEN_TAG) != self.token:
+        if current is None or current.tags.get(VersionTag.LEASE_TOKEN) != self.token:
             raise RegistryBusyError(f"lost the lease {self.name!r} (broken as stale while this process was slow); nothing was changed")
 
 
@@ -211,7 +204,7 @@ def registry_lease(
     """
     lease = f"{name}{LEASE_SUFFIX}"
     token = uuid.uuid4().hex
-    tags = {LEASE_HOLDER_TAG: holder, LEASE_TOKEN_TAG: token}
+    tags = {VersionTag.LEASE_HOLDER: holder, VersionTag.LEASE_TOKEN: token}
     deadline = time.monotonic() + wait_seconds
     seen: tuple[str | None, float] | None = None  # (the lease's token, when first seen)
     while True:
@@ -224,7 +217,7 @@ def registry_lease(
         current = _lease_model(client, lease)
         if current is None:
             continue  # released meanwhile: try again at once
-        other, other_token = current.tags.get(LEASE_HOLDER_TAG, "unknown"), current.tags.get(LEASE_TOKEN_TAG)
+        other, other_token = current.tags.get(VersionTag.LEASE_HOLDER, "unknown"), current.tags.get(VersionTag.LEASE_TOKEN)
         if seen is None or seen[0] != other_token:
             seen = (other_token, time.monotonic())
         elif time.monotonic() - seen[1] >= stale_seconds:
@@ -305,10 +298,10 @@ def resolve(client: MlflowClient, uri: str, what: str) -> RegisteredModel | None
 def promote(client: MlflowClient, model: RegisteredModel, previous: str | None, by: Mapping[str, str]) -> None:
     """Point ``champion`` at ``model``; record what it replaced and who promoted it."""
     client.set_registered_model_alias(model.name, CHAMPION, model.version)
-    client.set_model_version_tag(model.name, model.version, PREVIOUS_CHAMPION_TAG, previous or NO_VERSION)
+    client.set_model_version_tag(model.name, model.version, VersionTag.PREVIOUS_CHAMPION, previous or NO_VERSION)
     client.set_model_version_tag(model.name, model.version, "champion.promoted_at", now())
     for key, value in by.items():
         client.set_model_version_tag(model.name, model.version, f"champion.promoted_by.{key}", value)
     change = f"{now()}: version {model.version} promoted (replacing {previous or 'no champion'})"
-    client.set_registered_model_tag(model.name, LAST_CHANGE_TAG, change)
+    client.set_registered_model_tag(model.name, VersionTag.LAST_CHANGE, change)
     logger.info("%s is now the champion (was %s)", model, previous or "none")

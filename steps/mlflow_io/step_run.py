@@ -19,20 +19,17 @@ from typing import Any, NoReturn
 
 import mlflow
 
+from steps.core.conf import DEFAULT_CONFIG, Section, defaults, validate
 from steps.core.errors import ERROR_TAG, InputError, PipelineError, first_line
-from steps.mlflow_io.artifacts import LoggedArtifact, sha256_bytes
+from steps.mlflow_io.artifacts import sha256_bytes
+from steps.mlflow_io.contracts import MAX_TAG_LENGTH, STEP_OUTPUTS, LoggedArtifact, Tag
 from steps.runtime.signals import ignore_stop_signals, stop_like_ctrl_c
 from steps.runtime.tracking import server_problem
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_TAG_PREFIX = "pipeline.output."
-DIGEST_TAG_PREFIX = "pipeline.digest."
-STEP_TAG = "pipeline.step"
 # The shell's convention for a process stopped by a signal (128 + SIGINT).
 INTERRUPTED_EXIT_STATUS = 130
-# MLflow limits tag values to 8000 characters.
-MAX_TAG_LENGTH = 5000
 # Set by the driver (main.py) for the steps it launches: the driver reports their errors itself.
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
 
@@ -64,6 +61,37 @@ def step_parser(step: str, doc: str | None, inputs: Sequence[str]) -> argparse.A
     for name in inputs:
         parser.add_argument(f"--{name}", type=str, default="", help=STEP_INPUTS[name])
     return parser
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return lowered in ("true", "yes", "1")
+
+
+def add_settings(parser: argparse.ArgumentParser, section: str, names: Mapping[str, str] | None = None) -> None:
+    """An option for each key of ``section`` of conf/pipeline.yaml, typed like its value there.
+
+    The file holds the defaults: an option not given keeps the file's value. ``names`` renames
+    options (``{"data_uri": "uri"}``: ``--data_uri`` sets ``data.uri``).
+    """
+    renamed = {key: option for option, key in (names or {}).items()}
+    for key, value in defaults(section).items():
+        kind = _bool if isinstance(value, bool) else type(value) if isinstance(value, int | float) else str
+        option = renamed.get(key, key)
+        parser.add_argument(f"--{option}", dest=option, type=kind, default=None, help=f"default: {section}.{key} in {DEFAULT_CONFIG}")
+
+
+def settings(args: argparse.Namespace, model: type[Section], section: str, names: Mapping[str, str] | None = None) -> Section:
+    """``section`` of conf/pipeline.yaml with the options given in ``args``, checked by ``model``."""
+    values = defaults(section)
+    renamed = {key: option for option, key in (names or {}).items()}
+    for key in values:
+        given = getattr(args, renamed.get(key, key), None)
+        if given is not None:
+            values[key] = given
+    return validate(model, section, values)
 
 
 def require_inputs(args: argparse.Namespace, inputs: Sequence[str]) -> dict[str, str]:
@@ -113,17 +141,20 @@ def _fail(message: str, status: str, exit_status: int) -> NoReturn:
     sys.exit(exit_status)
 
 
-def record_outputs(outputs: Mapping[str, str | LoggedArtifact]) -> None:
+def record_outputs(step: str, outputs: Mapping[str, str | LoggedArtifact]) -> None:
     """Tag the active run with each output's URI and content digest.
 
     A plain string output (e.g. a ``models:/<id>`` URI) names something immutable, so the digest
     of the string itself identifies its content.
     """
+    undeclared = sorted(set(outputs) - set(STEP_OUTPUTS.get(step, outputs)))
+    if undeclared:
+        raise ValueError(f"{step} recorded outputs {undeclared} that contracts.STEP_OUTPUTS does not declare")
     tags = {}
     for name, value in outputs.items():
         uri, digest = (value.uri, value.digest) if isinstance(value, LoggedArtifact) else (value, sha256_bytes(value.encode()))
-        tags[OUTPUT_TAG_PREFIX + name] = uri
-        tags[DIGEST_TAG_PREFIX + name] = digest
+        tags[Tag.OUTPUT + name] = uri
+        tags[Tag.DIGEST + name] = digest
         logger.info("output %s = %s", name, uri)
     mlflow.set_tags(tags)
 
@@ -165,7 +196,7 @@ def run_step(
     configure_logging(step)
     stop_like_ctrl_c()
     with mlflow.start_run() as run:
-        mlflow.set_tag(STEP_TAG, step)
+        mlflow.set_tag(Tag.STEP, step)
         startup_seconds, work_started = _process_age_seconds(), time.perf_counter()
         try:
             outputs = body(parser.parse_args(argv))
@@ -181,6 +212,6 @@ def run_step(
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.
             mlflow.set_tag(ERROR_TAG, f"{step}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             raise
-        record_outputs(outputs)
+        record_outputs(step, outputs)
         mlflow.log_metrics(step_metrics(startup_seconds, time.perf_counter() - work_started))
         logger.info("run %s finished", run.info.run_id)

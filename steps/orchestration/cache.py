@@ -24,14 +24,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from steps.core.conf import PROJECT_ROOT
 from steps.mlflow_io.artifacts import sha256_bytes, sha256_file
-from steps.mlflow_io.step_run import DIGEST_TAG_PREFIX
-from steps.orchestration.config import PROJECT_ROOT
+from steps.mlflow_io.contracts import Tag
 
-KEY_TAG = "pipeline.cache.key"
-PART_TAG_PREFIX = "pipeline.cache."
-REUSED_FROM_TAG = "pipeline.cache.reused_from"
-REUSED_KEY_TAG = "pipeline.cache.reused_key"
 KEY_PARTS = ("code", "params", "inputs", "env")
 ENV_FILES = ("requirements.txt", "python_env.yaml")
 
@@ -76,8 +72,13 @@ def _imported_names(path: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
 
 
 def code_digest(step: str, root: Path = PROJECT_ROOT) -> str:
-    """Digest of the code that runs for ``step``: its modules and its MLproject entry point."""
-    files = sorted(project_imports(root / "steps" / f"{step}.py", root))
+    """Digest of the code that runs for ``step``: its modules and its MLproject entry point.
+
+    The runtime layer (steps/runtime/: how a process starts, stops and is signalled) is left
+    out: it decides how a step runs, never what it computes, so editing it reuses every step.
+    """
+    runtime = root / "steps" / "runtime"
+    files = sorted(path for path in project_imports(root / "steps" / f"{step}.py", root) if runtime not in path.parents)
     parts = {str(path.relative_to(root)): sha256_file(path) for path in files}
     parts["MLproject"] = _digest_json(_entry_points(root / "MLproject", *_version(root / "MLproject"))[step])
     return _digest_json(parts)
@@ -105,11 +106,11 @@ class CacheKey:
         return _digest_json({"step": self.step, **self.parts})
 
     def tags(self) -> dict[str, str]:
-        return {KEY_TAG: self.value, **{PART_TAG_PREFIX + name: digest for name, digest in self.parts.items()}}
+        return {Tag.CACHE_KEY: self.value, **{Tag.CACHE_PART + name: digest for name, digest in self.parts.items()}}
 
     def changed_parts(self, run: Run) -> list[str]:
         """The parts of this key that differ from the key ``run`` was recorded with."""
-        return [name for name in KEY_PARTS if run.data.tags.get(PART_TAG_PREFIX + name) != self.parts[name]]
+        return [name for name in KEY_PARTS if run.data.tags.get(Tag.CACHE_PART + name) != self.parts[name]]
 
 
 def cache_key(step: str, params: Mapping[str, object], input_digests: Mapping[str, str], code: str, env: str) -> CacheKey:
@@ -126,7 +127,7 @@ def cache_key(step: str, params: Mapping[str, object], input_digests: Mapping[st
 
 def output_digests(run: Run) -> dict[str, str]:
     """The content digests a step recorded for its outputs, by output name."""
-    return {k.removeprefix(DIGEST_TAG_PREFIX): v for k, v in run.data.tags.items() if k.startswith(DIGEST_TAG_PREFIX)}
+    return {k.removeprefix(Tag.DIGEST): v for k, v in run.data.tags.items() if k.startswith(Tag.DIGEST)}
 
 
 def _output_exists(client: MlflowClient, run: Run, uri: str) -> bool:
@@ -155,7 +156,7 @@ def find_reusable_run(client: MlflowClient, experiment_id: str, key: CacheKey, o
     """
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{KEY_TAG}` = '{key.value}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{Tag.CACHE_KEY}` = '{key.value}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=20,
     )
@@ -170,8 +171,27 @@ def last_run_of(client: MlflowClient, experiment_id: str, step: str) -> Run | No
     """The newest FINISHED run of ``step`` that recorded a cache key (to explain a miss)."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`pipeline.step` = '{step}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{Tag.STEP}` = '{step}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=5,
     )
-    return next((r for r in runs if KEY_TAG in r.data.tags), None)
+    return next((r for r in runs if Tag.CACHE_KEY in r.data.tags), None)
+
+
+def miss_reason(
+    client: MlflowClient, experiment_id: str, step: str, key: CacheKey | None, *, unknown: list[str], forced: bool, use_cache: bool
+) -> str:
+    """Why ``step`` runs instead of being reused, in words (for the summary's "why" column)."""
+    if forced:
+        return "selected with -P steps"
+    if key is None:
+        return f"the content of its inputs ({', '.join(unknown)}) is not known yet"
+    if not use_cache:
+        return "use_cache=false"
+    previous = last_run_of(client, experiment_id, step)
+    if previous is None:
+        return "no earlier run of this step"
+    changed = key.changed_parts(previous)
+    if changed:
+        return f"{' and '.join(changed)} changed since run {previous.info.run_id}"
+    return f"the outputs of run {previous.info.run_id} are gone"

@@ -2,7 +2,7 @@
 
 A driver attaches to the run ``mlflow run`` created (the parent), resolves the configuration
 (conf/pipeline.yaml plus its entry point's ``-P`` parameters), takes the pipeline lock, and runs
-its steps through a :class:`~steps.orchestration.chain.Chain`. Whatever happens, it prints and logs the summary
+its steps through a :class:`~steps.orchestration.runner.StepRunner`. Whatever happens, it prints and logs the summary
 and the card, copies evaluate's metrics onto the parent, and turns every way of failing into one
 ``error:`` line, a FAILED (or KILLED) parent run and a non-zero exit status.
 """
@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from steps.core.errors import ConfigError, PipelineError, first_line
+from steps.core.conf import PROJECT_ROOT
+from steps.core.errors import ERROR_TAG, ConfigError, PipelineError, first_line
 from steps.mlflow_io.cards import log_card
+from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Tag
 from steps.mlflow_io.registry import REJECTED
-from steps.mlflow_io.step_run import ERROR_TAG, INTERRUPTED_EXIT_STATUS, MAX_TAG_LENGTH, PARENT_RUN_ENV, ArgumentParser, configure_logging
-from steps.orchestration.chain import KIND_TAG, Chain, ChainStopped, RunOptions, StepFailedError
-from steps.orchestration.config import PROJECT_ROOT, PipelineConfig, load_config, mirror_mismatches
+from steps.mlflow_io.step_run import INTERRUPTED_EXIT_STATUS, PARENT_RUN_ENV, ArgumentParser, configure_logging
+from steps.orchestration.config import PipelineConfig, load_config
+from steps.orchestration.report import PipelineReport
+from steps.orchestration.runner import ChainStopped, RunOptions, StepFailedError, StepRunner
 from steps.runtime.lock import lock_path, pipeline_lock
 from steps.runtime.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
 from steps.runtime.tracking import server_problem
@@ -44,7 +47,7 @@ class Driver:
     """One MLproject entry point that drives steps: its parameters and how its runs are labelled."""
 
     entry_point: str  # in MLproject, e.g. "main"
-    kind: str  # the parent run's KIND_TAG, e.g. "pipeline"
+    kind: str  # the parent run's Tag.KIND, e.g. "pipeline"
     title: str  # of the parent run's card
     description: str  # of its command line
     parameters: Mapping[str, str]  # -P name -> configuration key
@@ -86,9 +89,6 @@ def overrides_from(args: argparse.Namespace, extra: Sequence[str], driver: Drive
 
 
 def resolve_config(overrides: dict[str, str], driver: Driver) -> PipelineConfig:
-    problems = mirror_mismatches(load_config(), entry_point=driver.entry_point, parameters=driver.parameters)
-    if problems:
-        raise ConfigError("; ".join(problems) + " (keep MLproject's defaults equal to conf/pipeline.yaml)")
     return load_config(overrides=overrides, parameters=driver.parameters)
 
 
@@ -123,34 +123,52 @@ def prepare_step_environment(parent: mlflow.ActiveRun) -> None:
     os.environ[PARENT_RUN_ENV] = parent.info.run_id
 
 
-def drive(driver: Driver, argv: Sequence[str] | None, body: Callable[[Chain, PipelineConfig], None]) -> int:
-    """Run ``body`` (which runs steps through the chain) as ``driver``'s parent run; the exit status."""
+Body = Callable[[StepRunner, PipelineConfig, PipelineReport], None]
+
+
+def drive(driver: Driver, argv: Sequence[str] | None, body: Body) -> int:
+    """Run ``body`` (which runs steps through the runner) as ``driver``'s parent run; the exit status."""
     configure_logging(driver.entry_point)
     stop_like_ctrl_c()
     parent = mlflow.start_run()
-    mlflow.set_tag(KIND_TAG, driver.kind)
+    mlflow.set_tag(Tag.KIND, driver.kind)
     prepare_step_environment(parent)
-    chain = Chain(parent, PROJECT_ROOT)
-    error, status = None, "FINISHED"
+    runner = StepRunner(parent, PROJECT_ROOT)
+    report = PipelineReport(runner)
+    try:
+        error, status = _run(driver, argv, body, runner, report)
+    finally:
+        runner.close()
+    dry_run = runner.options.dry_run and not error
+    summary = report.plan() if dry_run else report.summary(error, driver.title)
+    sys.stdout.write(summary + "\n")  # the product's output, not a log line
+    finish(report, driver, summary, error, status, dry_run=dry_run)
+    if status == "KILLED":
+        keep_killed_after_parent_exits(parent.info.run_id, driver.interrupted)
+    return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
+
+
+def _run(driver: Driver, argv: Sequence[str] | None, body: Body, runner: StepRunner, report: PipelineReport) -> tuple[str | None, str]:
+    """The configuration, the lock and ``body``; every way of failing as (one-line error, run status)."""
     try:
         config = configure(driver, argv)
         log_config(config, driver.unused)
-        chain.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
-        with exclusive(config, parent):
-            body(chain, config)
-        decision = chain.decision()
+        runner.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
+        with exclusive(config, runner.parent):
+            body(runner, config, report)
+        decision = report.decision()
         if config.run.fail_on_reject and decision and decision[0] == REJECTED:
-            error = f"the candidate was rejected and fail_on_reject=true: {decision[1]}"
+            return f"the candidate was rejected and fail_on_reject=true: {decision[1]}", "FINISHED"
     except ChainStopped:
         pass  # -P steps selected no step after this point
     except StepFailedError as exc:
-        error = f"step {exc.result.name} failed: {exc}"
+        return f"step {exc.result.name} failed: {exc}", "FINISHED"
     except PipelineError as exc:
-        error = f"{driver.entry_point}: {exc}"
+        return f"{driver.entry_point}: {exc}", "FINISHED"
     except KeyboardInterrupt as exc:
         # Ctrl-C, SIGTERM, or `mlflow run` died: the running step was stopped; say where we were.
         ignore_stop_signals()
-        error, status = f"{driver.interrupted} ({exc or 'stopped by SIGINT'})", "KILLED"
+        return f"{driver.interrupted} ({exc or 'stopped by SIGINT'})", "KILLED"
     except BaseException as exc:
         problem = server_problem(exc)
         if problem is None:
@@ -158,19 +176,11 @@ def drive(driver: Driver, argv: Sequence[str] | None, body: Callable[[Chain, Pip
             mlflow.set_tag(ERROR_TAG, f"{driver.entry_point}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
             mlflow.end_run("FAILED")
             raise
-        error = f"{driver.entry_point}: {problem}"
-    finally:
-        chain.close()
-    dry_run = chain.options.dry_run and not error
-    summary = chain.plan() if dry_run else chain.summary(error, driver.title)
-    sys.stdout.write(summary + "\n")  # the product's output, not a log line
-    finish(chain, driver, summary, error, status, dry_run=dry_run)
-    if status == "KILLED":
-        keep_killed_after_parent_exits(parent.info.run_id, driver.interrupted)
-    return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
+        return f"{driver.entry_point}: {problem}", "FINISHED"
+    return None, "FINISHED"
 
 
-def finish(chain: Chain, driver: Driver, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
+def finish(report: PipelineReport, driver: Driver, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
     """Record the summary, the card, the evaluation's metrics and the outcome on the parent run,
     and say what went wrong (one line)."""
     if error:
@@ -178,8 +188,8 @@ def finish(chain: Chain, driver: Driver, summary: str, error: str | None, status
     if not dry_run:
         try:
             # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
-            mlflow.log_metrics(chain.evaluation_metrics())
-            log_card(lambda: chain.card(driver.title, error, status))
+            mlflow.log_metrics(report.evaluation_metrics())
+            log_card(lambda: report.card(driver.title, error, status))
         except Exception as exc:
             # The outcome below matters more than the report.
             logger.warning("could not log the card: %s", server_problem(exc) or first_line(exc))

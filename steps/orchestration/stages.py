@@ -1,4 +1,4 @@
-"""The pipeline's stages as steps on a :class:`~steps.orchestration.chain.Chain`, shared by its drivers.
+"""The pipeline's stages as steps on a :class:`~steps.orchestration.runner.Chain`, shared by its drivers.
 
 ``main.py`` runs them once; ``steps/sweep.py`` runs ``prepare_data`` once and ``train_model`` /
 ``evaluate_model`` for each point of a grid. Every stage passes on artifact URIs only:
@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from steps.orchestration.chain import ArtifactRef, Chain
 from steps.orchestration.config import PipelineConfig
+from steps.orchestration.runner import ArtifactRef, StepRunner
 
 
 @dataclass(frozen=True)
@@ -27,38 +29,40 @@ class PreparedData:
     transformer_uri: ArtifactRef
 
 
-def prepare_data(chain: Chain, config: PipelineConfig) -> PreparedData:
+def prepare_data(runner: StepRunner, config: PipelineConfig) -> PreparedData:
     """ingest -> featurize."""
     data = config.data
-    ingest = chain.step(
+    ingest = runner.step(
         "ingest",
-        data_uri=chain.input_file(data.uri, "dataset"),
-        schema=chain.input_file(data.schema, "schema"),
+        data_uri=runner.input_file(data.uri, "dataset"),
+        schema=runner.input_file(data.schema_file, "schema"),
         test_size=data.test_size,
         seed=data.seed,
     )
-    featurize = chain.step("featurize", train_uri=ingest["train_uri"], manifest_uri=ingest["manifest_uri"])
+    featurize = runner.step("featurize", train_uri=ingest["train_uri"], manifest_uri=ingest["manifest_uri"])
     return PreparedData(ingest["train_uri"], ingest["test_uri"], ingest["manifest_uri"], featurize["transformer_uri"])
 
 
-def train_model(chain: Chain, config: PipelineConfig, data: PreparedData, *, alpha: float, l1_ratio: float) -> ArtifactRef:
-    """train, with these hyperparameters: the model's URI."""
-    train = chain.step(
+def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, params: Mapping[str, Any] | None = None) -> ArtifactRef:
+    """train the configured estimator, with ``params`` replacing some of its parameters: the model's URI."""
+    model = config.model
+    train = runner.step(
         "train",
         train_uri=data.train_uri,
         transformer_uri=data.transformer_uri,
         manifest_uri=data.manifest_uri,
-        alpha=alpha,
-        l1_ratio=l1_ratio,
-        max_iter=config.model.max_iter,
+        estimator=model.estimator,
+        **(model.params | dict(params or {})),
     )
     return train["model_uri"]
 
 
-def evaluate_model(chain: Chain, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, *, champion_uri: str) -> ArtifactRef:
+def evaluate_model(
+    runner: StepRunner, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, *, champion_uri: str
+) -> ArtifactRef:
     """evaluate against the thresholds and ``champion_uri`` (empty: no champion): the result's URI."""
     evaluation = config.evaluation
-    evaluate = chain.step(
+    evaluate = runner.step(
         "evaluate",
         model_uri=model_uri,
         test_uri=data.test_uri,
@@ -71,9 +75,11 @@ def evaluate_model(chain: Chain, config: PipelineConfig, data: PreparedData, mod
     return evaluate["evaluation_uri"]
 
 
-def register_model(chain: Chain, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, evaluation_uri: ArtifactRef) -> None:
+def register_model(
+    runner: StepRunner, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, evaluation_uri: ArtifactRef
+) -> None:
     """register: a new version, ``challenger``, and ``champion`` if it passed."""
-    chain.step(
+    runner.step(
         "register",
         model_uri=model_uri,
         evaluation_uri=evaluation_uri,

@@ -131,6 +131,18 @@ class WarmProcess:
             with contextlib.suppress(OSError):
                 Path(self._directory, "warm.sock").unlink(missing_ok=True)
                 os.rmdir(self._directory)
+        if os.environ.get(WARM_SOCKET_ENV) == self.environment_value:
+            os.environ.pop(WARM_SOCKET_ENV)
+
+
+def ensure_warm_process(project_dir: Path) -> WarmProcess | None:
+    """Start a warm process for this driver's steps unless one already serves them (the driver's
+    launcher starts one for the whole run); the caller stops the one this returns."""
+    if os.environ.get(WARM_SOCKET_ENV):
+        return None
+    process = WarmProcess(project_dir)
+    os.environ[WARM_SOCKET_ENV] = process.environment_value
+    return process
 
 
 @contextlib.contextmanager

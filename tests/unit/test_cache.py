@@ -20,26 +20,52 @@ def copy_project(tmp_path: Path) -> Path:
     return root
 
 
+def _edit(path: Path) -> None:
+    with path.open("a") as handle:
+        handle.write("\n# an edit\n")
+
+
 def test_code_digest_follows_project_imports_only(tmp_path):
     root = copy_project(tmp_path)
-    train_modules = {p.name for p in project_imports(root / "steps" / "train.py", root)}
-    assert {"train.py", "featurize.py", "artifacts.py", "config.py", "schema.py", "step_run.py", "errors.py"} <= train_modules
-    assert "register.py" not in train_modules and "chain.py" not in train_modules
+    train_modules = {str(p.relative_to(root)) for p in project_imports(root / "steps" / "train.py", root)}
+    used = {"train.py", "core/model.py", "core/features.py", "core/schema.py", "mlflow_io/artifacts.py", "mlflow_io/step_run.py"}
+    assert {f"steps/{name}" for name in used} <= train_modules
+    # Entry points import no other entry point, and no orchestration.
+    assert not {m for m in train_modules if m.startswith("steps/orchestration/")}
+    assert "steps/featurize.py" not in train_modules and "steps/register.py" not in train_modules
 
-    before = {step: code_digest(step, root) for step in ("ingest", "featurize", "train", "register")}
-    with (root / "steps" / "featurize.py").open("a") as handle:
-        handle.write("\n# an edit\n")
-    after = {step: code_digest(step, root) for step in before}
+    steps = ("ingest", "featurize", "train", "register")
+    before = {step: code_digest(step, root) for step in steps}
+    _edit(root / "steps" / "featurize.py")
+    after = {step: code_digest(step, root) for step in steps}
     assert after["featurize"] != before["featurize"]
-    assert after["train"] != before["train"]  # train imports featurize
-    assert after["ingest"] == before["ingest"] and after["register"] == before["register"]
+    assert after["train"] == before["train"] == code_digest("train", PROJECT_ROOT)  # train no longer imports featurize
+    _edit(root / "steps" / "core" / "features.py")
+    shared = {step: code_digest(step, root) for step in steps}
+    assert shared["featurize"] != after["featurize"] and shared["train"] != after["train"]
+    assert shared["ingest"] == before["ingest"] and shared["register"] == before["register"]
+
+
+def test_plumbing_edits_reuse_every_step(tmp_path):
+    """The runtime layer (signals, locks, process start) and orchestration (config, runner, the
+    sweep) decide how and when steps run, never what they compute: editing them keeps every key."""
+    root = copy_project(tmp_path)
+    steps = ("ingest", "featurize", "train", "evaluate", "register", "predict", "rollback", "compare")
+    before = {step: code_digest(step, root) for step in steps}
+    for plumbing in ("runtime/signals.py", "runtime/tracking.py", "runtime/lock.py", "orchestration/config.py", "orchestration/runner.py"):
+        _edit(root / "steps" / plumbing)
+    (root / "main.py").write_text("# the driver\n")
+    _edit(root / "steps" / "sweep.py")
+    assert {step: code_digest(step, root) for step in steps} == before
 
 
 def test_code_digest_includes_the_entry_point(tmp_path):
     root = copy_project(tmp_path)
     before = code_digest("train", root)
     mlproject = root / "MLproject"
-    mlproject.write_text(mlproject.read_text().replace("max_iter: {type: int, default: 5000}", "max_iter: {type: int, default: 10}"))
+    mlproject.write_text(
+        mlproject.read_text().replace("command: python -m steps train\n", "command: python -m steps train --max_iter 10\n")
+    )
     assert code_digest("train", root) != before
     assert code_digest("ingest", root) == code_digest("ingest", PROJECT_ROOT)  # other entry points are unaffected
 

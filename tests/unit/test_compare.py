@@ -16,10 +16,11 @@ from mlflow import MlflowClient
 
 from steps import compare
 from steps.compare import COLUMNS, resolve_metric
+from steps.core import model
 from steps.core.errors import InputError
 from steps.mlflow_io.cards import figure_png, run_url
-from steps.mlflow_io.registry import MAE, R2, RMSE
 
+RMSE, MAE, R2 = (m.name for m in model.METRICS)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RMSE_METRIC, R2_METRIC = resolve_metric("rmse"), resolve_metric("r2")
 

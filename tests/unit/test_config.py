@@ -9,36 +9,11 @@ import re
 import pytest
 import yaml
 
+from steps.core.conf import PROJECT_ROOT, read_yaml
 from steps.core.errors import ConfigError, InputError
 from steps.mlflow_io.step_run import require_inputs
-from steps.orchestration.config import (
-    MAIN_PARAMETERS,
-    PROJECT_ROOT,
-    SWEEP_PARAMETERS,
-    load_config,
-    mirror_mismatches,
-    mlproject_parameters,
-    parse_config,
-    read_yaml,
-)
+from steps.orchestration.config import SWEEP_PARAMETERS, load_config, parse_config
 
-# Parameters of the step entry points whose defaults mirror conf/pipeline.yaml.
-STEP_PARAMETERS = {
-    ("ingest", "data_uri"): "data.uri",
-    ("ingest", "schema"): "data.schema",
-    ("ingest", "test_size"): "data.test_size",
-    ("ingest", "seed"): "data.seed",
-    ("train", "alpha"): "model.alpha",
-    ("train", "l1_ratio"): "model.l1_ratio",
-    ("train", "max_iter"): "model.max_iter",
-    ("evaluate", "min_r2"): "evaluation.min_r2",
-    ("evaluate", "max_rmse"): "evaluation.max_rmse",
-    ("evaluate", "champion_tolerance"): "evaluation.champion_tolerance",
-    ("register", "model_name"): "registry.model_name",
-    ("rollback", "model_name"): "registry.model_name",
-    ("predict", "model_name"): "registry.model_name",
-    ("predict", "schema"): "data.schema",
-}
 # The entry points besides main, each a module of steps/ with a build_parser().
 ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
 
@@ -50,10 +25,11 @@ def raw_config() -> dict:
 def test_default_config_loads_with_documented_values():
     config = load_config()
     assert config.data.uri == "data/example_data.csv"
-    assert config.model.alpha == 0.5
+    assert config.model.params["alpha"] == 0.5
+    assert config.model.estimator == "sklearn.linear_model.ElasticNet"
     assert isinstance(config.data.seed, int)
     assert set(config.flat()) == {
-        "data.uri", "data.schema", "data.test_size", "data.seed", "model.alpha", "model.l1_ratio", "model.max_iter",
+        "data.uri", "data.schema", "data.test_size", "data.seed", "model.estimator", "model.alpha", "model.l1_ratio", "model.max_iter",
         "evaluation.min_r2", "evaluation.max_rmse", "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps",
         "run.dry_run", "run.fail_on_reject", "run.overlap", "run.max_wait_seconds", "sweep.alphas", "sweep.l1_ratios",
     }  # fmt: skip
@@ -61,12 +37,11 @@ def test_default_config_loads_with_documented_values():
 
 def test_sweep_grids_are_lists_in_yaml_and_comma_separated_as_parameters():
     config = load_config()
-    assert config.sweep.alphas == (0.01, 0.1, 0.3, 1.0) and config.sweep.l1_ratios == (0.2, 0.5, 0.8)
+    assert config.sweep.alphas == [0.01, 0.1, 0.3, 1.0] and config.sweep.l1_ratios == [0.2, 0.5, 0.8]
     assert config.flat()["sweep.alphas"] == "0.01,0.1,0.3,1.0"
     assert config.to_dict()["sweep"]["l1_ratios"] == [0.2, 0.5, 0.8]  # YAML-safe
     swept = load_config(overrides={"alphas": " 0.1, 1 ", "l1_ratios": "0.5"}, parameters=SWEEP_PARAMETERS)
-    assert swept.sweep.grid == [(0.1, 0.5), (1.0, 0.5)]
-    assert mirror_mismatches(config, entry_point="sweep", parameters=SWEEP_PARAMETERS) == []
+    assert swept.sweep.grid == [{"alpha": 0.1, "l1_ratio": 0.5}, {"alpha": 1.0, "l1_ratio": 0.5}]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +79,7 @@ def test_every_key_in_the_config_file_has_a_comment():
 
 def test_overrides_by_parameter_name_and_dotted_key_are_typed():
     config = load_config(overrides={"alpha": "0.3", "seed": "7", "evaluation.min_r2": "0.25", "model_name": "m"})
-    assert config.model.alpha == 0.3
+    assert config.model.params["alpha"] == 0.3
     assert config.data.seed == 7
     assert config.evaluation.min_r2 == 0.25
     assert config.registry.model_name == "m"
@@ -143,7 +118,9 @@ def test_an_unknown_parameter_lists_only_what_minus_p_accepts():
 def test_unknown_and_missing_keys_in_the_file_are_named():
     raw = raw_config()
     raw["model"]["alpah"] = 0.1
-    with pytest.raises(ConfigError, match=r"conf.yaml: unknown key 'model.alpah' \(did you mean 'model.alpha'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"conf.yaml: model.alpah: not a parameter of ElasticNet \(did you mean 'alpha'\?\); its parameters: alpha, "
+    ):
         parse_config(raw, "conf.yaml")
     raw = raw_config()
     del raw["evaluation"]["max_rmse"]
@@ -176,42 +153,36 @@ def test_invalid_yaml_and_missing_file_are_one_line_errors(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_mlproject_main_defaults_mirror_the_config():
-    assert mirror_mismatches(load_config()) == []
-    assert set(mlproject_parameters("main")) == set(MAIN_PARAMETERS)
-    assert mirror_mismatches(load_config(), entry_point="sweep", parameters=SWEEP_PARAMETERS) == []
-    assert set(mlproject_parameters("sweep")) == set(SWEEP_PARAMETERS)
-
-
-def test_mirror_check_reports_a_drifted_default():
-    config = load_config(overrides={"alpha": "0.9"})
-    assert mirror_mismatches(config) == ["MLproject default alpha=0.5 differs from conf/pipeline.yaml model.alpha=0.9"]
-
-
-@pytest.mark.parametrize(("step_and_name", "key"), STEP_PARAMETERS.items(), ids=str)
-def test_step_entry_point_defaults_mirror_the_config(step_and_name, key):
-    step, name = step_and_name
-    default = mlproject_parameters(step)[name]["default"]
-    assert type(load_config().get(key))(default) == load_config().get(key)
-
-
-def test_every_entry_point_parameter_is_typed_and_used_by_its_command():
+def test_mlproject_declares_no_defaults_and_each_command_names_its_module():
+    """conf/pipeline.yaml is the one source of defaults: MLproject passes -P values on as they are."""
     spec = read_yaml("MLproject")
     assert set(spec["entry_points"]) == {"main", "sweep", *ENTRY_POINT_MODULES}
     for name, entry_point in spec["entry_points"].items():
-        for param, declared in entry_point["parameters"].items():
-            assert declared["type"] in ("string", "float", "int", "bool"), f"{name}.{param}"
-            assert f"--{param}={{{param}}}" in entry_point["command"], f"{name}.{param} is not passed to its command"
+        assert "parameters" not in entry_point, f"{name} declares parameters: their defaults belong in conf/pipeline.yaml"
+        assert entry_point["command"] == f"python -m steps {name}"
+        module = PROJECT_ROOT / ("main.py" if name == "main" else f"steps/{name}.py")
+        assert module.is_file(), f"{name}: no {module.relative_to(PROJECT_ROOT)}"
 
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINT_MODULES)
-def test_cli_types_match_the_mlproject_parameter_types(entry_point):
-    python_type = {"string": str, "float": float, "int": int}
-    actions = {a.dest: a for a in importlib.import_module(f"steps.{entry_point}").build_parser()._actions if a.dest != "help"}
-    declared = mlproject_parameters(entry_point)
-    assert set(actions) == set(declared), entry_point
-    for name, spec in declared.items():
-        assert (actions[name].type or str) is python_type[spec["type"]], f"{entry_point}.{name}"
+def test_step_options_default_to_nothing_so_the_config_file_decides(entry_point):
+    """An option a step's user does not give takes its value from conf/pipeline.yaml, not from the parser."""
+    actions = [a for a in importlib.import_module(f"steps.{entry_point}").build_parser()._actions if a.dest != "help"]
+    assert actions, entry_point
+    for action in actions:
+        assert action.default in (None, ""), f"{entry_point} --{action.dest} has its own default {action.default!r}"
+
+
+def test_a_step_alone_takes_its_defaults_from_the_config_file_and_types_options_like_them():
+    parser = importlib.import_module("steps.ingest").build_parser()
+    args = parser.parse_args(["--seed", "7"])
+    from steps.core.data import DataSettings  # noqa: PLC0415
+    from steps.mlflow_io.step_run import settings  # noqa: PLC0415
+
+    resolved = settings(args, DataSettings, "data", {"data_uri": "uri"})
+    assert (resolved.uri, resolved.schema_file, resolved.test_size, resolved.seed) == ("data/example_data.csv", "conf/schema.yaml", 0.2, 7)
+    with pytest.raises(InputError, match=r"argument --test_size: invalid float value: 'abc'"):
+        parser.parse_args(["--test_size", "abc"])
 
 
 def test_environment_files_pin_the_same_requirements():
@@ -226,14 +197,6 @@ def test_environment_files_pin_the_same_requirements():
     pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", pin) for pin in pins), pins
     assert "mlflow==3.17.2" in pins
-
-
-@pytest.mark.parametrize("step", ["featurize", "train", "evaluate", "register"])
-def test_step_inputs_are_declared_in_mlproject_with_an_empty_default(step):
-    module = importlib.import_module(f"steps.{step}")
-    declared = mlproject_parameters(step)
-    for name in module.INPUTS:
-        assert declared[name] == {"type": "string", "default": ""}, (step, name)
 
 
 def test_missing_inputs_are_all_named_with_where_they_come_from():

@@ -8,10 +8,10 @@ import mlflow
 import pytest
 
 from steps import sweep
+from steps.core.model import R2, RMSE
 from steps.mlflow_io.cards import Card
-from steps.mlflow_io.registry import R2, RMSE
-from steps.orchestration.chain import Chain, StepFailedError, StepResult
 from steps.orchestration.config import load_config
+from steps.orchestration.runner import StepFailedError, StepResult, StepRunner
 from steps.runtime.launch import WARM_SOCKET_ENV
 from steps.sweep import Trial, Trials
 from tests.conftest import PROJECT_ROOT, check_card
@@ -21,8 +21,9 @@ def trials(*results: tuple[float, float, float | None, str]) -> Trials:
     """Trials of (alpha, l1_ratio, RMSE or None, status)."""
     report = Trials(size=len(results) + 1, experiment_id="1")
     for number, (alpha, ratio, rmse, status) in enumerate(results, start=1):
-        metrics = {} if rmse is None else {RMSE: rmse, R2: 0.5}
-        report.trials.append(Trial(number, alpha, ratio, f"run{number}", status=status, metrics=metrics))
+        metrics = {} if rmse is None else {RMSE.name: rmse, R2.name: 0.5}
+        params = {"alpha": alpha, "l1_ratio": ratio}
+        report.trials.append(Trial(number, params, f"run{number}", status=status, metrics=metrics))
     return report
 
 
@@ -71,7 +72,7 @@ def test_a_failed_trial_names_itself_ends_failed_with_a_card_and_leaves_the_pare
     with mlflow.start_run() as parent:
         report = Trials(size=2, experiment_id=parent.info.experiment_id)
         with pytest.raises(StepFailedError, match=r"^trial 1: alpha=0.1 l1_ratio=0.5: train: boom$"):
-            sweep.run_trial(Chain(parent, PROJECT_ROOT), load_config(), None, report, alpha=0.1, l1_ratio=0.5)
+            sweep.run_trial(StepRunner(parent, PROJECT_ROOT), load_config(), None, report, {"alpha": 0.1, "l1_ratio": 0.5})
         assert mlflow.active_run().info.run_id == parent.info.run_id
     (trial,) = report.trials
     run = mlflow.MlflowClient().get_run(trial.run_id)
@@ -85,10 +86,10 @@ def test_trial_chains_share_the_drivers_warm_process(tracking_uri, monkeypatch):
     monkeypatch.setenv(WARM_SOCKET_ENV, "unset")  # setenv first: delenv of an unset variable records nothing
     monkeypatch.delenv(WARM_SOCKET_ENV)
     with mlflow.start_run() as parent:
-        chain = Chain(parent, PROJECT_ROOT)
+        runner = StepRunner(parent, PROJECT_ROOT)
         with mlflow.start_run(nested=True) as trial:
-            first, second = chain.nested(trial), chain.nested(trial)
-        assert chain._warm is not None and first._warm is None and second._warm is None
-        assert os.environ[WARM_SOCKET_ENV] == chain._warm.environment_value
-        chain.close()
+            first, second = runner.nested(trial), runner.nested(trial)
+        assert runner._warm is not None and first._warm is None and second._warm is None
+        assert os.environ[WARM_SOCKET_ENV] == runner._warm.environment_value
+        runner.close()
     assert WARM_SOCKET_ENV not in os.environ

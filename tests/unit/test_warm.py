@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from steps.orchestration.config import PROJECT_ROOT
+from steps.core.conf import PROJECT_ROOT
 from steps.runtime.launch import WARM_SOCKET_ENV, WarmProcess, warm_process
 
 

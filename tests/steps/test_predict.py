@@ -12,20 +12,30 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from steps import featurize, predict, train
+from steps import predict, train
+from steps.core import features
+from steps.core import model as core_model
+from steps.core.conf import validate
 from steps.core.errors import ConfigError, DataError, InputError
+from steps.core.model import ModelSettings
 from steps.mlflow_io.registry import RegisteredModel
+from steps.mlflow_io.step_run import settings
 from tests.conftest import PROJECT_ROOT, make_frame
 
 
 @pytest.fixture
 def model(tracking_uri, small_schema) -> mlflow.pyfunc.PyFuncModel:
     frame = make_frame(rows=60)
-    transformer = featurize.run(frame, small_schema).transformer
-    fitted = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.01, l1_ratio=0.5, max_iter=5000)).model
+    transformer = features.fit_preprocessing(frame, small_schema).transformer
+    params = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.01, "l1_ratio": 0.5})
+    fitted = train.run(frame, transformer, small_schema, params).model
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            fitted, name="model", serialization_format="skops", skops_trusted_types=featurize.SKOPS_TRUSTED_TYPES
+            fitted,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+            pip_requirements=core_model.requirements(),
         )
     mlflow.register_model(info.model_uri, "unit-model")
     MlflowClient().set_registered_model_alias("unit-model", "champion", "1")
@@ -83,11 +93,12 @@ def test_the_model_defaults_to_the_champion_resolved_to_its_version(model):
 
 
 def test_engine_defaults_to_pandas_and_a_bad_one_is_one_line_naming_the_parameter():
-    args = predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml"])
-    assert (args.engine, args.spark_master) == ("pandas", "")
-    assert predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml", "--engine=spark"]).engine == "spark"
-    with pytest.raises(InputError, match=r"^argument --engine: invalid choice: 'dask' \(choose from '?pandas'?, '?spark'?\)$"):
-        predict.build_parser().parse_args(["--model_name=m", "--schema=s.yaml", "--engine=dask"])
+    parser = predict.build_parser()
+    assert settings(parser.parse_args([]), predict.PredictSettings, "predict").engine == "pandas"  # conf/pipeline.yaml
+    assert settings(parser.parse_args(["--engine=spark"]), predict.PredictSettings, "predict").engine == "spark"
+    with pytest.raises(ConfigError, match=r"^predict.engine: must be one of pandas, spark, got 'dask'$"):
+        settings(parser.parse_args(["--engine=dask"]), predict.PredictSettings, "predict")
+    assert parser.parse_args([]).spark_master == ""
 
 
 def test_the_spark_master_comes_from_the_parameter_then_the_environment_then_local():

@@ -1,4 +1,4 @@
-"""The evaluate, register and rollback cores, against a real (temporary) MLflow tracking store."""
+"""The evaluate, register and rollback steps against a real (temporary) MLflow tracking store, in this process."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from steps import evaluate, featurize, register, rollback, train
+from steps import evaluate, register, rollback, train
+from steps.core import features, model
+from steps.core.conf import validate
 from steps.core.errors import InputError
+from steps.core.gate import GateSettings
+from steps.core.model import ModelSettings
+from steps.mlflow_io.contracts import ChampionRecord, CheckRecord, EvaluationResult, Manifest
 from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
-from steps.orchestration.config import EvaluationConfig
 from tests.conftest import make_frame
 
-LENIENT = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
-STRICT = EvaluationConfig(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.0)
+LENIENT = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
+STRICT = GateSettings(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.0)
 BY = {"user": "tester", "run_id": "run123"}
 
 
@@ -40,7 +44,7 @@ def test_poor_predictions_fail_with_the_reason(tracking_uri, small_schema):
     test = make_frame(rows=30, missing=False)
     constant = np.full(len(test), test["y"].mean())
     with mlflow.start_run():
-        out = evaluate.run(test, constant, small_schema, EvaluationConfig(min_r2=0.3, max_rmse=1.0, champion_tolerance=0.0))
+        out = evaluate.run(test, constant, small_schema, GateSettings(min_r2=0.3, max_rmse=1.0, champion_tolerance=0.0))
     assert not out.passed
     assert out.reason.startswith("R² ")
     assert "< min_r2 0.3" in out.reason and "> max_rmse 1;" in out.reason
@@ -86,7 +90,7 @@ def test_candidate_is_judged_against_the_champion_on_the_same_split(tracking_uri
 def test_with_no_tolerance_the_candidate_must_not_be_worse_than_the_champion(tracking_uri, small_schema):
     test = make_frame(rows=40, missing=False)
     signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)
-    strict = EvaluationConfig(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.0)
+    strict = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.0)
     champion = evaluate.Champion(RegisteredModel("m", "2"), test["y"].to_numpy() + signs)
     with mlflow.start_run():
         same = evaluate.run(test, test["y"].to_numpy() + signs, small_schema, strict, champion=champion)
@@ -108,39 +112,56 @@ def test_a_champion_that_cannot_score_the_split_leaves_the_absolute_thresholds(t
     assert out.reason.endswith("; champion version 4 cannot score this test split (KeyError: 'x3'): absolute thresholds only")
 
 
-def test_report_shows_both_metric_sets_and_every_check():
-    result = {
+def evaluation_result(**changes: object) -> EvaluationResult:
+    values = {
         "passed": False,
         "reason": "RMSE 2 > 1.01",
         "metrics": {"root_mean_squared_error": 2.0, "mean_absolute_error": 1.5, "r2_score": 0.5},
-        "champion": {
-            "model_name": "m",
-            "version": "3",
-            "metrics": {"root_mean_squared_error": 1.0, "mean_absolute_error": 0.8, "r2_score": 0.9},
-        },
-        "checks": [{"name": "champion", "passed": False, "detail": "RMSE 2 > 1.01"}],
+        "champion": ChampionRecord(
+            model_name="m", version="3", metrics={"root_mean_squared_error": 1.0, "mean_absolute_error": 0.8, "r2_score": 0.9}
+        ),
+        "checks": [CheckRecord(name="champion", passed=False, detail="RMSE 2 > 1.01")],
+        "thresholds": {"min_r2": 0.3, "max_rmse": 65.0, "champion_tolerance": 0.01},
         "test_rows": 40,
         "test_uri": "runs:/x/data/test.parquet",
         "model_uri": "models:/m-1",
+        "test_digest": "split-1",
     }
-    report = evaluate.report_markdown(result)
+    return EvaluationResult(**(values | changes))
+
+
+def test_report_shows_both_metric_sets_and_every_check():
+    report = evaluate.report_markdown(evaluation_result())
     assert report.startswith("# Evaluation: **rejected**")
     assert "| metric | candidate | champion (version 3) |" in report
     assert "| RMSE | 2 | 1 |" in report
     assert "| champion | no | RMSE 2 > 1.01 |" in report
 
 
+def test_the_evaluation_result_is_read_back_as_written_and_a_foreign_file_is_refused():
+    written = evaluation_result()
+    assert EvaluationResult.from_json(__import__("json").loads(written.to_json()), "uri", "evaluation result") == written
+    with pytest.raises(InputError, match=r"^evaluation result runs:/e/x.json: not a evaluation result written by this pipeline \(passed: "):
+        EvaluationResult.from_json({"model_uri": "models:/m-1"}, "runs:/e/x.json", "evaluation result")
+
+
 @pytest.fixture
 def new_model(tracking_uri, small_schema) -> Callable[[], str]:
     """Log a new model (a distinct logged model id each call) and return its URI."""
     frame = make_frame(rows=60)
-    transformer = featurize.run(frame, small_schema).transformer
-    fitted = train.run(frame, transformer, small_schema, train.TrainParams(alpha=0.1, l1_ratio=0.5, max_iter=5000)).model
+    transformer = features.fit_preprocessing(frame, small_schema).transformer
+    params = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.1, "l1_ratio": 0.5})
+    fitted = train.run(frame, transformer, small_schema, params).model
 
     def log() -> str:
         with mlflow.start_run():
+            # Explicit requirements, as train logs them: inferring them costs seconds per model.
             return mlflow.sklearn.log_model(
-                fitted, name="model", serialization_format="skops", skops_trusted_types=featurize.SKOPS_TRUSTED_TYPES
+                fitted,
+                name="model",
+                serialization_format="skops",
+                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+                pip_requirements=model.requirements(),
             ).model_uri
 
     return log
@@ -194,11 +215,13 @@ def test_first_candidate_is_not_promoted_if_a_champion_appeared_meanwhile(new_mo
 
 def _register_measured(model_uri: str, rmse: float, compared_with: str | None, test_digest: str = "split-1") -> register.RegisterOutputs:
     """Register a passed candidate whose verdict carries its metrics on test split ``test_digest``."""
-    evaluation = {"passed": True, "reason": "ok", "metrics": {"root_mean_squared_error": rmse, "r2_score": 0.9}, "test_digest": test_digest}
-    verdict = register.Verdict(
-        passed=True, reason="ok", compared_with=compared_with, metrics=evaluation["metrics"], test_digest=test_digest, params=STRICT
+    evaluation = evaluation_result(
+        passed=True, reason="ok", metrics={"root_mean_squared_error": rmse, "r2_score": 0.9}, test_digest=test_digest, champion=None
     )
-    tags = register.lineage_tags({}, {}, evaluation)
+    verdict = register.Verdict(
+        passed=True, reason="ok", compared_with=compared_with, metrics=evaluation.metrics, test_digest=test_digest, params=STRICT
+    )
+    tags = register.lineage_tags({}, MANIFEST, evaluation)
     return register.run(MlflowClient(), model_uri, "unit-model", verdict, tags=tags, by=BY)
 
 
@@ -295,29 +318,39 @@ def test_a_rolled_back_model_is_not_promoted_again_automatically(new_model):
     assert "-e rollback -P version=2" in again.reason
 
 
+MANIFEST = Manifest(
+    source="data/example_data.csv",
+    resolved_source="/abs/data/example_data.csv",
+    digest="d1g3st",
+    rows=10,
+    missing_values=0,
+    splits={"train": {"rows": 8, "digest": "a"}, "test": {"rows": 2, "digest": "b"}},
+    split={"test_size": 0.2, "seed": 42},
+    schema={"target": "y", "columns": {"x": {"dtype": "float"}, "y": {"dtype": "float"}}},
+)
+
+
 def test_verdict_must_be_about_this_model_and_registry_name():
-    evaluation = {"passed": True, "model_uri": "models:/m-1", "champion": {"model_name": "other", "version": "2"}}
+    evaluation = evaluation_result(passed=True, champion=ChampionRecord(model_name="other", version="2"))
     with pytest.raises(InputError, match="compared with the champion of 'other', not of 'unit-model'"):
         register.verdict_of(evaluation, "runs:/e/evaluation/result.json", "models:/m-1", "unit-model")
     with pytest.raises(InputError, match="is for models:/m-1, not for models:/m-2"):
         register.verdict_of(evaluation, "runs:/e/evaluation/result.json", "models:/m-2", "other")
     verdict = register.verdict_of(evaluation, "uri", "models:/m-1", "other")
     assert (verdict.passed, verdict.compared_with) == (True, "2")
+    assert verdict.params == GateSettings(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.01)  # for the re-check
 
 
 def test_lineage_tags_link_run_data_code_and_verdict():
-    tags = register.lineage_tags(
-        {"mlflow.parentRunId": "parent123", "mlflow.source.git.commit": "deadbeef"},
-        {"source": "data/example_data.csv", "digest": "d1g3st"},
-        {"passed": True, "reason": "ok", "metrics": {"r2_score": 0.5, "root_mean_squared_error": 50.0, "max_error": 1.0}},
-    )
+    evaluation = evaluation_result(passed=True, reason="ok", metrics={"r2_score": 0.5, "root_mean_squared_error": 50.0, "max_error": 1.0})
+    tags = register.lineage_tags({"mlflow.parentRunId": "parent123", "mlflow.source.git.commit": "deadbeef"}, MANIFEST, evaluation)
     assert tags["pipeline.run_id"] == "parent123"
     assert tags["git.commit"] == "deadbeef"
     assert tags["data.digest"] == "d1g3st"
     assert tags["evaluation.passed"] == "true"
     assert tags["evaluation.r2_score"] == "0.5"
     assert "evaluation.max_error" not in tags
-    standalone = register.lineage_tags({}, {}, {"passed": False})
+    standalone = register.lineage_tags({}, MANIFEST, evaluation_result())
     assert standalone["pipeline.run_id"].startswith("none")
     assert standalone["git.commit"].startswith("unknown")
 

@@ -1,0 +1,60 @@
+"""The data section of conf/pipeline.yaml, and the train/test split ingest makes of it."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sklearn.model_selection import train_test_split
+
+from steps.core.errors import DataError
+
+# Each split needs at least this many rows (R² and RMSE are meaningless on fewer).
+MIN_SPLIT_ROWS = 2
+
+
+class DataSettings(BaseModel):
+    """Where the rows come from, the schema they must satisfy, and how they are split."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+
+    uri: str
+    schema_file: str = Field(alias="schema")
+    test_size: float
+    seed: int
+
+    @field_validator("uri", "schema_file")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("test_size")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        if not 0 <= value < 2**32:
+            raise ValueError(f"must be between 0 and 2**32 - 1, got {value}")
+        return value
+
+
+def split(data: pd.DataFrame, test_size: float, seed: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, test)`` rows of validated ``data``, reproducibly (``seed``); ``source`` names it in errors."""
+    n_test = math.ceil(len(data) * test_size)
+    if len(data) < 2 * MIN_SPLIT_ROWS:
+        raise DataError(f"{source}: {len(data)} row(s) are too few to split; train and test need at least {MIN_SPLIT_ROWS} rows each")
+    if n_test < MIN_SPLIT_ROWS or len(data) - n_test < MIN_SPLIT_ROWS:
+        raise DataError(
+            f"{source}: test_size={test_size} splits {len(data)} rows into {len(data) - n_test} train and {n_test} test rows; "
+            f"each split needs at least {MIN_SPLIT_ROWS} rows"
+        )
+    train, test = train_test_split(data, test_size=n_test, random_state=seed, shuffle=True)
+    return train.reset_index(drop=True), test.reset_index(drop=True)

@@ -1,0 +1,211 @@
+"""What the steps promise each other through MLflow: tag names, artifact files and their content.
+
+Every tag the pipeline writes on a run or a model version is named here, once; so is every
+artifact a step hands downstream. The manifest (``data/manifest.json``, written by ingest), the
+evaluation result (``evaluation/result.json``, written by evaluate, read by register) and each
+step's outputs are typed models, written and read by the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from steps.core.errors import InputError
+from steps.core.schema import DataSchema, parse_schema
+
+
+class Kind(StrEnum):
+    """What a run is (tag ``pipeline.kind``): main's parent, a sweep's parent, one of its trials, compare."""
+
+    PIPELINE = "pipeline"
+    SWEEP = "sweep"
+    TRIAL = "trial"
+    COMPARE = "compare"
+
+
+class Tag:
+    """Tags on the pipeline's runs."""
+
+    KIND = "pipeline.kind"
+    STEP = "pipeline.step"  # which step a run did the work of
+    ERROR = "pipeline.error"  # the one-line reason a run failed
+    OUTPUT = "pipeline.output."  # + output name: the output's URI (or value)
+    DIGEST = "pipeline.digest."  # + output name: the content digest of that output
+    DATA_DIGEST = "pipeline.data_digest"
+    # The step cache (orchestration/cache.py).
+    CACHE_KEY = "pipeline.cache.key"
+    CACHE_PART = "pipeline.cache."  # + code / params / inputs / env
+    REUSED_FROM = "pipeline.cache.reused_from"
+    REUSED_KEY = "pipeline.cache.reused_key"
+    # evaluate's verdict.
+    PASSED = "pipeline.evaluation.passed"
+    REASON = "pipeline.evaluation.reason"
+    COMPARED_WITH = "pipeline.evaluation.champion_version"
+    # register's decision.
+    MODEL_NAME = "pipeline.model_name"
+    MODEL_VERSION = "pipeline.model_version"
+    CHAMPION_VERSION = "pipeline.champion_version"
+    DECISION = "pipeline.decision"
+    DECISION_REASON = "pipeline.decision.reason"
+    # A sweep's parent, and compare's run.
+    BEST_TRIAL = "pipeline.sweep.best_trial_run_id"
+    TRIALS = "pipeline.sweep.trials"
+    BEST_RUN = "pipeline.compare.best_run_id"
+    COMPARED_METRIC = "pipeline.compare.metric"
+    COMPARED_EXPERIMENT = "pipeline.compare.experiment_id"
+
+    @staticmethod
+    def of_step(step: str, what: str) -> str:
+        """A parent run's record of one of its steps: ``pipeline.<step>.<run_id|cache_hit|status|seconds>``."""
+        return f"pipeline.{step}.{what}"
+
+
+class VersionTag:
+    """Tags on registered model versions (and the registered model)."""
+
+    PIPELINE_RUN = "pipeline.run_id"
+    DATA_SOURCE = "data.source"
+    DATA_DIGEST = "data.digest"
+    GIT_COMMIT = "git.commit"
+    PASSED = "evaluation.passed"
+    REASON = "evaluation.reason"
+    METRIC = "evaluation."  # + MLflow's metric name: the candidate's value, full precision
+    COMPARED_WITH = "evaluation.champion_version"
+    TEST_DIGEST = "evaluation.test_digest"
+    DECISION = "decision"
+    DECISION_REASON = "decision.reason"
+    PREVIOUS_CHAMPION = "champion.previous"
+    PROMOTED_AT = "champion.promoted_at"
+    ROLLED_BACK = "champion.rolled_back."  # + at / reason / by ...
+    ROLLED_BACK_AT = "champion.rolled_back.at"
+    LAST_CHANGE = "champion.last_change"  # on the registered model
+    LEASE_HOLDER = "pipeline.lease.holder"
+    LEASE_TOKEN = "pipeline.lease.token"
+
+
+# MLflow limits tag values to 8000 characters; the pipeline's stay well below.
+MAX_TAG_LENGTH = 5000
+# Written where a tag needs a value and there is no version.
+NO_VERSION = "none"
+# The champion's metrics on the candidate's test split, logged on the evaluate run with this prefix.
+CHAMPION_METRIC_PREFIX = "champion_"
+
+
+class Artifact:
+    """The files steps log and pass on (paths inside their run's artifacts)."""
+
+    TRAIN = "data/train.parquet"
+    TEST = "data/test.parquet"
+    MANIFEST = "data/manifest.json"
+    TRANSFORMER = "transformer/preprocessor.skops"
+    FEATURES = "transformer/features.json"
+    WEIGHTS = "train/coefficients.json"
+    EVALUATION = "evaluation/result.json"
+    REPORT = "evaluation/report.md"
+    PREDICTED_VS_ACTUAL = "plots/predicted_vs_actual.png"
+    RESIDUALS = "plots/residuals.png"
+    CARD = "card.html"
+
+
+@dataclass(frozen=True)
+class LoggedArtifact:
+    """An artifact a step logged: its URI and the SHA-256 of its content."""
+
+    uri: str
+    digest: str
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> str:
+        # Key order as written: a schema's columns keep their order (the model signature follows it).
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2)
+
+    @classmethod
+    def from_json(cls, document: Any, uri: str, what: str) -> Any:
+        """The record in ``document`` (parsed JSON); one InputError line naming ``uri`` if it is not one."""
+        try:
+            return cls.model_validate(document)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(map(str, error["loc"])) or "the document"
+            raise InputError(f"{what} {uri}: not a {what} written by this pipeline ({field}: {error['msg']})") from None
+
+
+class SplitRecord(_Record):
+    rows: int
+    digest: str
+
+
+class SplitSettingsRecord(_Record):
+    test_size: float
+    seed: int
+
+
+class Manifest(_Record):
+    """``data/manifest.json``: where the data came from, its digests, and the schema it satisfied.
+
+    No run-specific URIs: the manifest's digest depends on the data only.
+    """
+
+    source: str
+    resolved_source: str
+    digest: str
+    rows: int
+    missing_values: int
+    splits: dict[str, SplitRecord]
+    split: SplitSettingsRecord
+    schema_: dict[str, Any]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, alias_generator=lambda n: n.rstrip("_"))
+
+    def data_schema(self, uri: str) -> DataSchema:
+        return parse_schema(self.schema_, source=uri)
+
+
+class CheckRecord(_Record):
+    name: str
+    passed: bool
+    detail: str
+
+
+class ChampionRecord(_Record):
+    """The champion a candidate was compared with: register promotes only if it still is."""
+
+    model_name: str
+    version: str
+    metrics: dict[str, float] | None = None
+    problem: str | None = None
+
+
+class EvaluationResult(_Record):
+    """``evaluation/result.json``: evaluate's verdict on a candidate, as register reads it."""
+
+    passed: bool
+    reason: str
+    checks: list[CheckRecord]
+    metrics: dict[str, float]
+    champion: ChampionRecord | None
+    thresholds: dict[str, float]
+    model_uri: str
+    test_uri: str
+    test_rows: int
+    # Identifies the split by content: register compares recorded metrics only on the same one.
+    test_digest: str | None
+
+
+# What each step hands downstream: output name -> what it is. A step records exactly these as
+# ``pipeline.output.<name>`` tags, and the chain passes them on by these names.
+STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": ("train_uri", "test_uri", "manifest_uri"),
+    "featurize": ("transformer_uri",),
+    "train": ("model_uri",),
+    "evaluate": ("evaluation_uri",),
+    "register": ("model_name", "model_version", "registered_model_uri", "alias_uri"),
+}

@@ -1,0 +1,218 @@
+"""The report of a pipeline run, built from its step results: the summary printed at the end
+(and logged as ``summary.txt``), the dry-run plan, and the parent run's card.
+
+It reads what the steps recorded (evaluate's metrics and verdict, register's decision) from their
+runs, once each, and says it in a few lines: each step with its status, time and why it ran or
+was reused; the evaluation; the registered version and the champion; how to serve it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Protocol
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from steps.core.model import REPORTED_METRICS
+from steps.mlflow_io.cards import Card, artifact_url, run_url, ui_url
+from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
+from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
+from steps.orchestration.runner import StepResult, StepRunner
+
+logger = logging.getLogger(__name__)
+
+
+class Report(Protocol):
+    """More to say in a driver's summary and card than the steps' table (e.g. a sweep's trials)."""
+
+    def summary_lines(self) -> list[str]: ...
+
+    def add_to(self, card: Card) -> None: ...
+
+
+class PipelineReport:
+    """What a driver says about its run: built from ``runner``'s step results and the runs they name."""
+
+    def __init__(self, runner: StepRunner, client: MlflowClient | None = None):
+        self.runner = runner
+        self.client = client or runner.client
+        self.reports: list[Report] = []
+        self._finished_runs: dict[str, Run] = {}
+
+    @property
+    def results(self) -> list[StepResult]:
+        return self.runner.results
+
+    @property
+    def experiment_id(self) -> str:
+        return self.runner.experiment_id
+
+    @property
+    def run_id(self) -> str:
+        return self.runner.parent.info.run_id
+
+    def result(self, name: str) -> StepResult | None:
+        return self.runner.result(name)
+
+    def plan(self) -> str:
+        """The dry-run plan: for each step, reuse <run id> or run, with the reason."""
+        lines = [f"Plan for pipeline run {self.run_id} (dry run: nothing runs, nothing is registered)"]
+        for r in self.results:
+            action = f"reuse {r.reused_run_id}" if r.cache_hit else ("skip" if r.status == "SKIPPED" else "run")
+            lines.append(f"  {r.name:<10} {action:<40} {r.reason}")
+        return "\n".join(lines)
+
+    def summary(self, error: str | None = None, title: str = "Pipeline run") -> str:
+        """What ran or was reused, the metrics, the registered model and how to serve it."""
+        status = "FAILED" if error else "FINISHED"
+        elapsed = time.monotonic() - self.runner.started
+        lines = [f"{title} {self.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
+        lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
+        for r in self.results:
+            run_id = r.reused_run_id or r.run_id or "-"
+            lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {r.reason}")
+        for report in self.reports:
+            lines += report.summary_lines()
+        lines += self._evaluation_lines()
+        register = self.result("register")
+        if register and register.status in ("FINISHED", "REUSED"):
+            lines += self._registration_lines(register)
+        if error:
+            lines.append(f"Error: {error}")
+        return "\n".join(lines)
+
+    def evaluation_metrics(self) -> dict[str, float]:
+        """evaluate's test-split metrics (RMSE, MAE, R²) in this pipeline run, if it ran or was reused."""
+        run = self._step_run("evaluate")
+        return {name: run.data.metrics[name] for name in REPORTED_METRICS if run and name in run.data.metrics}
+
+    def card(self, title: str, error: str | None = None, status: str = "FINISHED") -> Card:
+        """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision.
+
+        ``status``: how the run ends (KILLED when interrupted); an ``error`` makes FINISHED FAILED.
+        """
+        tracking_uri = mlflow.get_tracking_uri()
+        status = "FAILED" if error and status == "FINISHED" else status
+        card = Card(title, f"run {self.run_id} {status} in {time.monotonic() - self.runner.started:.1f} s")
+        if error:
+            card.heading("Error").text(error)
+        rows = []
+        for r in self.results:
+            run_id = r.reused_run_id or r.run_id
+            link = (run_id, run_url(tracking_uri, self.experiment_id, run_id)) if run_id else "-"
+            has_card = run_id and r.status in ("FINISHED", "REUSED")
+            rows.append(
+                {
+                    "step": r.name,
+                    "status": r.status,
+                    "seconds": round(r.seconds, 1),
+                    "run": link,
+                    "card": (Artifact.CARD, artifact_url(tracking_uri, self.experiment_id, run_id)) if has_card else "-",
+                    "why": r.reason,
+                }
+            )
+        card.heading("Steps").table(rows, ["step", "status", "seconds", "run", "card", "why"], links=("run", "card"))
+        card.text(f"Links open the MLflow UI at {ui_url(tracking_uri)} (start it with `mlflow ui` for a local store).", note=True)
+        for report in self.reports:
+            report.add_to(card)
+        evaluation = self._evaluation_lines()
+        if evaluation:
+            card.heading("Evaluation")
+            for line in evaluation:
+                card.text(line)
+            plot = self._evaluate_plot()
+            if plot:
+                card.image(plot, "Predicted vs actual on the test split (from evaluate)")
+        register = self.result("register")
+        if register and register.status in ("FINISHED", "REUSED"):
+            card.heading("Registry")
+            for line in self._registration_lines(register):
+                card.text(line)
+        return card
+
+    def _evaluate_plot(self) -> bytes | None:
+        run = self._step_run("evaluate")
+        if run is None:
+            return None
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return Path(
+                    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=Artifact.PREDICTED_VS_ACTUAL, dst_path=tmp)
+                ).read_bytes()
+        except (MlflowException, OSError) as exc:
+            logger.warning(
+                "the pipeline card shows no plot: cannot read %s of run %s (%s)", Artifact.PREDICTED_VS_ACTUAL, run.info.run_id, exc
+            )
+            return None
+
+    def _step_run(self, name: str) -> Run | None:
+        """The run that did step ``name``'s work in this pipeline run (reused or not), if it finished."""
+        result = self.result(name)
+        run_id = result and (result.reused_run_id or result.run_id)
+        if not run_id or result.status not in ("FINISHED", "REUSED"):
+            return None
+        # Read once: the summary, the card and the parent's metrics all read the same finished runs.
+        if run_id not in self._finished_runs:
+            self._finished_runs[run_id] = self.client.get_run(run_id)
+        return self._finished_runs[run_id]
+
+    def decision(self) -> tuple[str, str] | None:
+        """register's decision (promoted / rejected / not promoted) and its reason, if it ran."""
+        run = self._step_run("register")
+        if run is None or Tag.DECISION not in run.data.tags:
+            return None
+        return run.data.tags[Tag.DECISION], run.data.tags.get(Tag.DECISION_REASON, "")
+
+    def _evaluation_lines(self) -> list[str]:
+        run = self._step_run("evaluate")
+        if run is None:
+            return []
+        metrics, tags = run.data.metrics, run.data.tags
+        line = "Evaluation (test split): " + ", ".join(
+            f"{label} {metrics[key]:.4g}" for key, label in REPORTED_METRICS.items() if key in metrics
+        )
+        champion = [
+            f"{label} {metrics[CHAMPION_METRIC_PREFIX + key]:.4g}"
+            for key, label in REPORTED_METRICS.items()
+            if CHAMPION_METRIC_PREFIX + key in metrics
+        ]
+        if champion:
+            line += f"; champion version {tags.get(Tag.COMPARED_WITH)}: {', '.join(champion)}"
+        verdict = "passed" if tags.get(Tag.PASSED) == "true" else "rejected"
+        return [line, f"Verdict: {verdict}: {tags.get(Tag.REASON, '')}"]
+
+    def _registration_lines(self, register: StepResult) -> list[str]:
+        name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
+        if register.status == "REUSED":
+            lines = [f"Registered: nothing new; {name} version {version} was registered by an identical run"]
+        else:
+            lines = [f"Registered: {name} version {version}, alias {CHALLENGER}"]
+        decision = self.decision()
+        if decision:
+            outcome, reason = decision
+            label = "Decision (then)" if register.status == "REUSED" else "Decision"
+            if outcome == PROMOTED:
+                lines.append(f"{label}: promoted to {CHAMPION}")
+            elif outcome == REJECTED:
+                lines.append(f"{label}: rejected (see the verdict above)")
+            else:
+                lines.append(f"{label}: {outcome}: {reason}")
+        champion = alias_version(self.client, name, CHAMPION)
+        if champion is None:
+            lines.append(f"Champion: none (no version of {name} has passed evaluation yet)")
+            return lines
+        if champion == version:
+            note = " (this run's model)"
+        elif decision and decision[0] == PROMOTED:
+            note = f" (version {version} was promoted then, and has been replaced or rolled back since)"
+        else:
+            note = ""
+        lines.append(f"Champion: {name} version {champion}{note}")
+        lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
+        return lines
