@@ -8,7 +8,8 @@ URIs and its style is inline, so it also reads well downloaded, attached to a ti
 How it is made: each :class:`Card` method adds a block (a heading, a paragraph, a table, an
 image...) to ``card.blocks`` as plain data, numbers already formatted (:func:`format_value`).
 :meth:`Card.render` hands the blocks to the jinja2 template ``templates/card.html.j2``, which lays
-out the page. The template escapes everything it prints (autoescape).
+out the page. The template escapes everything it prints (autoescape), and links only to http(s)
+addresses.
 
 Building a card is pure (no MLflow, no I/O); :func:`log_card` is the only side effect, and it never
 fails the run: a card reports on work already done.
@@ -53,6 +54,10 @@ DEFAULT_UI_URL = "http://127.0.0.1:5000"
 _GOOD = frozenset({"passed", "promoted", "finished", "reused", "true", "yes", "already champion"})
 _BAD = frozenset({"failed", "rejected", "killed", "false", "no", "missing", "not promoted"})
 
+# Links get an href only with these schemes (run and artifact pages of the MLflow UI); any other
+# (javascript:, data:, file:, ...) is shown as its text.
+_LINK_SCHEMES = frozenset({"http", "https"})
+
 
 def format_value(value: Any, digits: int = 4) -> str:
     """A number with ``digits`` significant digits (integers in full, with separators); else text."""
@@ -96,8 +101,16 @@ def _table_cell(value: Any, digits: int, link: bool) -> _Cell:
     """A cell of :meth:`Card.table`; in a ``links`` column, ``(text, href)`` is a link."""
     if link and isinstance(value, tuple):
         text, href = value
-        return _Cell(str(text), href=href)
+        return _Cell(str(text), href=_web_href(href))
     return _cell(value, digits)
+
+
+def _web_href(href: str) -> str | None:
+    """``href`` if it is an http(s) address, else ``None``: the template shows such a link as its text."""
+    try:
+        return href if urlsplit(href).scheme in _LINK_SCHEMES else None
+    except ValueError:  # e.g. an unclosed [ in the host
+        return None
 
 
 def figure_png(fig: Figure, dpi: int = 90) -> bytes:
@@ -159,7 +172,8 @@ class Card:
         return self.image(figure_png(fig), caption)
 
     def link(self, text: str, href: str) -> Card:
-        return self._add("link", text=text, href=href)
+        """A paragraph linking to ``href`` (only ``text`` for other than http(s) addresses)."""
+        return self._add("link", text=text, href=_web_href(href))
 
     def render(self) -> str:
         """The whole HTML document."""
