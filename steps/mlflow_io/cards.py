@@ -4,7 +4,12 @@ Every step (and the pipeline's parent run, and ``compare`` and ``sweep``) builds
 from its outputs and logs it at the root of its run's artifacts, where the MLflow UI shows it
 rendered. A card is one HTML file with no external resources: its plots are embedded as PNG data
 URIs and its style is inline, so it also reads well downloaded, attached to a ticket or mailed.
-Everything put in a card is HTML-escaped.
+
+How it is made: each :class:`Card` method adds a block (a heading, a paragraph, a table, an
+image...) to ``card.blocks`` as plain data, numbers already formatted (:func:`format_value`).
+:meth:`Card.render` hands the blocks to the jinja2 template ``templates/card.html.j2``, which lays
+out the page. The template escapes everything it prints (autoescape), and links only to http(s)
+addresses.
 
 Building a card is pure (no MLflow, no I/O); :func:`log_card` is the only side effect, and it never
 fails the run: a card reports on work already done.
@@ -13,17 +18,23 @@ fails the run: a card reports on work already done.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import jinja2
 import mlflow
 import numpy as np
+from markupsafe import Markup
 
 if TYPE_CHECKING:
     # Only the steps that draw import matplotlib; the pipeline's driver builds its card without it.
@@ -33,24 +44,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.html"
+# The page's layout and style: a jinja2 template shipped beside this module.
+_TEMPLATES = Path(__file__).with_name("templates")
+_TEMPLATE_FILE = "card.html.j2"
 # The address of `mlflow ui` / `mlflow server` when nothing says otherwise (their default).
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
-
-_STYLE = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1f2328;margin:1.5em;max-width:1100px}
-h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .5em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
-p.subtitle{color:#57606a;margin:0 0 1em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
-th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:.8em 0}figcaption{color:#57606a;font-size:.9em}img{max-width:100%;height:auto}
-.good{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.note{color:#57606a}
-code{background:#f6f8fa;padding:.1em .3em;border-radius:4px;font-size:.9em}
-"""
 
 # Words shown in green / red wherever they are a whole cell (statuses, verdicts, decisions).
 _GOOD = frozenset({"passed", "promoted", "finished", "reused", "true", "yes", "already champion"})
 _BAD = frozenset({"failed", "rejected", "killed", "false", "no", "missing", "not promoted"})
+
+# Links get an href only with these schemes (run and artifact pages of the MLflow UI); any other
+# (javascript:, data:, file:, ...) is shown as its text.
+_LINK_SCHEMES = frozenset({"http", "https"})
 
 
 def format_value(value: Any, digits: int = 4) -> str:
@@ -69,7 +75,17 @@ def format_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _cell(value: Any, digits: int) -> str:
+@dataclass(frozen=True)
+class _Cell:
+    """What the template shows in one table cell: the text, its CSS classes, and where it links to (if it does)."""
+
+    text: str
+    css: str = ""
+    href: str | None = None
+
+
+def _cell(value: Any, digits: int) -> _Cell:
+    """A value as a cell: formatted, right-aligned if a number, green / red if a good / bad word."""
     text = format_value(value, digits)
     css = []
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
@@ -78,8 +94,23 @@ def _cell(value: Any, digits: int) -> str:
         css.append("good")
     elif text.strip().lower() in _BAD:
         css.append("bad")
-    attr = f' class="{" ".join(css)}"' if css else ""
-    return f"<td{attr}>{html.escape(text)}</td>"
+    return _Cell(text, " ".join(css))
+
+
+def _table_cell(value: Any, digits: int, link: bool) -> _Cell:
+    """A cell of :meth:`Card.table`; in a ``links`` column, ``(text, href)`` is a link."""
+    if link and isinstance(value, tuple):
+        text, href = value
+        return _Cell(str(text), href=_web_href(href))
+    return _cell(value, digits)
+
+
+def _web_href(href: str) -> str | None:
+    """``href`` if it is an http(s) address, else ``None``: the template shows such a link as its text."""
+    try:
+        return href if urlsplit(href).scheme in _LINK_SCHEMES else None
+    except ValueError:  # e.g. an unclosed [ in the host
+        return None
 
 
 def figure_png(fig: Figure, dpi: int = 90) -> bytes:
@@ -90,33 +121,36 @@ def figure_png(fig: Figure, dpi: int = 90) -> bytes:
 
 
 class Card:
-    """An HTML report built section by section; :meth:`render` gives the whole document."""
+    """A report built block by block; :meth:`render` gives the whole HTML document.
+
+    Each method adds one block to :attr:`blocks`: its ``kind`` (which part of the template shows
+    it) and its fields, values already formatted. Each returns the card, so calls chain.
+    """
 
     def __init__(self, title: str, subtitle: str = ""):
         self.title = title
-        self._parts: list[str] = [f"<h1>{html.escape(title)}</h1>"]
-        if subtitle:
-            self._parts.append(f'<p class="subtitle">{html.escape(subtitle)}</p>')
+        self.subtitle = subtitle
+        self.blocks: list[SimpleNamespace] = []
+
+    def _add(self, kind: str, **fields: Any) -> Card:
+        # A namespace, not a dict: in a template, block.items would be the dict's method, not a field.
+        self.blocks.append(SimpleNamespace(kind=kind, **fields))
+        return self
 
     def heading(self, text: str) -> Card:
-        self._parts.append(f"<h2>{html.escape(text)}</h2>")
-        return self
+        return self._add("heading", text=text)
 
     def text(self, text: str, *, note: bool = False) -> Card:
-        css = ' class="note"' if note else ""
-        self._parts.append(f"<p{css}>{html.escape(text)}</p>")
-        return self
+        return self._add("text", text=text, note=note)
 
     def code(self, text: str) -> Card:
         """A command or URI, shown verbatim."""
-        self._parts.append(f"<p><code>{html.escape(text)}</code></p>")
-        return self
+        return self._add("code", text=text)
 
     def facts(self, facts: Mapping[str, Any], digits: int = 4) -> Card:
         """A two-column table of ``name: value``; ``None`` values are left out."""
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v, digits)}</tr>" for k, v in facts.items() if v is not None)
-        self._parts.append(f"<table>{rows}</table>")
-        return self
+        rows = [(str(name), _cell(value, digits)) for name, value in facts.items() if value is not None]
+        return self._add("facts", rows=rows)
 
     def table(
         self, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, *, digits: int = 4, links: Sequence[str] = ()
@@ -127,45 +161,49 @@ class Card:
         links = (links,) if isinstance(links, str) else tuple(links)
         if columns is None:
             columns = list(rows[0]) if rows else []
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = []
-        for row in rows:
-            cells = []
-            for column in columns:
-                value = row.get(column)
-                if column in links and isinstance(value, tuple):
-                    text, href = value
-                    cells.append(f'<td><a href="{html.escape(href, quote=True)}">{html.escape(str(text))}</a></td>')
-                else:
-                    cells.append(_cell(value, digits))
-            body.append(f"<tr>{''.join(cells)}</tr>")
-        if not body:
-            body.append(f'<tr><td colspan="{max(1, len(columns))}" class="note">(none)</td></tr>')
-        self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-        return self
+        cells = [[_table_cell(row.get(column), digits, column in links) for column in columns] for row in rows]
+        return self._add("table", columns=list(columns), rows=cells)
 
     def image(self, png: bytes, caption: str) -> Card:
         """A PNG embedded as a data URI, with ``caption`` as its alt text and caption."""
-        data = base64.b64encode(png).decode("ascii")
-        alt = html.escape(caption, quote=True)
-        self._parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
-        return self
+        return self._add("image", base64=base64.b64encode(png).decode("ascii"), caption=caption)
 
     def figure(self, fig: Figure, caption: str) -> Card:
         return self.image(figure_png(fig), caption)
 
     def link(self, text: str, href: str) -> Card:
-        self._parts.append(f'<p><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></p>')
-        return self
+        """A paragraph linking to ``href`` (only ``text`` for other than http(s) addresses)."""
+        return self._add("link", text=text, href=_web_href(href))
 
     def render(self) -> str:
-        body = "\n".join(self._parts)
-        return (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(self.title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-        )
+        """The whole HTML document."""
+        return _template().render(title=self.title, subtitle=self.subtitle, blocks=self.blocks)
+
+
+def _escape(value: Any) -> Markup:
+    """How the template prints every ``{{ value }}``: escaped by ``html.escape``, which writes quotes as
+    ``&quot;`` and ``&#x27;`` like the cards built before the template did (jinja2's own escaping,
+    markupsafe, writes the equivalent ``&#34;`` and ``&#39;``). Markup, e.g. what a macro returns, is
+    already escaped: kept as is."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape(str(value)))
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    """The card template, loaded once per process, when the first card is rendered."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        # Always on: select_autoescape() goes by the file's extension and would not escape "*.j2".
+        autoescape=True,
+        finalize=_escape,
+        undefined=jinja2.StrictUndefined,  # a misspelt name fails the render instead of showing nothing
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return environment.get_template(_TEMPLATE_FILE)
 
 
 def log_card(build: Callable[[], Card], artifact_file: str = CARD_FILE) -> None:

@@ -51,6 +51,33 @@ def test_a_card_is_one_well_formed_self_contained_document_with_everything_escap
     assert len(images) == 1
 
 
+def _hostile(where: str) -> str:
+    return f"{where} <script>alert('x')</script> & co"
+
+
+def test_markup_and_ampersands_are_escaped_in_every_kind_of_block_and_only_web_addresses_are_links():
+    card = Card(_hostile("title"), _hostile("subtitle")).heading(_hostile("heading"))
+    card.text(_hostile("text")).text(_hostile("note"), note=True).code(_hostile("code"))
+    card.facts({_hostile("fact name"): _hostile("fact value")})
+    card.table([{_hostile("column"): _hostile("cell"), "run": (_hostile("table link"), "javascript:alert(1)")}], links="run")
+    card.table([{"run": ("web", "https://mlflow.example.com/#/runs/1?a=1&b=2")}], links="run")
+    card.link(_hostile("link"), "JavaScript:alert(1)").link("spaced", " javascript:alert(1)").link("data", "data:text/html,<b>")
+    card.figure(_figure(), _hostile("caption"))
+    document = card.render()
+    text, _ = check_card(document, min_images=1)
+
+    kinds = ("title", "subtitle", "heading", "text", "note", "fact name", "fact value", "code", "column", "cell", "table link", "link")
+    for where in (*kinds, "caption"):
+        assert f"{where} &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in document, where
+    for where in kinds:
+        assert _hostile(where) in text, where  # shown as typed
+    assert 'alt="caption &lt;script&gt;' in document
+    # Links to anything but http(s) show their text, not the address.
+    assert "javascript" not in document.lower() and "data:text" not in document
+    assert document.count("<a ") == 1 and '<a href="https://mlflow.example.com/#/runs/1?a=1&amp;b=2">web</a>' in document
+    assert "<p>spaced</p>" in document and "<p>data</p>" in document
+
+
 @pytest.mark.parametrize(
     ("value", "shown"),
     [(None, ""), (3, "3"), (12345, "12,345"), (np.int64(7), "7"), (0.000123456, "0.0001235"), (np.float64(2.5), "2.5"), ("x", "x")],
