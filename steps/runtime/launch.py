@@ -1,12 +1,13 @@
 """Start a step: in the pipeline's warm process when the driver runs one, else in this process.
 
-Every step's MLproject command is ``python -m steps.runtime.launch <step> <arguments>``. Under the driver
-(``main.py``), the environment names a warm process (steps/runtime/warm.py) that has already imported
-MLflow, pandas, scikit-learn and the steps: this process hands it its arguments, environment,
-working directory and standard streams, waits for the step to finish there, and exits with its
-status. That saves each step the 2-3 s of starting Python and importing those libraries. Run
-alone (``mlflow run . -e train ...``), or when the warm process cannot be reached, the step runs
-here as before.
+Every MLproject entry point's command is ``python -m steps <entry point> <arguments>``, which lands
+here. Under a driver (``main``, ``sweep``), the environment names a warm process
+(steps/runtime/warm.py) that has already imported MLflow, pandas, scikit-learn and the steps: this
+process hands it its arguments, environment, working directory and standard streams, waits for the
+step to finish there, and exits with its status. That saves each step the 2-3 s of starting Python
+and importing those libraries. Run alone (``mlflow run . -e train ...``), with ``PIPELINE_WARM=0``,
+when the warm process cannot be reached, or when it declines the step (its code or its import-time
+environment differ from the step's), the step runs here as before. docs/warm-process.md explains it.
 
 This module imports only the standard library: it must start in milliseconds.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -27,8 +29,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+logger = logging.getLogger(__name__)
+
 # Set by the driver: ``<address>#<token>`` of its warm process's Unix socket.
 WARM_SOCKET_ENV = "PIPELINE_WARM_SOCKET"
+# The switch: 0, false, no or off (any case) and the driver starts no warm process, and launchers
+# do not look for one: every step runs in its own process. Unset or anything else: on.
+WARM_SWITCH_ENV = "PIPELINE_WARM"
+WARM_OFF_VALUES = frozenset({"0", "false", "no", "off"})
+# At most this many variable names in the line saying why the warm process declined a step.
+MAX_NAMES_SHOWN = 8
 STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
 # Entry points that drive steps (run in this process, with a warm process for their steps): their modules.
 DRIVERS = {"main": "main", "sweep": "steps.sweep"}
@@ -44,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     step, step_args = args[0], args[1:]
     if step in DRIVERS:
         sys.exit(run_driver(DRIVERS[step], step_args))
-    address = os.environ.get(WARM_SOCKET_ENV, "").partition("#")[0]
+    address = os.environ.get(WARM_SOCKET_ENV, "").partition("#")[0] if warm_enabled() else ""
     if address:
         status = run_in_warm_process(address, step, step_args)
         if status is not None:
@@ -52,10 +62,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     importlib.import_module(f"steps.{step}").main(step_args)
 
 
+def warm_enabled() -> bool:
+    """Whether steps may run in a warm process: not when PIPELINE_WARM is 0, false, no or off."""
+    return os.environ.get(WARM_SWITCH_ENV, "").strip().lower() not in WARM_OFF_VALUES
+
+
 def run_driver(module: str, args: Sequence[str]) -> int:
     """A driver (main.py, steps/sweep.py), with the warm process started first, so that its imports
     run on another core while the driver's own imports and cache lookups do."""
-    warm = None if os.environ.get(WARM_SOCKET_ENV) else WarmProcess(PROJECT_ROOT)
+    warm = None if os.environ.get(WARM_SOCKET_ENV) or not warm_enabled() else WarmProcess(PROJECT_ROOT)
     if warm is not None:
         os.environ[WARM_SOCKET_ENV] = warm.environment_value
     try:
@@ -74,7 +89,7 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
     except OSError:
         return None
     with connection:
-        request = {"step": step, "args": list(args), "cwd": os.getcwd(), "env": dict(os.environ)}
+        request = {"step": step, "args": list(args), "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ)}
         try:
             socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
             reader = connection.makefile("r", encoding="utf-8")
@@ -82,8 +97,12 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
         except OSError:
             return None
         if not started:
-            return None  # the warm process went away before starting the step
-        worker = int(json.loads(started)["pid"])
+            return None  # refused (wrong token), or the warm process went away before starting the step
+        reply = json.loads(started)
+        if "refused" in reply:
+            _log_refusal(step, reply)
+            return None
+        worker = int(reply["pid"])
 
         def forward(signum: int, frame: FrameType | None) -> None:
             del frame
@@ -98,29 +117,59 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
     return int(json.loads(finished)["status"])
 
 
+def _log_refusal(step: str, reply: dict) -> None:
+    """One line on why the warm process declined ``step`` (which then runs in this process)."""
+    names = [str(name) for name in reply.get("variables", [])]
+    if not names:
+        logger.info("%s runs in its own process: %s", step, reply["refused"])
+        return
+    shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else "")
+    logger.warning("%s runs in its own process: the warm process was started with other values of %s", step, shown)
+
+
 def socket_address(address: str) -> str:
     """``@name`` is a Linux abstract socket (no file); anything else a path."""
     return "\0" + address[1:] if address.startswith("@") else address
 
 
 class WarmProcess:
-    """The driver's handle on its warm process (steps/runtime/warm.py)."""
+    """The driver's handle on its warm process (steps/runtime/warm.py).
+
+    With PIPELINE_WARM off it starts nothing: ``environment_value`` is empty and ``pid`` None, so
+    launchers run their steps themselves.
+    """
 
     def __init__(self, project_dir: Path):
         self._directory = None
+        self._process: subprocess.Popen | None = None
+        self.environment_value = ""
+        if not warm_enabled():
+            return
         if sys.platform.startswith("linux"):
             address = f"@mlflow-pipeline-{secrets.token_hex(8)}"
         else:
             self._directory = tempfile.mkdtemp(prefix="pipeline-")  # private (0700)
             address = str(Path(self._directory) / "warm.sock")
         token = secrets.token_hex(16)
-        self.environment_value = f"{address}#{token}"
+        # The token goes through a pipe to the warm process's stdin, not its command line (which
+        # any user sees in ps) nor its environment (which stays readable in /proc/<pid>/environ of
+        # the warm process and of every child it forks, even after it is removed from os.environ).
+        # env: os.environ, from which mlflow.run makes each step's environment too (without it, the
+        # process's C environment, which may differ: readline, once imported, adds LINES and COLUMNS).
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "steps.runtime.warm", address, token], cwd=project_dir, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "steps.runtime.warm", address], cwd=project_dir, env=dict(os.environ), stdin=subprocess.PIPE
         )
+        with contextlib.suppress(OSError), self._process.stdin as pipe:  # it died at once: the launchers find no socket
+            pipe.write(f"{token}\n".encode())
+        self.environment_value = f"{address}#{token}"
+
+    @property
+    def pid(self) -> int | None:
+        """The warm process's pid; None when PIPELINE_WARM is off."""
+        return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
-        if self._process.poll() is None:
+        if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)
@@ -138,7 +187,7 @@ class WarmProcess:
 def ensure_warm_process(project_dir: Path) -> WarmProcess | None:
     """Start a warm process for this driver's steps unless one already serves them (the driver's
     launcher starts one for the whole run); the caller stops the one this returns."""
-    if os.environ.get(WARM_SOCKET_ENV):
+    if os.environ.get(WARM_SOCKET_ENV) or not warm_enabled():
         return None
     process = WarmProcess(project_dir)
     os.environ[WARM_SOCKET_ENV] = process.environment_value

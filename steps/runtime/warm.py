@@ -14,7 +14,13 @@ Stopping: a stop signal sent to the launcher is forwarded to the child; a launch
 takes the child with it (SIGTERM, so its run ends KILLED); the warm process ends with the driver
 (Linux: when the driver dies, too), and the child with the warm process.
 
-Only a process of the same user that knows the address's token can start a step.
+Only a process of the same user that knows the address's token can start a step (the token
+reaches the warm process on its stdin, never its command line or environment). A step is declined,
+and its launcher runs it itself, when the project's code changed since the warm process started,
+or when its environment differs from the one the warm process imported its libraries with in any
+variable but RUN_TIME_VARIABLES: libraries read some variables once, at import (thread counts,
+plugin and config paths), and a forked step would silently get the warm process's values.
+``PIPELINE_WARM=0`` switches all of this off (steps/runtime/launch.py); docs/warm-process.md.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from steps.runtime.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, socket_address
+from steps.runtime.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, WARM_SWITCH_ENV, socket_address
 from steps.runtime.signals import stop_like_ctrl_c
 
 logger = logging.getLogger(__name__)
@@ -48,10 +54,48 @@ PRELOAD_LATER = tuple(f"steps.{step}" for step in STEP_NAMES if step != "ingest"
 POLL_SECONDS = 0.05
 MAX_REQUEST_BYTES = 4 << 20
 REQUEST_TIMEOUT_SECONDS = 5.0
+# The variables in which a step's environment may differ from the warm process's start-up
+# environment: each is set or changed for a step after the warm process started, and is read when
+# the step runs, not at import (one exception, harmless, below). Any other difference declines the step.
+RUN_TIME_VARIABLES = frozenset(
+    {
+        # Set by mlflow.run for each step (the step's own run, and where it is tracked); MLflow
+        # reads them when the step starts its run and on each request.
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_TRACKING_URI",
+        # Removed by the driver before it starts steps (mlflow.run refuses it beside an experiment
+        # id: steps/orchestration/driver.py); read when a run starts.
+        "MLFLOW_EXPERIMENT_NAME",
+        # Set by the driver after its warm process started: this socket (read by the launcher only)
+        # and the parent run (PARENT_RUN_ENV of steps/mlflow_io/step_run.py, read when a step fails).
+        WARM_SOCKET_ENV,
+        "PIPELINE_PARENT_RUN_ID",
+        # The switch: read by the driver and the launcher only (a launcher with it off never asks).
+        WARM_SWITCH_ENV,
+        # Set by MLflow in the driver when the driver imports it (after its warm process started),
+        # removed when MLflow finds telemetry off. It only labels MLflow's usage telemetry, read
+        # when MLflow is imported: a forked step's telemetry keeps the warm process's label.
+        "_MLFLOW_TELEMETRY_SESSION_ID",
+        # Set by the shell mlflow.run starts each step's command with (bash -c): the working
+        # directory (the step gets the launcher's own with chdir), the nesting level and the
+        # command's path; a non-interactive bash also drops an exported prompt. Nothing reads
+        # them at import.
+        "PWD",
+        "SHLVL",
+        "_",
+        "PS1",
+        "PS2",
+    }
+)
 
 
-def serve(address: str, token: str) -> None:
-    """Listen on ``address``, import the steps' libraries, then run each requested step."""
+def serve(address: str, token: str, environment: Mapping[str, str] | None = None) -> None:
+    """Listen on ``address``, import the steps' libraries, then run each requested step.
+
+    ``environment``: the one the libraries are imported with (default: this process's, now).
+    """
+    environment = dict(os.environ if environment is None else environment)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_address(address))
     listener.listen(8)  # launchers may connect before the imports are done: they wait
@@ -67,8 +111,7 @@ def serve(address: str, token: str) -> None:
             continue
         connection, _ = listener.accept()
         with connection:
-            if _code_versions() == code:
-                _serve_one(listener, connection, token)
+            _serve_one(listener, connection, token, code, environment)
 
 
 def _preload(module: str) -> None:
@@ -90,7 +133,15 @@ def _code_versions() -> dict[str, tuple[int, int]]:
     return versions
 
 
-def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -> None:
+def differing_variables(requested: Mapping[str, str], started: Mapping[str, str]) -> list[str]:
+    """The names of the variables, but RUN_TIME_VARIABLES, set differently (or only) in one of the two."""
+    names = (requested.keys() | started.keys()) - RUN_TIME_VARIABLES
+    return sorted(name for name in names if requested.get(name) != started.get(name))
+
+
+def _serve_one(
+    listener: socket.socket, connection: socket.socket, token: str, code: dict[str, tuple[int, int]], environment: Mapping[str, str]
+) -> None:
     if not _same_user(connection):
         return
     fds: list[int] = []
@@ -108,6 +159,14 @@ def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -
         if not secrets.compare_digest(presented, token) or len(fds) != 3 or request["step"] not in STEP_NAMES:
             logger.warning("warm process: refused a request")
             return
+        if _code_versions() != code:
+            _reply(connection, {"refused": "the project's code changed since the warm process started"})
+            return
+        differing = differing_variables(request["env"], environment)
+        if differing:
+            # Names only: the values may be secrets, and the launcher has its own anyway.
+            _reply(connection, {"refused": "environment", "variables": differing})
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -115,15 +174,19 @@ def _serve_one(listener: socket.socket, connection: socket.socket, token: str) -
             listener.close()
             connection.close()
             _run_step(request, fds)  # never returns
-        connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        _reply(connection, {"pid": pid})
         status = _wait(pid, connection)
         with contextlib.suppress(OSError):
-            connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+            _reply(connection, {"status": status})
     except Exception:  # a bad request must not end the warm process
         logger.warning("warm process: ignored a malformed request")
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _reply(connection: socket.socket, message: dict) -> None:
+    connection.sendall(json.dumps(message).encode() + b"\n")
 
 
 def _same_user(connection: socket.socket) -> bool:
@@ -149,7 +212,8 @@ def _run_step(request: dict, fds: Sequence[int]) -> None:
         os.environ.update(request["env"])
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        sys.argv = [f"steps/{request['step']}.py", *request["args"]]
+        # The launcher's program name (MLflow names a new run's source after it), then the arguments.
+        sys.argv = [str(request.get("argv0", f"steps/{request['step']}.py")), *request["args"]]
         importlib.import_module(f"steps.{request['step']}").main(request["args"])
         code = 0
     except SystemExit as exc:
@@ -185,13 +249,22 @@ def _wait(pid: int, connection: socket.socket) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    address, token = (sys.argv[1:] if argv is None else argv)[:2]
+    """``python -m steps.runtime.warm <address>``, the token on the first line of stdin."""
+    environment = dict(os.environ)  # as started: before the steps' libraries are imported (some set variables)
+    address = (sys.argv[1:] if argv is None else argv)[0]
+    token = sys.stdin.readline().strip()
+    devnull = os.open(os.devnull, os.O_RDONLY)  # the pipe is done with; nothing else reads stdin
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if not token:
+        logger.error("warm process: no token on stdin; not serving")
+        sys.exit(2)
     # SIGTERM (from the driver, or on Linux the driver's death) ends it; Ctrl-C reaches the
     # whole process group and is for the step to handle.
     stop_like_ctrl_c()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(address, token)
+        serve(address, token, environment)
 
 
 if __name__ == "__main__":
