@@ -14,7 +14,6 @@ from pandas._libs.parsers import STR_NA_VALUES
 from steps.core.conf import PROJECT_ROOT
 from steps.core.errors import DataError, InputError
 from steps.mlflow_io import artifacts
-from steps.mlflow_io.contracts import Manifest
 from tests.conftest import make_frame
 
 
@@ -61,38 +60,6 @@ def test_unreadable_files_are_one_line_errors(tmp_path, content, name, expected)
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(InputError, match=r"dataset .*nope.csv: file not found"):
         artifacts.read_table(str(tmp_path / "nope.csv"))
-
-
-def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
-    frame = make_frame(rows=6)
-    with mlflow.start_run() as run:
-        table = artifacts.log_table(frame, "data/train.parquet")
-        written = Manifest(
-            source="f.csv",
-            resolved_source="/f.csv",
-            digest="d",
-            rows=6,
-            missing_values=0,
-            splits={"train": {"rows": 6, "digest": table.digest}},
-            split={"test_size": 0.2, "seed": 1},
-            schema={"target": "y", "columns": {"x": {}, "a": {}, "y": {}}},
-        )
-        manifest = artifacts.log_record(written, "data/manifest.json")
-    assert table.uri == f"runs:/{run.info.run_id}/data/train.parquet"
-    pd.testing.assert_frame_equal(artifacts.read_table(table.uri), frame)
-    downloaded = mlflow.artifacts.download_artifacts(table.uri)
-    assert artifacts.sha256_file(downloaded) == table.digest  # the digest is of the logged content
-    read, schema = artifacts.load_manifest(manifest.uri)
-    assert read == written and schema.features == ["x", "a"]  # the schema's column order survives the round trip
-    with mlflow.start_run():
-        other = artifacts.log_json({"schema": {"target": "y"}}, "data/manifest.json")
-    with pytest.raises(InputError, match=r"ingest manifest runs:/\w+/data/manifest.json: not a ingest manifest written by this pipeline"):
-        artifacts.load_manifest(other.uri)
-
-
-def test_unknown_artifact_uri_is_a_clear_error(tracking_uri):
-    with pytest.raises(InputError, match=r"train split runs:/0123456789abcdef/data/train.parquet: cannot download"):
-        artifacts.read_table("runs:/0123456789abcdef/data/train.parquet", what="train split")
 
 
 def test_csv_text_columns_are_read_as_written_and_repeated_headers_refused(tmp_path):

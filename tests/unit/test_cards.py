@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from steps import evaluate, featurize, ingest, register, train
+from steps import featurize, ingest, register, train
 from steps.core import features
 from steps.core.conf import validate
 from steps.core.data import DataSettings
@@ -148,26 +147,6 @@ def test_the_train_card_ranks_the_coefficients_and_draws_them(small_schema):
     assert text.split("feature coefficient", 1)[1].split()[0] == "x1"
 
 
-def test_the_evaluate_card_compares_with_the_champion_and_embeds_the_plots(tracking_uri, small_schema):
-    test = make_frame(rows=40, missing=False)
-    signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)
-    champion = evaluate.Champion(RegisteredModel("m", "3"), test["y"].to_numpy() + 2 * signs)
-    with mlflow.start_run():
-        out = evaluate.run(test, test["y"].to_numpy() + signs, small_schema, LENIENT, champion=champion)
-    text, _ = check_card(evaluate.card(out, champion, len(test), "models:/m-9").render(), min_images=2)
-    assert text.startswith("evaluate: passed")
-    assert "metric candidate champion (version 3) RMSE 1 2" in text
-    assert "check result detail min_r2 passed" in text
-
-
-def test_the_evaluate_card_says_why_there_is_no_comparison(tracking_uri, small_schema):
-    test = make_frame(rows=30, missing=False)
-    with mlflow.start_run():
-        out = evaluate.run(test, test["y"].to_numpy() + 80.0, small_schema, LENIENT)
-    text, _ = check_card(evaluate.card(out, None, len(test), "models:/m-9").render(), min_images=2)
-    assert text.startswith("evaluate: rejected") and evaluate.NO_CHAMPION in text and "failed" in text
-
-
 def test_the_register_card_states_the_decision_and_the_aliases():
     verdict = register.Verdict(passed=True, reason="fine", compared_with="2")
     out = register.RegisterOutputs(RegisteredModel("m", "3"), "promoted", "better", champion="3", previous_champion="2")
@@ -187,17 +166,6 @@ def test_histograms_of_equal_or_few_values_draw(values):
     fig = Figure()
     cards.histogram(fig.add_subplot(), values, bins=30)
     assert cards.figure_png(fig).startswith(b"\x89PNG")
-
-
-def test_a_card_that_cannot_be_built_leaves_a_warning_not_a_failed_run(tracking_uri, caplog):
-    def broken() -> Card:
-        raise ValueError("Too many bins for data range")
-
-    with mlflow.start_run() as run, caplog.at_level("WARNING"):
-        cards.log_card(broken)
-        cards.log_card(lambda: Card("fine"), "other.html")
-    assert "no card.html for this run: ValueError: Too many bins for data range" in caplog.text
-    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)] == ["other.html"]
 
 
 def test_values_too_far_apart_for_equal_bins_still_draw():
