@@ -382,7 +382,7 @@ def _lever_measurements(repeat: int) -> list[tuple[str, float, float]]:
         features, target = frame.drop(columns="target"), frame["target"]
         model = ElasticNet(alpha=0.3).fit(features, target)
         sys.path.insert(0, str(PROJECT_ROOT))
-        from steps.train import model_requirements  # noqa: PLC0415
+        from steps.core.model import requirements as model_requirements  # noqa: PLC0415
 
         def log(explicit: bool) -> None:
             with mlflow.start_run():

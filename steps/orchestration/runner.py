@@ -85,6 +85,35 @@ def _outputs(run: Run) -> dict[str, ArtifactRef]:
     }
 
 
+def launched_run_id(client: MlflowClient, experiment_id: str, parent_run_id: str, name: str) -> str | None:
+    """The run ``mlflow.run`` created for step ``name`` under ``parent_run_id``, if it got that far.
+
+    Each step runs at most once per pipeline run; the records of reused steps are not it.
+    """
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{name}'",
+        max_results=10,
+    )
+    launched = [r for r in runs if Tag.REUSED_FROM not in r.data.tags]
+    return launched[0].info.run_id if launched else None
+
+
+def terminate(client: MlflowClient, run_id: str, status: str, error: str | None = None, *, force: bool = False) -> Run:
+    """Mark ``run_id`` terminated unless its process (or MLflow) already did, or as ``status``
+    anyway with ``force``; give it ``error`` as its reason if it recorded none (a killed
+    process cannot)."""
+    run = client.get_run(run_id)
+    changed = False
+    if error and ERROR_TAG not in run.data.tags:
+        client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
+        changed = True
+    if (force and run.info.status != status) or not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+        client.set_terminated(run_id, status)
+        changed = True
+    return client.get_run(run_id) if changed else run
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How this pipeline run treats the cache."""
@@ -230,22 +259,22 @@ class StepRunner:
             # Ctrl-C or SIGTERM while the step starts or runs: MLflow stopped the step (SIGTERM),
             # which marks its run KILLED itself (steps/mlflow_io/step_run.py); MLflow then marks it FAILED.
             ignore_stop_signals()
-            run_id = self._launched_run_id(name)
+            run_id = launched_run_id(self.client, self.experiment_id, self.parent.info.run_id, name)
             if run_id is not None:
-                self._terminate(run_id, "KILLED", f"{name}: interrupted", force=True)
+                terminate(self.client, run_id, "KILLED", f"{name}: interrupted", force=True)
             raise
         except MlflowException as exc:
             # The step's process exited non-zero, or MLflow refused to start it (e.g. a parameter
             # MLflow itself rejects).
             succeeded = False
             launch_error = f"{name}: {describe(exc)}"
-        run_id = self._launched_run_id(name)
+        run_id = launched_run_id(self.client, self.experiment_id, self.parent.info.run_id, name)
         run = None
         if run_id is not None:
             launch_error = None  # the step started: its run says why it failed, if it did
             if key is not None:
                 self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
-            run = self._terminate(run_id, "FINISHED" if succeeded else "FAILED", None if succeeded else f"{name}: {PROCESS_FAILURE}")
+            run = terminate(self.client, run_id, "FINISHED" if succeeded else "FAILED", None if succeeded else f"{name}: {PROCESS_FAILURE}")
         result = StepResult(
             name=name,
             run_id=run_id,
@@ -260,21 +289,6 @@ class StepRunner:
             raise StepFailedError(result)
         return result.outputs
 
-    def _launched_run_id(self, name: str) -> str | None:
-        """The run ``mlflow.run`` created for step ``name`` under this parent, if it got that far.
-
-        Each step runs at most once per pipeline run; the records of reused steps are not it.
-        """
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent.info.run_id}' and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{name}'"
-            ),
-            max_results=10,
-        )
-        launched = [r for r in runs if Tag.REUSED_FROM not in r.data.tags]
-        return launched[0].info.run_id if launched else None
-
     def _record(self, result: StepResult) -> None:
         self.results.append(result)
         if self.options.dry_run:
@@ -287,20 +301,6 @@ class StepRunner:
                 Tag.of_step(result.name, "seconds"): f"{result.seconds:.2f}",
             }
         )
-
-    def _terminate(self, run_id: str, status: str, error: str | None = None, *, force: bool = False) -> Run:
-        """Mark ``run_id`` terminated unless its process (or MLflow) already did, or as ``status``
-        anyway with ``force``; give it ``error`` as its reason if it recorded none (a killed
-        process cannot)."""
-        run = self.client.get_run(run_id)
-        changed = False
-        if error and ERROR_TAG not in run.data.tags:
-            self.client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
-            changed = True
-        if (force and run.info.status != status) or not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
-            self.client.set_terminated(run_id, status)
-            changed = True
-        return self.client.get_run(run_id) if changed else run
 
     def result(self, name: str) -> StepResult | None:
         return next((r for r in self.results if r.name == name), None)
