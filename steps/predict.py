@@ -47,7 +47,6 @@ from steps.core.schema import PREDICTION_COLUMN, ColumnSpec, DataSchema, _other_
 from steps.mlflow_io.artifacts import (
     DATASET_DIGEST_CHARS,
     PANDAS_NA_STRINGS,
-    LoggedArtifact,
     fetch,
     load_model,
     log_table,
@@ -58,6 +57,7 @@ from steps.mlflow_io.artifacts import (
     table_format,
     to_dataset,
 )
+from steps.mlflow_io.contracts import LoggedArtifact, Tag
 from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, resolve
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
@@ -184,9 +184,9 @@ def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         dataset = to_dataset(scored, name="scored", source=location, target=None, sha256=sha256)
         mlflow.log_input(dataset, context="prediction", model=linked)
     mlflow.log_metric("rows", rows)
-    tags = {"pipeline.model_uri": uri, "pipeline.model_id": model.metadata.model_id or "unknown"}
+    tags = {Tag.MODEL_URI: uri, Tag.MODEL_ID: model.metadata.model_id or "unknown"}
     if registered:
-        tags |= {"pipeline.model_name": registered.name, "pipeline.model_version": registered.version}
+        tags |= {Tag.MODEL_NAME: registered.name, Tag.MODEL_VERSION: registered.version}
     mlflow.set_tags(tags)
     logger.info("scored %d rows of %s with %s (engine %s)", rows, args.data_uri, uri, options.engine)
     return {"predictions_uri": predictions}

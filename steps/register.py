@@ -259,9 +259,9 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
     out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
     mlflow.set_tags(
         {
-            "pipeline.model_name": model_name,
-            "pipeline.model_version": out.model.version,
-            "pipeline.champion_version": out.champion or NO_VERSION,
+            Tag.MODEL_NAME: model_name,
+            Tag.MODEL_VERSION: out.model.version,
+            Tag.CHAMPION_VERSION: out.champion or NO_VERSION,
             Tag.DECISION: out.decision,
             Tag.DECISION_REASON: out.reason[:MAX_TAG_LENGTH],
         }

@@ -101,10 +101,10 @@ def _rollback(args: argparse.Namespace) -> dict[str, str]:
     mlflow.set_tags(
         {
             Tag.MODEL_NAME: model_name,
-            "pipeline.rollback.from": out.demoted.version,
-            "pipeline.rollback.to": out.champion.version,
-            "pipeline.rollback.reason": reason[:MAX_TAG_LENGTH],
-            "pipeline.rollback.by": user,
+            Tag.ROLLBACK + "from": out.demoted.version,
+            Tag.ROLLBACK + "to": out.champion.version,
+            Tag.ROLLBACK + "reason": reason[:MAX_TAG_LENGTH],
+            Tag.ROLLBACK + "by": user,
         }
     )
     return {"champion_uri": out.champion.uri}

@@ -52,6 +52,10 @@ class Tag:
     CHAMPION_VERSION = "pipeline.champion_version"
     DECISION = "pipeline.decision"
     DECISION_REASON = "pipeline.decision.reason"
+    # predict's model, and rollback's change (+ from / to / reason / by).
+    MODEL_URI = "pipeline.model_uri"
+    MODEL_ID = "pipeline.model_id"
+    ROLLBACK = "pipeline.rollback."
     # A sweep's parent, and compare's run.
     BEST_TRIAL = "pipeline.sweep.best_trial_run_id"
     TRIALS = "pipeline.sweep.trials"
@@ -81,6 +85,7 @@ class VersionTag:
     DECISION_REASON = "decision.reason"
     PREVIOUS_CHAMPION = "champion.previous"
     PROMOTED_AT = "champion.promoted_at"
+    PROMOTED_BY = "champion.promoted_by."  # + user / run_id
     ROLLED_BACK = "champion.rolled_back."  # + at / reason / by ...
     ROLLED_BACK_AT = "champion.rolled_back.at"
     LAST_CHANGE = "champion.last_change"  # on the registered model

@@ -299,9 +299,9 @@ def promote(client: MlflowClient, model: RegisteredModel, previous: str | None, 
     """Point ``champion`` at ``model``; record what it replaced and who promoted it."""
     client.set_registered_model_alias(model.name, CHAMPION, model.version)
     client.set_model_version_tag(model.name, model.version, VersionTag.PREVIOUS_CHAMPION, previous or NO_VERSION)
-    client.set_model_version_tag(model.name, model.version, "champion.promoted_at", now())
+    client.set_model_version_tag(model.name, model.version, VersionTag.PROMOTED_AT, now())
     for key, value in by.items():
-        client.set_model_version_tag(model.name, model.version, f"champion.promoted_by.{key}", value)
+        client.set_model_version_tag(model.name, model.version, VersionTag.PROMOTED_BY + key, value)
     change = f"{now()}: version {model.version} promoted (replacing {previous or 'no champion'})"
     client.set_registered_model_tag(model.name, VersionTag.LAST_CHANGE, change)
     logger.info("%s is now the champion (was %s)", model, previous or "none")
