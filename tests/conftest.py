@@ -179,3 +179,30 @@ def check_card(document: str, min_images: int = 0) -> tuple[str, list[bytes]]:
         images.append(png)
     assert len(images) >= min_images, f"{len(images)} image(s), expected at least {min_images}"
     return " ".join(" ".join(parser.text).split()), images
+
+
+def fit_model(frame: pd.DataFrame, schema: DataSchema, **params: object):
+    """The fitted pipeline (preprocessing + ElasticNet, ``params`` its arguments) train would log."""
+    from steps import train  # noqa: PLC0415 - only the tests that fit models import the step
+    from steps.core import features  # noqa: PLC0415
+    from steps.core.conf import validate  # noqa: PLC0415
+    from steps.core.model import ModelSettings  # noqa: PLC0415
+
+    transformer = features.fit_preprocessing(frame, schema).transformer
+    settings = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", **params})
+    return train.run(frame, transformer, schema, settings).model
+
+
+def log_model(fitted: object, **options: object) -> mlflow.models.model.ModelInfo:
+    """Log ``fitted`` in the active run as train does: skops, trusted types, explicit requirements
+    (inferring them costs seconds per model)."""
+    from steps.core import features, model  # noqa: PLC0415
+
+    return mlflow.sklearn.log_model(
+        fitted,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+        pip_requirements=model.requirements(),
+        **options,
+    )

@@ -23,10 +23,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.models import infer_signature
 
-from steps import featurize, predict, train
+from steps import predict
 from steps.core.schema import load_schema, validate_frame
 from steps.mlflow_io.artifacts import read_table
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, fit_model, log_model
 from tests.integration.conftest import mlflow_cli
 
 pytestmark = [
@@ -68,22 +68,14 @@ def _register_champion(directory: Path) -> str:
     """Train the pipeline's model on the example data (in-process, as train does), register it as the champion."""
     schema = load_schema("conf/schema.yaml")
     data = validate_frame(pd.read_csv(PROJECT_ROOT / "data/example_data.csv"), schema, "example_data.csv")
-    transformer = featurize.run(data, schema).transformer
-    model = train.run(data, transformer, schema, train.TrainParams(alpha=0.3, l1_ratio=0.5, max_iter=5000)).model
+    model = fit_model(data, schema, alpha=0.3, l1_ratio=0.5, max_iter=5000)
     features = data[schema.features]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(directory)  # the store's artifacts (./mlruns) beside it
         mlflow.set_tracking_uri(f"sqlite:///{directory / 'mlflow.db'}")
         try:
             with mlflow.start_run():
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    serialization_format="skops",
-                    skops_trusted_types=featurize.SKOPS_TRUSTED_TYPES,
-                    signature=infer_signature(features, model.predict(features)),
-                    pip_requirements=train.model_requirements(),
-                )
+                info = log_model(model, signature=infer_signature(features, model.predict(features)))
             version = mlflow.register_model(info.model_uri, MODEL)
             MlflowClient().set_registered_model_alias(MODEL, "champion", version.version)
         finally:

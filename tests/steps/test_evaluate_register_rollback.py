@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from steps import evaluate, register, rollback, train
-from steps.core import features, model
-from steps.core.conf import validate
+from steps import evaluate, register, rollback
 from steps.core.errors import InputError
 from steps.core.gate import GateSettings
-from steps.core.model import ModelSettings
 from steps.mlflow_io.contracts import ChampionRecord, CheckRecord, EvaluationResult, Manifest
 from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
-from tests.conftest import make_frame
+from tests.conftest import fit_model, log_model, make_frame
 
 LENIENT = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
 STRICT = GateSettings(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.0)
@@ -148,21 +145,11 @@ def test_the_evaluation_result_is_read_back_as_written_and_a_foreign_file_is_ref
 @pytest.fixture
 def new_model(tracking_uri, small_schema) -> Callable[[], str]:
     """Log a new model (a distinct logged model id each call) and return its URI."""
-    frame = make_frame(rows=60)
-    transformer = features.fit_preprocessing(frame, small_schema).transformer
-    params = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.1, "l1_ratio": 0.5})
-    fitted = train.run(frame, transformer, small_schema, params).model
+    fitted = fit_model(make_frame(rows=60), small_schema, alpha=0.1, l1_ratio=0.5)
 
     def log() -> str:
         with mlflow.start_run():
-            # Explicit requirements, as train logs them: inferring them costs seconds per model.
-            return mlflow.sklearn.log_model(
-                fitted,
-                name="model",
-                serialization_format="skops",
-                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
-                pip_requirements=model.requirements(),
-            ).model_uri
+            return log_model(fitted).model_uri
 
     return log
 

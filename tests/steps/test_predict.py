@@ -12,31 +12,18 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from steps import predict, train
-from steps.core import features
-from steps.core import model as core_model
-from steps.core.conf import validate
+from steps import predict
 from steps.core.errors import ConfigError, DataError, InputError
-from steps.core.model import ModelSettings
 from steps.mlflow_io.registry import RegisteredModel
 from steps.mlflow_io.step_run import settings
-from tests.conftest import PROJECT_ROOT, make_frame
+from tests.conftest import PROJECT_ROOT, fit_model, log_model, make_frame
 
 
 @pytest.fixture
 def model(tracking_uri, small_schema) -> mlflow.pyfunc.PyFuncModel:
-    frame = make_frame(rows=60)
-    transformer = features.fit_preprocessing(frame, small_schema).transformer
-    params = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.01, "l1_ratio": 0.5})
-    fitted = train.run(frame, transformer, small_schema, params).model
+    fitted = fit_model(make_frame(rows=60), small_schema, alpha=0.01, l1_ratio=0.5)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            fitted,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
-            pip_requirements=core_model.requirements(),
-        )
+        info = log_model(fitted)
     mlflow.register_model(info.model_uri, "unit-model")
     MlflowClient().set_registered_model_alias("unit-model", "champion", "1")
     return mlflow.pyfunc.load_model(info.model_uri)
