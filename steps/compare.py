@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("compare", __doc__, inputs=())
     parser.add_argument("--experiment", type=str, default="", help="experiment name or id; empty: the compare run's own experiment")
     parser.add_argument("--metric", type=str, default=None, help=f"rank by rmse, mae or r2 (or MLflow's name); default: {PRIMARY.short}")
-    add_settings(parser, "compare")
+    add_settings(parser, "compare", model=CompareSettings)
     return parser
 
 

@@ -2,10 +2,9 @@
 
 Metrics come from MLflow's evaluation API (``mlflow.models.evaluate``, regressor: RMSE, MAE, R²
 and more), for the candidate and, when there is one, for the champion on the same, current test
-split (in a nested run named after it). The verdict comes from
-``mlflow.validate_evaluation_results``: absolute thresholds (``evaluation.min_r2``,
-``evaluation.max_rmse``) and, against the champion, an RMSE at most (1 +
-``evaluation.champion_tolerance``) times the champion's. Logs the metrics, plots,
+split (in a nested run named after it). The verdict comes from the gate's rules
+(steps/core/gate.py): absolute thresholds (``evaluation.min_r2``, ``evaluation.max_rmse``) and,
+against the champion, an RMSE at most (1 + ``evaluation.champion_tolerance``) times the champion's. Logs the metrics, plots,
 ``evaluation/result.json`` (read by register) and ``evaluation/report.md``.
 """
 
@@ -205,7 +204,7 @@ INPUTS = ("model_uri", "test_uri", "manifest_uri")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("evaluate", __doc__, INPUTS)
-    add_settings(parser, "evaluation")
+    add_settings(parser, "evaluation", model=GateSettings)
     parser.add_argument(
         "--champion_uri",
         type=str,
@@ -284,3 +283,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     mlflow.log_text(report_markdown(result), Artifact.REPORT)
     log_card(lambda: card(out, champion, len(test), model_uri, plots))
     return {"evaluation_uri": log_record(result, Artifact.EVALUATION)}
+
+
+if __name__ == "__main__":
+    main()

@@ -129,7 +129,7 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettin
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("ingest", __doc__, inputs=())
-    add_settings(parser, "data", OPTIONS)
+    add_settings(parser, "data", OPTIONS, model=DataSettings)
     return parser
 
 

@@ -134,11 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("predict", __doc__, inputs=())
     parser.add_argument("--data_uri", type=str, default="", help="CSV or Parquet rows to score: path, file://, http(s)://, artifact URI")
     parser.add_argument("--model_uri", type=str, default="", help="the model to use; empty: models:/<model_name>@champion")
-    add_settings(parser, "registry")
+    add_settings(parser, "registry", model=RegistrySettings)
     parser.add_argument(
         "--schema", type=str, default=None, help="schema YAML the rows must satisfy (the target may be absent); default: data.schema"
     )
-    add_settings(parser, "predict")
+    add_settings(parser, "predict", model=PredictSettings)
     parser.add_argument(
         "--spark_master",
         type=str,

@@ -208,7 +208,7 @@ INPUTS = ("model_uri", "evaluation_uri", "manifest_uri")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("register", __doc__, INPUTS)
-    add_settings(parser, "registry")
+    add_settings(parser, "registry", model=RegistrySettings)
     return parser
 
 

@@ -72,7 +72,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("rollback", __doc__, inputs=())
-    add_settings(parser, "registry")
+    add_settings(parser, "registry", model=RegistrySettings)
     parser.add_argument("--version", type=str, default="", help="the version to make champion; empty: the previous champion")
     parser.add_argument("--reason", type=str, default="", help="why (recorded with the rollback)")
     return parser

@@ -185,12 +185,9 @@ def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, tr
         raise
     finally:
         trial.status = status
-        if steps is not None:
-            log_card(
-                lambda: PipelineReport(steps).card(
-                    f"Sweep {trial.name}", None if status == "FINISHED" else f"{trial.name} {status}", status
-                )
-            )
+        if steps_report is not None:
+            error = None if status == "FINISHED" else f"{trial.name} {status}"
+            log_card(lambda: steps_report.card(f"Sweep {trial.name}", error, status))
         mlflow.end_run(status)
     return trial
 

@@ -117,7 +117,7 @@ INPUTS = ("train_uri", "transformer_uri", "manifest_uri")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("train", __doc__, INPUTS)
-    add_settings(parser, "model")
+    add_settings(parser, "model", model=ModelSettings)
     return parser
 
 

@@ -3,7 +3,7 @@
 Every entry point reads its defaults from that file (a section each: ``data``, ``model``,
 ``evaluation``, ...); a value given on the command line (``mlflow run . -P alpha=0.3`` arrives
 as ``--alpha 0.3``) replaces the file's value, typed like it. The sections are pydantic models
-defined beside the code that uses them (``core/split.py``, ``core/model.py``, ``core/gate.py``
+defined beside the code that uses them (``core/data.py``, ``core/model.py``, ``core/gate.py``
 ...); :func:`validate` turns pydantic's report into the one-line errors users see, naming the
 key and where its value came from, e.g. ``-P alpha: model.alpha: must be >= 0, got -1.0``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -99,29 +100,72 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 _BOOL_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def from_text(text: str, like: Any, where: str) -> Any:
-    """Command-line ``text`` typed like ``like``, the value it replaces (a default from the file).
+def from_text(text: str, like: Any, where: str, *, loose: bool = False) -> Any:
+    """Command-line ``text`` typed like ``like``: a sample of the key's declared type.
 
-    Lists (a sweep's grid) are comma-separated: ``0.1,0.3,1``; a text value stays text.
+    Lists (a sweep's grid) are comma-separated: ``0.1,0.3,1``. ``like=None`` (a key with no
+    value to go by) reads ``text`` as a YAML value: ``0.3``, ``5``, ``true``, ``null``, ``[1, 2]``;
+    anything else stays text. ``loose``: ``like`` is only the file's value of a key of no declared
+    type (an estimator's argument), so an integer there also lets a number with a fraction in.
     """
     if isinstance(like, list | tuple):
         item = like[0] if like else 0.0
         parts = [part for part in str(text).split(",") if part.strip()]
         return [from_text(part, item, f"{where}[{i}]") for i, part in enumerate(parts)]
     stripped = str(text).strip()
+    if like is None:
+        return _yaml_value(stripped, where)
     if isinstance(like, bool):
         if stripped.lower() in _BOOL_TEXT:
             return _BOOL_TEXT[stripped.lower()]
         raise ConfigError(f"{where}: expected {_TYPE_NAMES[bool]}, got {stripped!r}")
     if isinstance(like, int | float):
         try:
-            value = int(stripped) if isinstance(like, int) else float(stripped)
+            value = _number(stripped, like, loose)
         except ValueError:
             raise ConfigError(f"{where}: expected {_TYPE_NAMES[type(like)]}, got {stripped!r}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: expected a finite number, got {stripped!r}")
         return value
     return str(text)
+
+
+def _number(text: str, like: int | float, loose: bool) -> int | float:
+    if isinstance(like, float):
+        return float(text)
+    try:
+        return int(text)
+    except ValueError:
+        if loose:
+            return float(text)
+        raise
+
+
+def _yaml_value(text: str, where: str) -> Any:
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {text!r}")
+    return value if isinstance(value, bool | int | float | list | type(None)) else text
+
+
+def as_text(value: Any) -> str:
+    """``value`` as command-line text that :func:`from_text` reads back to it (YAML: ``null``, ``true``)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | list | dict):
+        return json.dumps(value)
+    return repr(value)
+
+
+def sample(model: type[BaseModel], key: str) -> Any:
+    """A value of ``key``'s declared type in ``model`` (what -P text is typed like); None if it has none."""
+    field = next((f for name, f in model.model_fields.items() if key in (name, f.alias)), None)
+    if field is None:
+        return None
+    return {bool: False, int: 0, float: 0.0, str: "", list[float]: [0.0]}.get(field.annotation, "")
 
 
 # pydantic's error types, in the project's words: ``{input}`` is the value given.
@@ -154,12 +198,13 @@ def validate(model: type[Section], section: str, values: Mapping[str, Any], orig
 
 def problem(exc: ValidationError, section: str, model: type[BaseModel], origin: Callable[[str], str] | None = None) -> ConfigError:
     """The first of pydantic's errors as one line: ``<origin>: <section.key>: <problem>``."""
-    error = exc.errors(include_url=False)[0]
+    # An unknown key first: a misspelt key also makes the right one missing.
+    error = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")[0]
     field = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
     dotted = f"{section}.{field}" if field else section
     kind = error["type"]
     if kind == "extra_forbidden":
-        text = f"unknown key '{dotted}'{did_you_mean(dotted, [f'{section}.{name}' for name in model.model_fields])}"
+        text = f"unknown key '{dotted}'{did_you_mean(dotted, [f'{section}.{f.alias or name}' for name, f in model.model_fields.items()])}"
     elif kind == "missing":
         text = f"missing key '{dotted}'"
     elif kind in _MESSAGES:

@@ -17,7 +17,7 @@ MIN_SPLIT_ROWS = 2
 class DataSettings(BaseModel):
     """Where the rows come from, the schema they must satisfy, and how they are split."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     uri: str
     schema_file: str = Field(alias="schema")

@@ -23,7 +23,7 @@ NO_CHAMPION = "no champion yet: absolute thresholds only"
 class GateSettings(BaseModel):
     """The ``evaluation`` section: the thresholds a candidate must meet."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_r2: float
     max_rmse: float

@@ -114,6 +114,10 @@ def estimator_class(path: str) -> type[BaseEstimator]:
         raise ValueError(f"model.estimator: {path!r} is not a class; give its import path, e.g. sklearn.linear_model.ElasticNet")
     if not (hasattr(cls, "fit") and hasattr(cls, "predict") and hasattr(cls, "get_params")):
         raise ValueError(f"model.estimator: {path} is not a scikit-learn-compatible estimator (no fit, predict and get_params)")
+    try:
+        cls()
+    except TypeError as exc:
+        raise ValueError(f"model.estimator: {path} needs arguments the pipeline cannot give it ({exc})") from None
     if not is_regressor(cls()):
         raise ValueError(f"model.estimator: {path} is not a regressor; the pipeline trains regression models")
     return cls
@@ -144,9 +148,12 @@ def _constraint_problem(constraints: list[Any], value: Any) -> str | None:
     from sklearn.utils._param_validation import make_constraint  # noqa: PLC0415 - private helper, used here only
 
     made = [make_constraint(c) for c in constraints]
-    if any(c.is_satisfied_by(value) for c in made):
-        return None
     intervals = [c for c in made if isinstance(c, Interval)]
+    others = [c for c in made if not isinstance(c, Interval)]
+    # Python's True is also the number 1: a number parameter takes a bool only if it says so.
+    numbers_only = isinstance(value, bool) and not any(c.is_satisfied_by(value) for c in others)
+    if not numbers_only and any(c.is_satisfied_by(value) for c in made):
+        return None
     if len(intervals) == 1:
         interval = intervals[0]
         integral = interval.type is numbers.Integral
@@ -196,7 +203,7 @@ def train_metrics(target: Any, predictions: np.ndarray) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ModelDescription:
-    """What a fitted estimator can say about itself, for its card and ``train/weights.json``.
+    """What a fitted estimator can say about itself, for its card and ``train/coefficients.json``.
 
     ``weights`` maps each feature to its coefficient (linear models) or importance (trees);
     empty when the estimator has neither. ``facts`` are a few numbers worth showing.

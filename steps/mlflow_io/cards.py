@@ -36,6 +36,8 @@ import mlflow
 import numpy as np
 from markupsafe import Markup
 
+from steps.mlflow_io.contracts import Artifact
+
 if TYPE_CHECKING:
     # Only the steps that draw import matplotlib; the pipeline's driver builds its card without it.
     from matplotlib.axes import Axes
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CARD_FILE = "card.html"
+CARD_FILE = Artifact.CARD
 # The page's layout and style: a jinja2 template shipped beside this module.
 _TEMPLATES = Path(__file__).with_name("templates")
 _TEMPLATE_FILE = "card.html.j2"

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from steps.core.errors import InputError
+from steps.core.errors import ERROR_TAG, InputError
 from steps.core.schema import DataSchema, parse_schema
 
 
@@ -33,7 +33,7 @@ class Tag:
 
     KIND = "pipeline.kind"
     STEP = "pipeline.step"  # which step a run did the work of
-    ERROR = "pipeline.error"  # the one-line reason a run failed
+    ERROR = ERROR_TAG  # the one-line reason a run failed (core/errors.py: the step runs record it)
     OUTPUT = "pipeline.output."  # + output name: the output's URI (or value)
     DIGEST = "pipeline.digest."  # + output name: the content digest of that output
     DATA_DIGEST = "pipeline.data_digest"
@@ -140,7 +140,7 @@ class _Record(BaseModel):
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
             field = ".".join(map(str, error["loc"])) or "the document"
-            raise InputError(f"{what} {uri}: not a {what} written by this pipeline ({field}: {error['msg']})") from None
+            raise InputError(f"{what} {uri}: not written by this pipeline's steps ({field}: {error['msg']})") from None
 
 
 class SplitRecord(_Record):
@@ -205,12 +205,15 @@ class EvaluationResult(_Record):
     test_digest: str | None
 
 
-# What each step hands downstream: output name -> what it is. A step records exactly these as
-# ``pipeline.output.<name>`` tags, and the chain passes them on by these names.
+# What each entry point records as its outputs (``pipeline.output.<name>`` tags); the driver
+# passes the five steps' outputs on by these names.
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("train_uri", "test_uri", "manifest_uri"),
     "featurize": ("transformer_uri",),
     "train": ("model_uri",),
     "evaluate": ("evaluation_uri",),
     "register": ("model_name", "model_version", "registered_model_uri", "alias_uri"),
+    "predict": ("predictions_uri",),
+    "rollback": ("champion_uri",),
+    "compare": ("runs_uri",),
 }

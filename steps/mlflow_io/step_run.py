@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import mlflow
+from pydantic import BaseModel
 
-from steps.core.conf import DEFAULT_CONFIG, Section, defaults, validate
-from steps.core.errors import ERROR_TAG, InputError, PipelineError, first_line
+from steps.core.conf import DEFAULT_CONFIG, Section, as_text, defaults, from_text, sample, validate
+from steps.core.errors import ERROR_TAG, ConfigError, InputError, PipelineError, first_line
 from steps.mlflow_io.artifacts import sha256_bytes
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, STEP_OUTPUTS, LoggedArtifact, Tag
 from steps.runtime.signals import ignore_stop_signals, stop_like_ctrl_c
@@ -63,35 +64,68 @@ def step_parser(step: str, doc: str | None, inputs: Sequence[str]) -> argparse.A
     return parser
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false", "yes", "no", "1", "0"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return lowered in ("true", "yes", "1")
-
-
-def add_settings(parser: argparse.ArgumentParser, section: str, names: Mapping[str, str] | None = None) -> None:
-    """An option for each key of ``section`` of conf/pipeline.yaml, typed like its value there.
+def add_settings(
+    parser: argparse.ArgumentParser, section: str, names: Mapping[str, str] | None = None, model: type[BaseModel] | None = None
+) -> None:
+    """An option for each key of ``section`` of conf/pipeline.yaml, typed like ``model`` declares it.
 
     The file holds the defaults: an option not given keeps the file's value. ``names`` renames
-    options (``{"data_uri": "uri"}``: ``--data_uri`` sets ``data.uri``).
+    options (``{"data_uri": "uri"}``: ``--data_uri`` sets ``data.uri``). A key ``model`` does not
+    declare (an estimator's argument) is read as a YAML value (``0.3``, ``true``, ``null``).
     """
     renamed = {key: option for option, key in (names or {}).items()}
     for key, value in defaults(section).items():
-        kind = _bool if isinstance(value, bool) else type(value) if isinstance(value, int | float) else str
+        declared = model is not None and key in _declared(model)
+        like = sample(model, key) if declared else value
+        kind = {bool: _bool, int: int if declared else _number, float: float}.get(type(like), str)
         option = renamed.get(key, key)
         parser.add_argument(f"--{option}", dest=option, type=kind, default=None, help=f"default: {section}.{key} in {DEFAULT_CONFIG}")
 
 
+def _declared(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def _number(text: str) -> int | float:
+    """An estimator's argument whose default is an integer: an integer, or any number."""
+    try:
+        return from_text(text, 0, "", loose=True)
+    except ConfigError:
+        raise ValueError(text) from None
+
+
+_number.__name__ = "number"  # argparse says "invalid number value: 'abc'"
+
+
+def _bool(text: str) -> bool:
+    try:
+        return from_text(text, False, "")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
+
+
 def settings(args: argparse.Namespace, model: type[Section], section: str, names: Mapping[str, str] | None = None) -> Section:
-    """``section`` of conf/pipeline.yaml with the options given in ``args``, checked by ``model``."""
+    """``section`` of conf/pipeline.yaml with the options given in ``args``, checked by ``model``.
+
+    The values the file supplied are logged as params of the step's run (those given are already
+    there, logged by ``mlflow run``), so a run shows every value it used.
+    """
     values = defaults(section)
     renamed = {key: option for option, key in (names or {}).items()}
+    from_file = {}
     for key in values:
-        given = getattr(args, renamed.get(key, key), None)
-        if given is not None:
-            values[key] = given
-    return validate(model, section, values)
+        option = renamed.get(key, key)
+        given = getattr(args, option, None)
+        if given is None:
+            from_file[option] = values[key]
+        else:
+            # A string option of an estimator's argument whose default is not a number: read as YAML.
+            loose = key not in _declared(model) and isinstance(given, str) and not isinstance(values[key], str)
+            values[key] = from_text(given, None, f"-P {option}") if loose else given
+    resolved = validate(model, section, values)
+    if mlflow.active_run() is not None and from_file:
+        mlflow.log_params({option: as_text(value) for option, value in from_file.items()})
+    return resolved
 
 
 def require_inputs(args: argparse.Namespace, inputs: Sequence[str]) -> dict[str, str]:

@@ -78,7 +78,10 @@ def code_digest(step: str, root: Path = PROJECT_ROOT) -> str:
     out: it decides how a step runs, never what it computes, so editing it reuses every step.
     """
     runtime = root / "steps" / "runtime"
-    files = sorted(path for path in project_imports(root / "steps" / f"{step}.py", root) if runtime not in path.parents)
+    modules = [path for path in project_imports(root / "steps" / f"{step}.py", root) if runtime not in path.parents]
+    # Files a module reads beside it (the cards' template) are code too.
+    resources = {path for module in modules if (module.parent / "templates").is_dir() for path in (module.parent / "templates").rglob("*")}
+    files = sorted({*modules, *(path for path in resources if path.is_file())})
     parts = {str(path.relative_to(root)): sha256_file(path) for path in files}
     parts["MLproject"] = _digest_json(_entry_points(root / "MLproject", *_version(root / "MLproject"))[step])
     return _digest_json(parts)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sklearn.model_selection import ParameterGrid
 
-from steps.core.conf import DEFAULT_CONFIG, did_you_mean, display_path, from_text, project_path, read_yaml, validate
+from steps.core.conf import DEFAULT_CONFIG, did_you_mean, display_path, from_text, project_path, read_yaml, sample, validate
 from steps.core.data import DataSettings
 from steps.core.errors import ConfigError
 from steps.core.gate import GateSettings
@@ -55,7 +55,7 @@ OVERLAP_POLICIES = ("wait", "fail")
 class RunSettings(BaseModel):
     """The ``run`` section: how a driver treats the cache, the steps and other runs."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     use_cache: bool
     steps: str
@@ -104,7 +104,7 @@ def _step_names(text: str) -> frozenset[str] | None:
 class SweepSettings(BaseModel):
     """The ``sweep`` section: the grid of ``-e sweep``, one trial per combination."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     alphas: list[float]
     l1_ratios: list[float]
@@ -177,17 +177,21 @@ class PipelineConfig:
 
 
 def _keys(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Every ``section.key`` a -P value may set, with the value it would replace (its type's sample if absent)."""
-    samples = {bool: False, int: 0, float: 0.0, str: "", list[float]: [0.0]}
+    """Every ``section.key`` a -P value may set, with a sample of its type (None: read as YAML)."""
     keys = {}
     for section, model in SECTIONS.items():
         values = raw.get(section) if isinstance(raw.get(section), dict) else {}
-        for name, field in model.model_fields.items():
-            key = field.alias or name
-            keys[f"{section}.{key}"] = values.get(key, samples.get(field.annotation, ""))
+        keys.update({f"{section}.{field.alias or name}": sample(model, name) for name, field in model.model_fields.items()})
         if model.model_config.get("extra") == "allow":
-            keys.update({f"{section}.{key}": value for key, value in values.items()})
+            keys.update({f"{section}.{key}": Loose(value) for key, value in values.items() if f"{section}.{key}" not in keys})
     return keys
+
+
+@dataclass(frozen=True)
+class Loose:
+    """The file's value of a key with no declared type (an estimator's argument): -P text is read like it, loosely."""
+
+    value: Any
 
 
 def config_keys(raw: Mapping[str, Any] | None = None) -> list[str]:
@@ -236,7 +240,9 @@ def parse_config(
         if dotted not in keys:
             raise unknown_parameter(name, parameters, raw)
         section, key = dotted.split(".", 1)
-        values[section][key] = from_text(text, keys[dotted], f"-P {name}")
+        like = keys[dotted]
+        loose = isinstance(like, Loose)
+        values[section][key] = from_text(text, like.value if loose else like, f"-P {name}", loose=loose)
         given[dotted] = f"-P {name}"
 
     def origin(dotted: str) -> str:

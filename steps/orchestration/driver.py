@@ -98,10 +98,13 @@ def configure(driver: Driver, argv: Sequence[str] | None) -> PipelineConfig:
     return resolve_config(overrides_from(args, extra, driver), driver)
 
 
-def log_config(config: PipelineConfig, unused: Mapping[str, str]) -> None:
-    """Log the resolved configuration on the parent run: params (the keys it uses) and conf/resolved.yaml."""
+def log_config(config: PipelineConfig, driver: Driver) -> None:
+    """Log the resolved configuration on the parent run: params (the keys it uses, and each -P
+    name of the driver with its value, given or not) and conf/resolved.yaml."""
     already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    mlflow.log_params({key: value for key, value in config.flat().items() if key not in already and key not in unused})
+    flat = config.flat()
+    names = {name: flat[key] for name, key in driver.parameters.items()}
+    mlflow.log_params({key: value for key, value in (flat | names).items() if key not in already and key not in driver.unused})
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 
 
@@ -152,7 +155,7 @@ def _run(driver: Driver, argv: Sequence[str] | None, body: Body, runner: StepRun
     """The configuration, the lock and ``body``; every way of failing as (one-line error, run status)."""
     try:
         config = configure(driver, argv)
-        log_config(config, driver.unused)
+        log_config(config, driver)
         runner.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
         with exclusive(config, runner.parent):
             body(runner, config, report)

@@ -26,6 +26,7 @@ from mlflow.entities import Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_RUN_NAME
 
+from steps.core.conf import as_text
 from steps.core.errors import ERROR_TAG, PipelineError, describe
 from steps.mlflow_io.artifacts import fetch, resolve_data_uri, sha256_file
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Tag
@@ -248,7 +249,7 @@ class StepRunner:
             mlflow.run(
                 str(self.project_dir),
                 entry_point=name,
-                parameters={k: str(v) for k, v in parameters.items()},
+                parameters={k: as_text(v) for k, v in parameters.items()},
                 env_manager="local",
                 experiment_id=self.experiment_id,
                 run_name=name,

@@ -1,4 +1,4 @@
-"""The pipeline's stages as steps on a :class:`~steps.orchestration.runner.Chain`, shared by its drivers.
+"""The pipeline's stages as steps on a :class:`~steps.orchestration.runner.StepRunner`, shared by its drivers.
 
 ``main.py`` runs them once; ``steps/sweep.py`` runs ``prepare_data`` once and ``train_model`` /
 ``evaluate_model`` for each point of a grid. Every stage passes on artifact URIs only:

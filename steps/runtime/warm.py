@@ -1,7 +1,7 @@
 """The pipeline's warm process: the steps' libraries imported once, each step forked from it.
 
 Starting a step's process costs 2-3 s before it does anything: the interpreter, then MLflow,
-its SQL store, pandas, scikit-learn and skops. The driver's launcher (``python -m steps.runtime.launch
+its SQL store, pandas, scikit-learn and skops. The driver's launcher (``python -m steps
 main``) starts one warm process before the driver's own imports (a driver started otherwise
 starts it when the first step must run); it imports all of that once and waits on a Unix socket. Each step's command
 (steps/runtime/launch.py, started by ``mlflow.run`` as usual) connects, and the warm process forks a
@@ -126,7 +126,7 @@ def _preload(module: str) -> None:
 def _code_versions() -> dict[str, tuple[int, int]]:
     """Modification time and size of each module of the project."""
     versions = {}
-    for path in sorted((PROJECT_ROOT / "steps").rglob("*.py")):
+    for path in sorted(p for p in (PROJECT_ROOT / "steps").rglob("*") if p.suffix in (".py", ".j2")):
         with contextlib.suppress(OSError):
             stat = path.stat()
             versions[str(path.relative_to(PROJECT_ROOT))] = (stat.st_mtime_ns, stat.st_size)

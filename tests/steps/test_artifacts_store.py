@@ -35,10 +35,23 @@ def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
     assert read == written and schema.features == ["x", "a"]  # the schema's column order survives the round trip
     with mlflow.start_run():
         other = artifacts.log_json({"schema": {"target": "y"}}, "data/manifest.json")
-    with pytest.raises(InputError, match=r"ingest manifest runs:/\w+/data/manifest.json: not a ingest manifest written by this pipeline"):
+    with pytest.raises(InputError, match=r"ingest manifest runs:/\w+/data/manifest.json: not written by this pipeline's steps"):
         artifacts.load_manifest(other.uri)
 
 
 def test_unknown_artifact_uri_is_a_clear_error(tracking_uri):
     with pytest.raises(InputError, match=r"train split runs:/0123456789abcdef/data/train.parquet: cannot download"):
         artifacts.read_table("runs:/0123456789abcdef/data/train.parquet", what="train split")
+
+
+def test_a_step_alone_logs_the_values_it_took_from_the_config_file(tracking_uri):
+    from steps import ingest  # noqa: PLC0415
+    from steps.core.data import DataSettings  # noqa: PLC0415
+    from steps.mlflow_io.step_run import settings  # noqa: PLC0415
+
+    with mlflow.start_run() as run:
+        mlflow.log_param("seed", "7")  # as `mlflow run -P seed=7` logs it
+        resolved = settings(ingest.build_parser().parse_args(["--seed", "7"]), DataSettings, "data", ingest.OPTIONS)
+    params = mlflow.MlflowClient().get_run(run.info.run_id).data.params
+    assert resolved.seed == 7
+    assert params == {"seed": "7", "data_uri": "data/example_data.csv", "schema": "conf/schema.yaml", "test_size": "0.2"}

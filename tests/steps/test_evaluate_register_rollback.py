@@ -138,7 +138,7 @@ def test_report_shows_both_metric_sets_and_every_check():
 def test_the_evaluation_result_is_read_back_as_written_and_a_foreign_file_is_refused():
     written = evaluation_result()
     assert EvaluationResult.from_json(__import__("json").loads(written.to_json()), "uri", "evaluation result") == written
-    with pytest.raises(InputError, match=r"^evaluation result runs:/e/x.json: not a evaluation result written by this pipeline \(passed: "):
+    with pytest.raises(InputError, match=r"^evaluation result runs:/e/x.json: not written by this pipeline's steps \(passed: "):
         EvaluationResult.from_json({"model_uri": "models:/m-1"}, "runs:/e/x.json", "evaluation result")
 
 

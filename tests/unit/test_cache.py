@@ -103,3 +103,10 @@ def test_transformer_digest_is_the_same_for_the_same_fit_in_any_process(small_sc
     assert other.stdout.strip() == digest
     refit = featurize.run(make_frame(rows=20, seed=1), small_schema).transformer
     assert featurize.transformer_digest(refit) != digest
+
+
+def test_the_cards_template_is_code_of_every_step_that_draws_a_card(tmp_path):
+    root = copy_project(tmp_path)
+    before = {step: code_digest(step, root) for step in ("ingest", "train")}
+    _edit(root / "steps" / "mlflow_io" / "templates" / "card.html.j2")
+    assert all(code_digest(step, root) != digest for step, digest in before.items())

@@ -208,3 +208,26 @@ def test_missing_inputs_are_all_named_with_where_they_come_from():
         "missing input manifest_uri: pass the manifest logged by ingest, e.g. -P manifest_uri=runs:/<ingest run id>/data/manifest.json"
     )
     assert require_inputs(args, ("model_uri",)) == {"model_uri": "models:/m-1"}
+
+
+def test_an_estimators_arguments_are_typed_by_their_value_in_the_file_or_read_as_yaml():
+    raw = raw_config()
+    raw["model"] = {"estimator": "sklearn.ensemble.RandomForestRegressor", "n_estimators": 10, "max_depth": None}
+    assert parse_config(raw, "c.yaml").model.params == {"n_estimators": 10, "max_depth": None}
+    assert parse_config(raw, "c.yaml", {"model.max_depth": "5"}).model.params["max_depth"] == 5
+    assert parse_config(raw, "c.yaml", {"model.max_depth": "null"}).model.params["max_depth"] is None
+    with pytest.raises(ConfigError, match=r"^-P model.n_estimators: model.n_estimators: expected an integer, got 2.5$"):
+        parse_config(raw, "c.yaml", {"model.n_estimators": "2.5"})
+    raw["model"] = {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 1}  # an integer in the file...
+    assert parse_config(raw, "c.yaml", {"alpha": "0.3"}).model.params["alpha"] == 0.3  # ...still takes any number
+
+
+def test_a_minus_p_value_is_typed_by_the_keys_declared_type_not_by_the_files_value():
+    assert load_config(overrides={"run.max_wait_seconds": "0.5"}).run.max_wait_seconds == 0.5  # the file says 3600
+
+
+@pytest.mark.parametrize("value", [None, True, False, 0.3, 5, [1, 2], "cyclic"])
+def test_values_passed_to_a_step_read_back_as_they_were(value):
+    from steps.core.conf import as_text, from_text  # noqa: PLC0415
+
+    assert from_text(as_text(value), None, "x") == value
