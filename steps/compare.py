@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
 from steps.core.errors import InputError
-from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric
+from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric, metric_named
 from steps.mlflow_io.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
 from steps.mlflow_io.cards import Card, figure_png, format_value, log_card, run_url
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Kind, Tag
@@ -40,11 +40,9 @@ logger = logging.getLogger(__name__)
 # Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
 # repeats its best trial's evaluation, so it would count that trial twice.
 COMPARED_KINDS = frozenset({Kind.PIPELINE, Kind.TRIAL})
-EVALUATE_RUN_TAG = "pipeline.evaluate.run_id"
-REGISTER_RUN_TAG = "pipeline.register.run_id"
-PASSED_RUN_TAG = "pipeline.evaluation.passed"
-MODEL_VERSION_TAG = "pipeline.output.model_version"
-BEST_RUN_TAG = "pipeline.compare.best_run_id"
+EVALUATE_RUN_TAG = Tag.of_step("evaluate", "run_id")
+REGISTER_RUN_TAG = Tag.of_step("register", "run_id")
+MODEL_VERSION_TAG = f"{Tag.OUTPUT}model_version"
 
 RUNS_FILE = "compare/runs.csv"
 # The compared parameters: table column -> the run params that hold it, first found wins
@@ -76,12 +74,11 @@ _RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 def resolve_metric(text: str) -> Metric:
     """The metric ``-P metric`` names: rmse, mae, r2, or MLflow's full name (any case)."""
-    wanted = text.strip().lower()
-    for metric in METRICS:
-        if wanted in (metric.short, metric.name):
-            return metric
-    shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
-    raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+    metric = metric_named(text)
+    if metric is None:
+        shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
+        raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+    return metric
 
 
 class CompareSettings(BaseModel):
@@ -212,7 +209,7 @@ def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registratio
                 "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
                 **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
                 **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
-                "evaluation": _verdict((evaluated.tags if evaluated else tags).get(PASSED_RUN_TAG)),
+                "evaluation": _verdict((evaluated.tags if evaluated else tags).get(Tag.PASSED)),
                 "model_version": registration.data.tags.get(MODEL_VERSION_TAG) if registration else None,
                 "evaluate_run_id": tags.get(EVALUATE_RUN_TAG),
             }
@@ -462,7 +459,8 @@ def to_csv(ranked: pd.DataFrame) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("compare", __doc__, inputs=())
     parser.add_argument("--experiment", type=str, default="", help="experiment name or id; empty: the compare run's own experiment")
-    parser.add_argument("--metric", type=str, default=None, help=f"rank by rmse, mae or r2 (or MLflow's name); default: {PRIMARY.short}")
+    choices = ", ".join(m.short for m in METRICS)
+    parser.add_argument("--metric", type=str, default=None, help=f"rank by {choices} (or MLflow's name); default: {PRIMARY.short}")
     add_settings(parser, "compare")
     return parser
 
@@ -493,10 +491,10 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         log_bytes(png, artifact_file)
     log_card(lambda: out.card)
     mlflow.log_metric("runs_compared", len(out.ranked))
-    tags = {"pipeline.compare.experiment_id": experiment.experiment_id, "pipeline.compare.metric": metric.name}
+    tags = {Tag.COMPARED_EXPERIMENT: experiment.experiment_id, Tag.COMPARED_METRIC: metric.name}
     if out.best is not None:
         mlflow.log_metric(f"best_{metric.short}", float(out.best[metric.name]))
-        tags[BEST_RUN_TAG] = out.best["run_id"]
+        tags[Tag.BEST_RUN] = out.best["run_id"]
     mlflow.set_tags({key: value[:MAX_TAG_LENGTH] for key, value in tags.items()})
     # The product output: the table on stdout (logging goes to stderr).
     sys.stdout.write(out.table + "\n")

@@ -152,10 +152,9 @@ class Trials:
         ]
         card.table(rows, links="run")
         if self.trials:
-            metric = compare.resolve_metric("rmse")
-            ranked = compare.rank(self.frame(), metric)
-            for file, figure in compare.plots(ranked, metric).items():
-                card.figure(figure, f"{metric.label} of each trial ({file.removeprefix('plots/')})")
+            ranked = compare.rank(self.frame(), PRIMARY)
+            for file, figure in compare.plots(ranked, PRIMARY).items():
+                card.figure(figure, f"{PRIMARY.label} of each trial ({file.removeprefix('plots/')})")
 
 
 def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, trials: Trials, params: dict[str, float]) -> Trial:
