@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.entities import Experiment, Run, ViewType
+from mlflow.entities import Experiment, ViewType
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
@@ -39,15 +39,16 @@ logger = logging.getLogger(__name__)
 
 # Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
 # repeats its best trial's evaluation, so it would count that trial twice.
-COMPARED_KINDS = frozenset({Kind.PIPELINE, Kind.TRIAL})
+COMPARED_KINDS = (Kind.PIPELINE, Kind.TRIAL)
 EVALUATE_RUN_TAG = Tag.of_step("evaluate", "run_id")
 REGISTER_RUN_TAG = Tag.of_step("register", "run_id")
 MODEL_VERSION_TAG = f"{Tag.OUTPUT}model_version"
 
 RUNS_FILE = "compare/runs.csv"
-# The compared parameters: table column -> the run params that hold it, first found wins
-# (main's parent logs both ``alpha`` and ``model.alpha``; a trial only ``model.alpha``).
-PARAMETERS = {"alpha": ("model.alpha", "alpha"), "l1_ratio": ("model.l1_ratio", "l1_ratio")}
+# The compared parameters: the runs' ``model.<name>`` params (main's parent logs the resolved
+# configuration, a trial its model settings).
+MODEL_PARAM = "params.model."
+PARAMETERS = ("alpha", "l1_ratio")
 COLUMNS = (
     "run_id",
     "run_name",
@@ -64,8 +65,7 @@ PRINTED_ROWS = 30
 # Run names are cut to this many characters in the printed table.
 NAME_WIDTH = 32
 CARD_ROWS = 200
-# Runs fetched per search request, and run ids per lookup of evaluate/register runs.
-SEARCH_PAGE_SIZE = 1000
+# Run ids per lookup of evaluate/register runs.
 LOOKUP_CHUNK = 100
 # Alpha is plotted on a log scale when its values span more than this factor.
 LOG_SCALE_SPAN = 10.0
@@ -112,63 +112,69 @@ def find_experiment(client: MlflowClient, text: str, current_id: str) -> Experim
     return experiment
 
 
-# --- collecting the runs (reads the tracking store) ---
+# --- collecting the runs (reads the tracking store of this process) ---
 
 
-def is_compared(run: Run) -> bool:
-    tags = run.data.tags
-    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(Tag.KIND, Kind.PIPELINE) in COMPARED_KINDS
+def search(experiment_ids: list[str] | None, query: str, max_results: int, view: int = ViewType.ACTIVE_ONLY) -> pd.DataFrame:
+    """MLflow's table of the matching runs (``run_id``, ``start_time``, ``metrics.*``, ``params.*``, ``tags.*``), newest first.
+
+    ``experiment_ids`` None: every experiment. search_runs fetches page after page itself.
+    """
+    return mlflow.search_runs(
+        experiment_ids=experiment_ids,
+        filter_string=query,
+        run_view_type=view,
+        max_results=max_results,
+        order_by=["attributes.start_time DESC"],
+        output_format="pandas",
+        search_all_experiments=experiment_ids is None,
+    )
 
 
-def pipeline_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
+def _concat(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    found = [frame for frame in frames if not frame.empty]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["run_id"])
+
+
+def pipeline_runs(experiment_id: str, max_runs: int) -> pd.DataFrame:
     """The newest ``max_runs`` finished pipeline and trial runs of the experiment that have an evaluation."""
-    # MLflow's filters have no OR, so the kinds are filtered here; LIKE '%' matches any value.
-    query = f"tags.`{EVALUATE_RUN_TAG}` LIKE '%' and attributes.status = 'FINISHED'"
-    kept: list[Run] = []
-    token = None
-    while len(kept) < max_runs:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=query,
-            max_results=min(SEARCH_PAGE_SIZE, max_runs),
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        kept += [run for run in page if is_compared(run)]
-        token = page.token
-        if not token:
-            break
-    return kept[:max_runs]
+    # MLflow's filters have no OR, so the kinds are filtered here; sweep parents found among the
+    # newest runs are replaced by searching for as many more.
+    query = f"tags.`{EVALUATE_RUN_TAG}` LIKE '_%' and attributes.status = 'FINISHED'"
+    wanted = max_runs
+    while True:
+        runs = search([experiment_id], query, wanted)
+        kept = runs[_column(runs, f"tags.{Tag.KIND}").fillna(Kind.PIPELINE.value).isin(COMPARED_KINDS)]
+        if len(kept) >= max_runs or len(runs) < wanted:
+            return kept.head(max_runs).reset_index(drop=True)
+        wanted += len(runs) - len(kept)
 
 
-def runs_by_id(client: MlflowClient, experiment_id: str, run_ids: Iterable[str]) -> dict[str, Run]:
-    """The runs with these ids: searched in the experiment in chunks, then any others one by one."""
-    wanted = sorted({run_id for run_id in run_ids if run_id and _RUN_ID.match(run_id)})
-    found: dict[str, Run] = {}
-    for start in range(0, len(wanted), LOOKUP_CHUNK):
-        chunk = wanted[start : start + LOOKUP_CHUNK]
-        quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
-        runs = client.search_runs(
-            [experiment_id], filter_string=f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
-        )
-        found |= {run.info.run_id: run for run in runs}
+def runs_by_id(experiment_id: str, run_ids: Iterable[Any]) -> pd.DataFrame:
+    """MLflow's table of the runs with these ids, indexed by run id: searched in the experiment, then in all."""
+    wanted = sorted({run_id for run_id in run_ids if isinstance(run_id, str) and _RUN_ID.match(run_id)})
+    found = _lookup([experiment_id], wanted)
     # Normally none: a step runs in its pipeline's experiment. A run that is gone leaves its cells empty.
-    for run_id in (run_id for run_id in wanted if run_id not in found):
-        try:
-            found[run_id] = client.get_run(run_id)
-        except MlflowException as exc:
-            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise
+    missing = sorted(set(wanted) - set(found["run_id"]))
+    if missing:
+        found = _concat([found, _lookup(None, missing)])
+        for run_id in sorted(set(missing) - set(found["run_id"])):
             logger.warning("run %s (named by a pipeline run's tags) does not exist", run_id)
-    return found
+    return found.set_index("run_id")
 
 
-def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataFrame:
+def _lookup(experiment_ids: list[str] | None, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The runs with these ids, deleted or not, in chunks of :data:`LOOKUP_CHUNK`."""
+    chunks = (run_ids[start : start + LOOKUP_CHUNK] for start in range(0, len(run_ids), LOOKUP_CHUNK))
+    quoted = (", ".join(f"'{run_id}'" for run_id in chunk) for chunk in chunks)
+    return _concat(search(experiment_ids, f"attributes.run_id IN ({ids})", LOOKUP_CHUNK, ViewType.ALL) for ids in quoted)
+
+
+def collect(experiment_id: str, max_runs: int) -> pd.DataFrame:
     """One row per compared run of the experiment (see :data:`COLUMNS`), newest first."""
-    runs = pipeline_runs(client, experiment_id, max_runs)
-    evaluations = runs_by_id(client, experiment_id, (run.data.tags[EVALUATE_RUN_TAG] for run in runs))
-    registrations = runs_by_id(client, experiment_id, (run.data.tags.get(REGISTER_RUN_TAG, "") for run in runs))
-    frame = build_frame(runs, evaluations, registrations)
+    runs = pipeline_runs(experiment_id, max_runs)
+    linked = (_column(runs, f"tags.{tag}") for tag in (EVALUATE_RUN_TAG, REGISTER_RUN_TAG))
+    frame = build_frame(runs, runs_by_id(experiment_id, pd.concat(linked)))
     # A run whose steps were all reused points at the evaluation of the run that did the work:
     # the same model, evaluated once. Keep that (oldest) run; newest first otherwise.
     unique = frame.drop_duplicates("evaluate_run_id", keep="last")
@@ -181,40 +187,38 @@ def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataF
     return unique.reset_index(drop=True)
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text is not None else math.nan
-    except ValueError:
-        return math.nan
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of one of MLflow's tables; all empty when no run has it."""
+    return frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
 
 
-def _verdict(passed: str | None) -> str | None:
-    return {"true": "passed", "false": "rejected"}.get((passed or "").lower())
+def _verdict(passed: Any) -> str | None:
+    return {"true": "passed", "false": "rejected"}.get(str(passed).lower())
 
 
-def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registrations: Mapping[str, Run]) -> pd.DataFrame:
-    """The table of ``runs``: each run's own metrics, else those of the evaluate run its tag names."""
-    rows = []
-    for run in runs:
-        tags, params = run.data.tags, run.data.params
-        evaluation = evaluations.get(tags.get(EVALUATE_RUN_TAG, ""))
-        evaluated = evaluation.data if evaluation else None
-        registration = registrations.get(tags.get(REGISTER_RUN_TAG, ""))
-        start = run.info.start_time
-        rows.append(
-            {
-                "run_id": run.info.run_id,
-                "run_name": run.info.run_name or "",
-                "kind": tags.get(Tag.KIND, Kind.PIPELINE),
-                "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
-                **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
-                **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
-                "evaluation": _verdict((evaluated.tags if evaluated else tags).get(Tag.PASSED)),
-                "model_version": registration.data.tags.get(MODEL_VERSION_TAG) if registration else None,
-                "evaluate_run_id": tags.get(EVALUATE_RUN_TAG),
-            }
-        )
-    return _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
+def build_frame(runs: pd.DataFrame, linked: pd.DataFrame) -> pd.DataFrame:
+    """The table of ``runs``: each run's own metrics, else those of the evaluate run its tag names.
+
+    The arguments are MLflow's tables (:func:`search`); ``linked``, indexed by run id, has the
+    evaluate and register runs the runs' tags name.
+    """
+    evaluation = linked.reindex(_column(runs, f"tags.{EVALUATE_RUN_TAG}")).set_axis(runs.index)
+    registration = linked.reindex(_column(runs, f"tags.{REGISTER_RUN_TAG}")).set_axis(runs.index)
+    frame = pd.DataFrame(
+        {
+            "run_id": _column(runs, "run_id"),
+            "run_name": _column(runs, "tags.mlflow.runName"),
+            "kind": _column(runs, f"tags.{Tag.KIND}").fillna(Kind.PIPELINE.value),
+            "start_time": _column(runs, "start_time"),
+            **{name: _column(runs, f"{MODEL_PARAM}{name}") for name in PARAMETERS},
+            **{m: _column(runs, f"metrics.{m}").combine_first(_column(evaluation, f"metrics.{m}")) for m in REPORTED_METRICS},
+            "evaluation": _column(evaluation, f"tags.{Tag.PASSED}").combine_first(_column(runs, f"tags.{Tag.PASSED}")).map(_verdict),
+            "model_version": _column(registration, f"tags.{MODEL_VERSION_TAG}"),
+            "evaluate_run_id": _column(runs, f"tags.{EVALUATE_RUN_TAG}"),
+        },
+        index=runs.index,
+    )
+    return _typed(frame)
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -473,9 +477,8 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     mlflow.set_tag(Tag.KIND, Kind.COMPARE)  # first: a failed compare run is not mistaken for a pipeline run
     metric = resolve_metric(args.metric or PRIMARY.short)
     max_runs = check_max_runs(settings(args, CompareSettings, "compare").max_runs)
-    client = MlflowClient()
-    experiment = find_experiment(client, args.experiment, mlflow.active_run().info.experiment_id)
-    frame = collect(client, experiment.experiment_id, max_runs)
+    experiment = find_experiment(MlflowClient(), args.experiment, mlflow.active_run().info.experiment_id)
+    frame = collect(experiment.experiment_id, max_runs)
     if frame.empty:
         raise InputError(
             f"no finished pipeline runs with an evaluation in experiment {experiment.name!r} (id {experiment.experiment_id}) "

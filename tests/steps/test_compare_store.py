@@ -100,9 +100,9 @@ def active_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stor
     mlflow.set_tracking_uri(None)
 
 
-def test_collect_reads_finished_pipeline_runs_and_trials_with_their_evaluations(store):
-    client, exp, ids, evals = store.client, store.experiment_id, store.ids, store.evaluations
-    frame = compare.collect(client, exp, 1000)
+def test_collect_reads_finished_pipeline_runs_and_trials_with_their_evaluations(active_store):
+    exp, ids, evals = active_store.experiment_id, active_store.ids, active_store.evaluations
+    frame = compare.collect(exp, 1000)
     assert list(frame.columns) == list(COLUMNS)
     assert run_ids(frame) == [ids["gone"], ids["trial"], ids["pipeline"], ids["old"]]  # newest first
     rows = frame.set_index("run_id")
@@ -116,9 +116,16 @@ def test_collect_reads_finished_pipeline_runs_and_trials_with_their_evaluations(
     assert old["start_time"] == pd.Timestamp(1000, unit="ms", tz="UTC")
 
 
-def test_collect_takes_the_newest_max_runs(store):
-    client, exp, ids = store.client, store.experiment_id, store.ids
-    assert run_ids(compare.collect(client, exp, 2)) == [ids["gone"], ids["trial"]]
+def test_collect_takes_the_newest_max_runs(active_store):
+    exp, ids = active_store.experiment_id, active_store.ids
+    assert run_ids(compare.collect(exp, 2)) == [ids["gone"], ids["trial"]]
+    assert run_ids(compare.collect(exp, 1)) == [ids["gone"]]
+
+
+def test_evaluations_are_looked_up_in_chunks(active_store, monkeypatch):
+    whole = compare.collect(active_store.experiment_id, 1000)
+    monkeypatch.setattr(compare, "LOOKUP_CHUNK", 1)
+    pd.testing.assert_frame_equal(compare.collect(active_store.experiment_id, 1000), whole)
 
 
 def test_experiments_are_found_by_name_or_id_or_default_to_the_current_one(store):
@@ -164,11 +171,21 @@ def test_the_cli_body_says_when_there_is_nothing_to_compare(active_store):
         compare._compare(argparse.Namespace(experiment="", metric="rmse", max_runs=10))
 
 
-def test_runs_that_reused_an_evaluation_are_shown_once_as_the_run_that_did_the_work(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_runs_that_reused_an_evaluation_are_shown_once_as_the_run_that_did_the_work(tracking_uri, tmp_path):
+    client = MlflowClient()
     exp = client.create_experiment("repeats", artifact_location=(tmp_path / "artifacts").as_uri())
     evaluation = _run(client, exp, 10, metrics={RMSE: 50.0, MAE: 40.0, R2: 0.5})
     first = _run(client, exp, 100, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
     # The same sweep again: a new trial run whose steps were all reused.
     _run(client, exp, 200, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
-    assert run_ids(compare.collect(client, exp, 1000)) == [first]
+    assert run_ids(compare.collect(exp, 1000)) == [first]
+
+
+def test_an_evaluate_run_in_another_experiment_is_found_there(tracking_uri, tmp_path):
+    client = MlflowClient()
+    exp = client.create_experiment("here", artifact_location=(tmp_path / "here").as_uri())
+    elsewhere = client.create_experiment("elsewhere", artifact_location=(tmp_path / "elsewhere").as_uri())
+    evaluation = _run(client, elsewhere, 10, metrics={RMSE: 51.0}, tags={"pipeline.evaluation.passed": "true"})
+    _run(client, exp, 100, tags={"pipeline.evaluate.run_id": evaluation}, params={"model.alpha": "1"})
+    (row,) = compare.collect(exp, 1000).itertuples()
+    assert (row.alpha, getattr(row, RMSE), row.evaluation) == (1.0, 51.0, "passed")
