@@ -2,10 +2,11 @@
 
 ``mlflow run . -e compare`` reads the finished pipeline runs of an experiment (``main``'s parent
 runs and a sweep's trials, each with its evaluation), ranks them by ``-P metric`` (rmse, mae or
-r2), prints the table and logs on its own run: ``compare/runs.csv`` (every run compared),
-``plots/<metric>_vs_alpha.png`` and ``plots/<metric>_vs_l1_ratio.png``, and ``card.html``.
-Metrics ``runs_compared`` and ``best_<metric>`` and tag ``pipeline.compare.best_run_id`` say
-what it found.
+r2), prints the table and logs on its own run: ``compare/runs.csv`` (every run compared), a plot
+``plots/<metric>_vs_<parameter>.png`` per model parameter (alpha and l1_ratio, and any other
+that varies across the runs), and ``card.html``. The parameters are the runs' ``model.<name>``
+params: the estimator's constructor arguments. Metrics ``runs_compared`` and ``best_<metric>``
+and tag ``pipeline.compare.best_run_id`` say what it found.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from steps.mlflow_io.artifacts import LoggedArtifact, log_bytes, run_artifact_ur
 from steps.mlflow_io.cards import Card, figure_png, format_value, log_card, run_url
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Kind, Tag
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
+from steps.orchestration.config import MAIN_PARAMETERS
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +45,19 @@ COMPARED_KINDS = (Kind.PIPELINE, Kind.TRIAL)
 EVALUATE_RUN_TAG = Tag.of_step("evaluate", "run_id")
 REGISTER_RUN_TAG = Tag.of_step("register", "run_id")
 MODEL_VERSION_TAG = f"{Tag.OUTPUT}model_version"
+# The compared parameters are the runs' params with this prefix (main's parent logs the resolved
+# configuration, a trial its model settings); the estimator's import path is not one of them.
+MODEL_PARAM = "params.model."
+ESTIMATOR = "estimator"
 
 RUNS_FILE = "compare/runs.csv"
-# The compared parameters: the runs' ``model.<name>`` params (main's parent logs the resolved
-# configuration, a trial its model settings).
-MODEL_PARAM = "params.model."
-PARAMETERS = ("alpha", "l1_ratio")
-COLUMNS = (
-    "run_id",
-    "run_name",
-    "kind",
-    "start_time",
-    *PARAMETERS,
-    *REPORTED_METRICS,
-    "evaluation",
-    "model_version",
-    "evaluate_run_id",
-)
+# Parameters every table has and every set of plots shows: the model's -P parameters of main
+# (alpha and l1_ratio for the example's ElasticNet), what a comparison is usually about.
+DEFAULT_PARAMETERS = tuple(key.removeprefix("model.") for key in MAIN_PARAMETERS.values() if key.startswith("model."))
+# A table's columns: the run's, its parameters (these and any other the runs have), its results.
+RUN_COLUMNS = ("run_id", "run_name", "kind", "start_time")
+RESULT_COLUMNS = (*REPORTED_METRICS, "evaluation", "model_version", "evaluate_run_id")
+COLUMNS = (*RUN_COLUMNS, *DEFAULT_PARAMETERS, *RESULT_COLUMNS)
 # Rows printed (the CSV has them all) and shown in the card.
 PRINTED_ROWS = 30
 # Run names are cut to this many characters in the printed table.
@@ -67,7 +65,7 @@ NAME_WIDTH = 32
 CARD_ROWS = 200
 # Run ids per lookup of evaluate/register runs.
 LOOKUP_CHUNK = 100
-# Alpha is plotted on a log scale when its values span more than this factor.
+# A parameter is plotted on a log scale when its values span more than this factor.
 LOG_SCALE_SPAN = 10.0
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
@@ -210,7 +208,7 @@ def build_frame(runs: pd.DataFrame, linked: pd.DataFrame) -> pd.DataFrame:
             "run_name": _column(runs, "tags.mlflow.runName"),
             "kind": _column(runs, f"tags.{Tag.KIND}").fillna(Kind.PIPELINE.value),
             "start_time": _column(runs, "start_time"),
-            **{name: _column(runs, f"{MODEL_PARAM}{name}") for name in PARAMETERS},
+            **{name.removeprefix(MODEL_PARAM): runs[name] for name in runs if name.startswith(MODEL_PARAM)},
             **{m: _column(runs, f"metrics.{m}").combine_first(_column(evaluation, f"metrics.{m}")) for m in REPORTED_METRICS},
             "evaluation": _column(evaluation, f"tags.{Tag.PASSED}").combine_first(_column(runs, f"tags.{Tag.PASSED}")).map(_verdict),
             "model_version": _column(registration, f"tags.{MODEL_VERSION_TAG}"),
@@ -218,19 +216,32 @@ def build_frame(runs: pd.DataFrame, linked: pd.DataFrame) -> pd.DataFrame:
         },
         index=runs.index,
     )
-    return _typed(frame)
+    return _typed(frame.drop(columns=ESTIMATOR, errors="ignore"))
+
+
+def parameters(frame: pd.DataFrame) -> list[str]:
+    """The parameter columns of a table: :data:`DEFAULT_PARAMETERS`, then every column not in :data:`COLUMNS`."""
+    return [*DEFAULT_PARAMETERS, *sorted(str(column) for column in frame.columns if column not in COLUMNS)]
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of :data:`COLUMNS` (missing ones empty), numbers as floats."""
+    """``frame`` with every column of :data:`COLUMNS` (missing ones empty), in order, numbers as floats.
+
+    The default parameters and the metrics are numbers (a value that is not becomes empty); any
+    other parameter is when each of its values parses as one, else it stays text.
+    """
     frame = frame.copy()
     for column in COLUMNS:
         if column not in frame:
-            frame[column] = pd.NaT if column == "start_time" else math.nan if column in (*PARAMETERS, *REPORTED_METRICS) else None
-    for column in (*PARAMETERS, *REPORTED_METRICS):
+            frame[column] = pd.NaT if column == "start_time" else math.nan if column in (*DEFAULT_PARAMETERS, *REPORTED_METRICS) else None
+    for column in (*DEFAULT_PARAMETERS, *REPORTED_METRICS):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in parameters(frame)[len(DEFAULT_PARAMETERS) :]:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if numbers.notna().sum() == frame[column].notna().sum():
+            frame[column] = numbers.astype("float64")
     frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
-    return frame[[*COLUMNS, *(column for column in frame.columns if column not in COLUMNS)]]
+    return frame[[*RUN_COLUMNS, *parameters(frame), *RESULT_COLUMNS]]
 
 
 # --- the pure core: ranking, text table, plots, card ---
@@ -273,7 +284,7 @@ def describe_best(ranked: pd.DataFrame, metric: Metric) -> str:
     best = best_run(ranked, metric)
     if best is None:
         return f"No run has {metric.label} ({metric.name}): no best run."
-    params = ", ".join(f"{name}={_text(best[name])}" for name in PARAMETERS)
+    params = ", ".join(f"{name}={_text(best[name])}" for name in parameters(ranked))
     return f"Best by {metric.label}: run {best['run_id']} ({_name(best)}), {metric.label} {_text(best[metric.name])} at {params}"
 
 
@@ -284,13 +295,13 @@ def text_table(ranked: pd.DataFrame, metric: Metric, experiment: str, max_rows: 
         "run id": "run_id",
         "run name": "run_name",
         "kind": "kind",
-        **{name: name for name in PARAMETERS},
+        **{name: name for name in parameters(ranked)},
         **{label: name for name, label in REPORTED_METRICS.items()},
         "evaluation": "evaluation",
         "version": "model_version",
         "started (UTC)": "start_time",
     }
-    numeric = {"#", *PARAMETERS, *REPORTED_METRICS.values()}
+    numeric = {"#", *(name for name in parameters(ranked) if pd.api.types.is_numeric_dtype(ranked[name])), *REPORTED_METRICS.values()}
     shown = ranked.head(max_rows)
     cells = [
         [
@@ -322,29 +333,34 @@ def wants_log_scale(values: Iterable[float]) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SCALE_SPAN
 
 
-def metric_plot(ranked: pd.DataFrame, metric: Metric, x: str, series: str) -> Figure:
+def _known(values: pd.Series) -> pd.Series:
+    """Which values can be drawn: finite numbers, or any text."""
+    return np.isfinite(values) if pd.api.types.is_numeric_dtype(values) else values.notna()
+
+
+def metric_plot(ranked: pd.DataFrame, metric: Metric, x: str, series: str | None) -> Figure:
     """``metric`` against parameter ``x``, one series per value of parameter ``series``, the best run starred."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set(xlabel=x, ylabel=f"{metric.label} ({metric.direction})", title=f"{metric.label} vs {x}")
-    data = ranked[np.isfinite(ranked[x]) & np.isfinite(ranked[metric.name])]
+    data = ranked[_known(ranked[x]) & _known(ranked[metric.name])]
     if data.empty:
         ax.text(0.5, 0.5, f"no run has both {x} and {metric.label}", ha="center", va="center", transform=ax.transAxes)
         return fig
-    groups = list(data.groupby(series, dropna=False, sort=True))
+    groups = list(data.groupby(series, dropna=False, sort=True)) if series else [("", data)]
     colors = [f"C{i}" for i in range(len(groups))] if len(groups) <= 10 else list(_many_colors(len(groups)))
     for (value, group), color in zip(groups, colors, strict=True):
-        label = f"{series} = {_text(value)}" if not pd.isna(value) else f"{series} unknown"
+        label = f"{series} = {_text(value)}" if series and not pd.isna(value) else f"{series} unknown" if series else "runs"
         # Every run a marker; the line joins the mean at each x (repeated runs share an x).
         means = group.groupby(x)[metric.name].mean().sort_index()
         ax.plot(means.index, means.to_numpy(), color=color, linewidth=1.2, alpha=0.8)
         ax.scatter(group[x], group[metric.name], color=color, s=28, label=label, zorder=3)
     best = best_run(ranked, metric)
-    if best is not None and math.isfinite(best[x]):
+    if best is not None and _known(ranked[x]).iloc[0]:  # the best run is the first
         ax.scatter(
             [best[x]], [best[metric.name]], marker="*", s=260, color="gold", edgecolors="black", zorder=4, label=f"best: {_name(best)}"
         )
-    if x == "alpha" and wants_log_scale(data[x]):
+    if pd.api.types.is_numeric_dtype(data[x]) and wants_log_scale(data[x]):
         ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
     many = len(groups) > 8
@@ -359,16 +375,23 @@ def _many_colors(count: int) -> Iterable[Any]:
     return (cmap(i / max(1, count - 1)) for i in range(count))
 
 
-def plot_files(metric: Metric) -> dict[str, tuple[str, str]]:
-    """Artifact file -> (x parameter, series parameter) of each plot."""
-    return {
-        f"plots/{metric.short}_vs_alpha.png": ("alpha", "l1_ratio"),
-        f"plots/{metric.short}_vs_l1_ratio.png": ("l1_ratio", "alpha"),
-    }
+def plot_axes(ranked: pd.DataFrame, always: Sequence[str] = DEFAULT_PARAMETERS) -> list[tuple[str, str | None]]:
+    """(x, series) of each plot: the parameters in ``always`` that some run has, then each other one that varies.
+
+    The series are the values of the first other parameter that varies, else of the first other one shown.
+    """
+    shown = [name for name in always if name in ranked and ranked[name].notna().any()]
+    varying = [name for name in parameters(ranked) if ranked[name].nunique() > 1]
+    return [(x, next((s for s in (*varying, *shown) if s != x), None)) for x in (*shown, *(v for v in varying if v not in shown))]
 
 
-def plots(ranked: pd.DataFrame, metric: Metric) -> dict[str, Figure]:
-    return {file: metric_plot(ranked, metric, x, series) for file, (x, series) in plot_files(metric).items()}
+def plot_file(metric: Metric, x: str) -> str:
+    return f"plots/{metric.short}_vs_{re.sub(r'[^0-9A-Za-z_.-]+', '_', x)}.png"
+
+
+def plots(ranked: pd.DataFrame, metric: Metric, always: Sequence[str] = DEFAULT_PARAMETERS) -> dict[str, Figure]:
+    """The plots of :func:`plot_axes` by artifact file, e.g. ``plots/rmse_vs_alpha.png``."""
+    return {plot_file(metric, x): metric_plot(ranked, metric, x, series) for x, series in plot_axes(ranked, always)}
 
 
 def _cell(value: Any) -> Any:
@@ -402,13 +425,14 @@ def build_card(
         card.text(describe_best(ranked, metric), note=True)
     else:
         card.link(f"{_name(best)} ({best['run_id']})", run_url(tracking_uri, experiment_id, best["run_id"]))
-        facts = {metric.label: best[metric.name], **{name: best[name] for name in PARAMETERS}, "evaluation": best["evaluation"]}
+        facts = {metric.label: best[metric.name], **{name: best[name] for name in parameters(ranked)}, "evaluation": best["evaluation"]}
         card.facts({key: _cell(value) for key, value in facts.items()} | {"model version": _cell(best["model_version"])})
     card.heading("Plots")
-    axes = plot_files(metric)
+    axes = {plot_file(metric, x): (x, series) for x, series in plot_axes(ranked)}
     for file, png in images.items():
         x, series = axes.get(file, ("its parameters", "parameter"))
-        card.image(png, f"{metric.label} against {x}, one series per {series}; the star is the best run ({file})")
+        per = f", one series per {series}" if series else ""
+        card.image(png, f"{metric.label} against {x}{per}; the star is the best run ({file})")
     card.heading("Runs")
     rows = []
     for position, (_, row) in enumerate(ranked.head(max_rows).iterrows(), start=1):
@@ -417,7 +441,7 @@ def build_card(
                 "#": position,
                 "run": (_name(row), run_url(tracking_uri, experiment_id, row["run_id"])),
                 "kind": row["kind"],
-                **{name: _cell(row[name]) for name in PARAMETERS},
+                **{name: _cell(row[name]) for name in parameters(ranked)},
                 **{label: _cell(row[name]) for name, label in REPORTED_METRICS.items()},
                 "evaluation": _cell(row["evaluation"]),
                 "version": _cell(row["model_version"]),

@@ -153,7 +153,7 @@ class Trials:
         card.table(rows, links="run")
         if self.trials:
             ranked = compare.rank(self.frame(), PRIMARY)
-            for file, figure in compare.plots(ranked, PRIMARY).items():
+            for file, figure in compare.plots(ranked, PRIMARY, always=self.parameters()).items():
                 card.figure(figure, f"{PRIMARY.label} of each trial ({file.removeprefix('plots/')})")
 
 

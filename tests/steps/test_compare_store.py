@@ -181,6 +181,22 @@ def test_runs_that_reused_an_evaluation_are_shown_once_as_the_run_that_did_the_w
     assert run_ids(compare.collect(exp, 1000)) == [first]
 
 
+def test_any_estimators_parameters_are_columns_numbers_where_they_parse(tracking_uri, tmp_path):
+    client = MlflowClient()
+    exp = client.create_experiment("forest", artifact_location=(tmp_path / "artifacts").as_uri())
+    for start, depth, criterion in ((100, "3", "squared_error"), (200, "8", "poisson")):
+        evaluation = _run(client, exp, start - 1, metrics={RMSE: 50.0 + start / 100})
+        params = {"model.estimator": "sklearn.ensemble.RandomForestRegressor", "model.max_depth": depth, "model.criterion": criterion}
+        _run(client, exp, start, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params=params)
+    frame = compare.collect(exp, 1000)
+    assert list(frame.columns[4:8]) == ["alpha", "l1_ratio", "criterion", "max_depth"]
+    assert "estimator" not in frame
+    assert list(frame["max_depth"]) == [8.0, 3.0] and list(frame["criterion"]) == ["poisson", "squared_error"]
+    # No run has alpha or l1_ratio: the plots are of the parameters that vary.
+    rmse = compare.resolve_metric("rmse")
+    assert list(compare.plots(compare.rank(frame, rmse), rmse)) == ["plots/rmse_vs_criterion.png", "plots/rmse_vs_max_depth.png"]
+
+
 def test_an_evaluate_run_in_another_experiment_is_found_there(tracking_uri, tmp_path):
     client = MlflowClient()
     exp = client.create_experiment("here", artifact_location=(tmp_path / "here").as_uri())

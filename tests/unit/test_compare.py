@@ -167,9 +167,10 @@ def test_a_frame_with_only_some_columns_ranks_prints_and_plots():
     ranked = compare.rank(frame, RMSE_METRIC)
     assert run_ids(ranked) == ["b" * 32, "a" * 32]
     assert compare.describe_best(ranked, RMSE_METRIC) == f"Best by RMSE: run {'b' * 32} (bbbbbbbb), RMSE 52 at alpha=1, l1_ratio=-"
+    # No run has l1_ratio: no plot of it, and nothing to split alpha's plot by.
     figures = compare.plots(ranked, RMSE_METRIC)
-    assert legend_labels(figures["plots/rmse_vs_alpha.png"]) == ["l1_ratio unknown", "best: bbbbbbbb"]
-    assert "no run has both l1_ratio and RMSE" in [t.get_text() for t in figures["plots/rmse_vs_l1_ratio.png"].axes[0].texts]
+    assert list(figures) == ["plots/rmse_vs_alpha.png"]
+    assert legend_labels(figures["plots/rmse_vs_alpha.png"]) == ["runs", "best: bbbbbbbb"]
 
 
 # --- plots ---
@@ -204,19 +205,16 @@ def test_one_series_per_value_of_the_other_parameter_and_the_best_run_starred():
     assert best.tolist() == [[0.1, 53.0]]
 
 
-def test_alpha_is_on_a_log_scale_only_when_it_spans_more_than_a_factor_of_ten_above_zero():
-    def scale(alphas, x="alpha"):
-        frame = runs_frame(*({"alpha": a, "l1_ratio": a / 1000} for a in alphas))
-        return (
-            compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, x, "alpha" if x != "alpha" else "l1_ratio")
-            .axes[0]
-            .get_xscale()
-        )
+def test_a_parameter_is_on_a_log_scale_only_when_it_spans_more_than_a_factor_of_ten_above_zero():
+    def scale(values, x="alpha"):
+        frame = runs_frame(*({"alpha": v, "l1_ratio": 0.5, "max_iter": v} for v in values))
+        return compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, x, "l1_ratio").axes[0].get_xscale()
 
     assert scale([0.01, 0.1, 1.0]) == "log"
     assert scale([0.1, 1.0]) == "linear"  # a factor of 10 exactly
     assert scale([0.0, 0.1, 10.0]) == "linear"  # 0 has no logarithm
-    assert scale([0.01, 0.1, 1.0], x="l1_ratio") == "linear"
+    assert scale([100, 1000, 10000], x="max_iter") == "log"  # any parameter, not only alpha
+    assert scale([100, 500, 1000], x="max_iter") == "linear"
 
 
 def test_runs_missing_the_metric_or_parameter_are_left_out_of_the_plot():
@@ -238,6 +236,95 @@ def test_many_series_get_distinct_colors_and_the_legend_beside_the_plot():
     assert len(series) == 12
     assert len({tuple(c.get_facecolor()[0]) for c in series}) == 12
     assert figure_png(fig).startswith(PNG_MAGIC)
+
+
+def test_other_parameters_are_columns_and_each_one_that_varies_gets_a_plot():
+    frame = runs_frame(
+        {"alpha": 0.1, "max_iter": 100, "selection": "cyclic", "tol": 1e-4},
+        {"alpha": 0.1, "max_iter": 1000, "selection": "random", "tol": 1e-4},
+        {"alpha": 1.0, "max_iter": 1000, "selection": "random", "tol": 1e-4, RMSE: 10.0},
+    )
+    ranked = compare.rank(frame, RMSE_METRIC)
+    assert list(ranked.columns[4:9]) == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    assert compare.parameters(ranked) == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    assert ranked["max_iter"].dtype == "float64" and ranked["selection"].tolist() == ["random", "cyclic", "random"]
+    # alpha and l1_ratio always; max_iter and selection vary; tol does not. Series: the first other parameter that varies.
+    assert compare.plot_axes(ranked) == [("alpha", "max_iter"), ("l1_ratio", "alpha"), ("max_iter", "alpha"), ("selection", "alpha")]
+    figures = compare.plots(ranked, RMSE_METRIC)
+    assert list(figures) == [f"plots/rmse_vs_{name}.png" for name in ("alpha", "l1_ratio", "max_iter", "selection")]
+    text_ax = figures["plots/rmse_vs_selection.png"].axes[0]
+    assert [t.get_text() for t in text_ax.get_xticklabels()] == ["cyclic", "random"]  # text values as categories
+    assert text_ax.get_xscale() == "linear"
+    table = compare.text_table(ranked, RMSE_METRIC, "e").splitlines()
+    assert table[1].split()[6:11] == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    best = f"Best by RMSE: run {frame.loc[2, 'run_id']} (run-2), RMSE 10"
+    assert table[-1] == f"{best} at alpha=1, l1_ratio=0.5, max_iter=1000, selection=random, tol=0.0001"
+
+
+def test_a_parameter_that_is_not_always_a_number_stays_text():
+    ranked = compare.rank(runs_frame({"max_depth": "None"}, {"max_depth": "3"}, {}), RMSE_METRIC)
+    assert ranked["max_depth"].tolist()[:2] == ["None", "3"] and pd.isna(ranked["max_depth"].iloc[2])
+
+
+def test_the_caller_says_which_parameters_are_always_plotted():
+    # As a sweep over one parameter: its plot even when the grid has one value.
+    frame = pd.DataFrame({"run_id": ["a" * 32], "run_name": ["trial 1"], "max_iter": [100.0], RMSE: [50.0]})
+    ranked = compare.rank(frame, RMSE_METRIC)
+    assert list(compare.plots(ranked, RMSE_METRIC)) == []
+    assert list(compare.plots(ranked, RMSE_METRIC, always=["max_iter"])) == ["plots/rmse_vs_max_iter.png"]
+
+
+def test_plot_files_are_safe_names():
+    assert compare.plot_file(RMSE_METRIC, "alpha") == "plots/rmse_vs_alpha.png"
+    assert compare.plot_file(R2_METRIC, "a b/c") == "plots/r2_vs_a_b_c.png"
+
+
+# --- the table from MLflow's tables ---
+
+
+def mlflow_table(*rows: dict) -> pd.DataFrame:
+    """A table like mlflow.search_runs returns: run_id, start_time, metrics.*, params.*, tags.*."""
+    return pd.DataFrame([{"start_time": pd.Timestamp(1000 * i, unit="ms", tz="UTC")} | row for i, row in enumerate(rows)])
+
+
+def test_the_table_takes_model_params_metrics_verdicts_and_versions_from_mlflows_tables():
+    evaluate, register = "tags.pipeline.evaluate.run_id", "tags.pipeline.register.run_id"
+    runs = mlflow_table(
+        {
+            "run_id": "r1",
+            "tags.mlflow.runName": "own metrics",
+            evaluate: "e1",
+            register: "g1",
+            f"metrics.{RMSE}": 45.0,
+            "params.model.estimator": "sklearn.linear_model.ElasticNet",
+            "params.model.alpha": "0.1",
+            "params.model.max_iter": "5000",
+            "params.alpha": "99",
+            "params.trial": "1",
+            "tags.pipeline.kind": "trial",
+        },
+        {"run_id": "r2", evaluate: "e2", "params.model.alpha": "1.0", "tags.pipeline.evaluation.passed": "false"},
+        {"run_id": "r3", evaluate: "gone"},
+    )
+    linked = mlflow_table(
+        {"run_id": "e1", f"metrics.{RMSE}": 50.0, f"metrics.{MAE}": 40.0, "tags.pipeline.evaluation.passed": "true"},
+        {"run_id": "e2", f"metrics.{RMSE}": 60.0},
+        {"run_id": "g1", "tags.pipeline.output.model_version": "3"},
+    ).set_index("run_id")
+    frame = compare.build_frame(runs, linked)
+    assert list(frame.columns) == [*COLUMNS[:6], "max_iter", *COLUMNS[6:]]
+    r1, r2, r3 = (row for _, row in frame.iterrows())
+    assert (r1["run_name"], r1["kind"], r1["alpha"], r1["max_iter"], r1[RMSE], r1[MAE]) == ("own metrics", "trial", 0.1, 5000.0, 45.0, 40.0)
+    assert (r1["evaluation"], r1["model_version"], r1["evaluate_run_id"]) == ("passed", "3", "e1")
+    # No verdict on the evaluate run: the run's own.
+    assert (r2["kind"], r2["alpha"], r2[RMSE], r2["evaluation"]) == ("pipeline", 1.0, 60.0, "rejected")
+    assert pd.isna(r2["model_version"]) and math.isnan(r2["max_iter"])
+    assert math.isnan(r3[RMSE]) and pd.isna(r3["evaluation"]) and pd.isna(r3["run_name"])
+
+
+def test_no_runs_make_an_empty_table_with_every_column():
+    frame = compare.build_frame(pd.DataFrame(columns=["run_id"]), pd.DataFrame(columns=["run_id"]).set_index("run_id"))
+    assert frame.empty and list(frame.columns) == list(COLUMNS)
 
 
 # --- the card ---
