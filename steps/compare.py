@@ -2,10 +2,11 @@
 
 ``mlflow run . -e compare`` reads the finished pipeline runs of an experiment (``main``'s parent
 runs and a sweep's trials, each with its evaluation), ranks them by ``-P metric`` (rmse, mae or
-r2), prints the table and logs on its own run: ``compare/runs.csv`` (every run compared),
-``plots/<metric>_vs_alpha.png`` and ``plots/<metric>_vs_l1_ratio.png``, and ``card.html``.
-Metrics ``runs_compared`` and ``best_<metric>`` and tag ``pipeline.compare.best_run_id`` say
-what it found.
+r2), prints the table and logs on its own run: ``compare/runs.csv`` (every run compared), a plot
+``plots/<metric>_vs_<parameter>.png`` per model parameter (alpha and l1_ratio, and any other
+that varies across the runs), and ``card.html``. The parameters are the runs' ``model.<name>``
+params: the estimator's constructor arguments. Metrics ``runs_compared`` and ``best_<metric>``
+and tag ``pipeline.compare.best_run_id`` say what it found.
 """
 
 from __future__ import annotations
@@ -20,18 +21,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.entities import Experiment, Run, ViewType
+from mlflow.entities import Experiment, ViewType
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
 from steps.core.errors import InputError
-from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric
+from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric, metric_named
+from steps.core.ranking import (
+    NAME_WIDTH,
+    _name,
+    _text,
+    _typed,
+    best_run,
+    parameters,
+    plot_axes,
+    plot_file,
+    plots,
+    rank,
+)
 from steps.mlflow_io.artifacts import LoggedArtifact, log_bytes, run_artifact_uri, sha256_bytes
-from steps.mlflow_io.cards import Card, figure_png, format_value, log_card, run_url
+from steps.mlflow_io.cards import Card, figure_png, log_card, run_url
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Kind, Tag
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
@@ -39,49 +51,31 @@ logger = logging.getLogger(__name__)
 
 # Kinds compared; runs without the tag are pipeline runs from before it existed. A sweep parent
 # repeats its best trial's evaluation, so it would count that trial twice.
-COMPARED_KINDS = frozenset({Kind.PIPELINE, Kind.TRIAL})
-EVALUATE_RUN_TAG = "pipeline.evaluate.run_id"
-REGISTER_RUN_TAG = "pipeline.register.run_id"
-PASSED_RUN_TAG = "pipeline.evaluation.passed"
-MODEL_VERSION_TAG = "pipeline.output.model_version"
-BEST_RUN_TAG = "pipeline.compare.best_run_id"
+COMPARED_KINDS = (Kind.PIPELINE, Kind.TRIAL)
+EVALUATE_RUN_TAG = Tag.of_step("evaluate", "run_id")
+REGISTER_RUN_TAG = Tag.of_step("register", "run_id")
+MODEL_VERSION_TAG = f"{Tag.OUTPUT}model_version"
+# The compared parameters are the runs' params with this prefix (main's parent logs the resolved
+# configuration, a trial its model settings); the estimator's import path is not one of them.
+MODEL_PARAM = "params.model."
+ESTIMATOR = "estimator"
 
 RUNS_FILE = "compare/runs.csv"
-# The compared parameters: table column -> the run params that hold it, first found wins
-# (main's parent logs both ``alpha`` and ``model.alpha``; a trial only ``model.alpha``).
-PARAMETERS = {"alpha": ("model.alpha", "alpha"), "l1_ratio": ("model.l1_ratio", "l1_ratio")}
-COLUMNS = (
-    "run_id",
-    "run_name",
-    "kind",
-    "start_time",
-    *PARAMETERS,
-    *REPORTED_METRICS,
-    "evaluation",
-    "model_version",
-    "evaluate_run_id",
-)
 # Rows printed (the CSV has them all) and shown in the card.
 PRINTED_ROWS = 30
-# Run names are cut to this many characters in the printed table.
-NAME_WIDTH = 32
 CARD_ROWS = 200
-# Runs fetched per search request, and run ids per lookup of evaluate/register runs.
-SEARCH_PAGE_SIZE = 1000
+# Run ids per lookup of evaluate/register runs.
 LOOKUP_CHUNK = 100
-# Alpha is plotted on a log scale when its values span more than this factor.
-LOG_SCALE_SPAN = 10.0
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 
 def resolve_metric(text: str) -> Metric:
     """The metric ``-P metric`` names: rmse, mae, r2, or MLflow's full name (any case)."""
-    wanted = text.strip().lower()
-    for metric in METRICS:
-        if wanted in (metric.short, metric.name):
-            return metric
-    shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
-    raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+    metric = metric_named(text)
+    if metric is None:
+        shorts, names = ", ".join(m.short for m in METRICS), ", ".join(m.name for m in METRICS)
+        raise InputError(f"-P metric: unknown metric {text!r}; valid: {shorts} (or MLflow's names {names})")
+    return metric
 
 
 class CompareSettings(BaseModel):
@@ -115,63 +109,69 @@ def find_experiment(client: MlflowClient, text: str, current_id: str) -> Experim
     return experiment
 
 
-# --- collecting the runs (reads the tracking store) ---
+# --- collecting the runs (reads the tracking store of this process) ---
 
 
-def is_compared(run: Run) -> bool:
-    tags = run.data.tags
-    return bool(tags.get(EVALUATE_RUN_TAG)) and tags.get(Tag.KIND, Kind.PIPELINE) in COMPARED_KINDS
+def search(experiment_ids: list[str] | None, query: str, max_results: int, view: int = ViewType.ACTIVE_ONLY) -> pd.DataFrame:
+    """MLflow's table of the matching runs (``run_id``, ``start_time``, ``metrics.*``, ``params.*``, ``tags.*``), newest first.
+
+    ``experiment_ids`` None: every experiment. search_runs fetches page after page itself.
+    """
+    return mlflow.search_runs(
+        experiment_ids=experiment_ids,
+        filter_string=query,
+        run_view_type=view,
+        max_results=max_results,
+        order_by=["attributes.start_time DESC"],
+        output_format="pandas",
+        search_all_experiments=experiment_ids is None,
+    )
 
 
-def pipeline_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
+def _concat(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    found = [frame for frame in frames if not frame.empty]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["run_id"])
+
+
+def pipeline_runs(experiment_id: str, max_runs: int) -> pd.DataFrame:
     """The newest ``max_runs`` finished pipeline and trial runs of the experiment that have an evaluation."""
-    # MLflow's filters have no OR, so the kinds are filtered here; LIKE '%' matches any value.
-    query = f"tags.`{EVALUATE_RUN_TAG}` LIKE '%' and attributes.status = 'FINISHED'"
-    kept: list[Run] = []
-    token = None
-    while len(kept) < max_runs:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=query,
-            max_results=min(SEARCH_PAGE_SIZE, max_runs),
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        kept += [run for run in page if is_compared(run)]
-        token = page.token
-        if not token:
-            break
-    return kept[:max_runs]
+    # MLflow's filters have no OR, so the kinds are filtered here; sweep parents found among the
+    # newest runs are replaced by searching for as many more.
+    query = f"tags.`{EVALUATE_RUN_TAG}` LIKE '_%' and attributes.status = 'FINISHED'"
+    wanted = max_runs
+    while True:
+        runs = search([experiment_id], query, wanted)
+        kept = runs[_column(runs, f"tags.{Tag.KIND}").fillna(Kind.PIPELINE.value).isin(COMPARED_KINDS)]
+        if len(kept) >= max_runs or len(runs) < wanted:
+            return kept.head(max_runs).reset_index(drop=True)
+        wanted += len(runs) - len(kept)
 
 
-def runs_by_id(client: MlflowClient, experiment_id: str, run_ids: Iterable[str]) -> dict[str, Run]:
-    """The runs with these ids: searched in the experiment in chunks, then any others one by one."""
-    wanted = sorted({run_id for run_id in run_ids if run_id and _RUN_ID.match(run_id)})
-    found: dict[str, Run] = {}
-    for start in range(0, len(wanted), LOOKUP_CHUNK):
-        chunk = wanted[start : start + LOOKUP_CHUNK]
-        quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
-        runs = client.search_runs(
-            [experiment_id], filter_string=f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
-        )
-        found |= {run.info.run_id: run for run in runs}
+def runs_by_id(experiment_id: str, run_ids: Iterable[Any]) -> pd.DataFrame:
+    """MLflow's table of the runs with these ids, indexed by run id: searched in the experiment, then in all."""
+    wanted = sorted({run_id for run_id in run_ids if isinstance(run_id, str) and _RUN_ID.match(run_id)})
+    found = _lookup([experiment_id], wanted)
     # Normally none: a step runs in its pipeline's experiment. A run that is gone leaves its cells empty.
-    for run_id in (run_id for run_id in wanted if run_id not in found):
-        try:
-            found[run_id] = client.get_run(run_id)
-        except MlflowException as exc:
-            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise
+    missing = sorted(set(wanted) - set(found["run_id"]))
+    if missing:
+        found = _concat([found, _lookup(None, missing)])
+        for run_id in sorted(set(missing) - set(found["run_id"])):
             logger.warning("run %s (named by a pipeline run's tags) does not exist", run_id)
-    return found
+    return found.set_index("run_id")
 
 
-def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataFrame:
+def _lookup(experiment_ids: list[str] | None, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The runs with these ids, deleted or not, in chunks of :data:`LOOKUP_CHUNK`."""
+    chunks = (run_ids[start : start + LOOKUP_CHUNK] for start in range(0, len(run_ids), LOOKUP_CHUNK))
+    quoted = (", ".join(f"'{run_id}'" for run_id in chunk) for chunk in chunks)
+    return _concat(search(experiment_ids, f"attributes.run_id IN ({ids})", LOOKUP_CHUNK, ViewType.ALL) for ids in quoted)
+
+
+def collect(experiment_id: str, max_runs: int) -> pd.DataFrame:
     """One row per compared run of the experiment (see :data:`COLUMNS`), newest first."""
-    runs = pipeline_runs(client, experiment_id, max_runs)
-    evaluations = runs_by_id(client, experiment_id, (run.data.tags[EVALUATE_RUN_TAG] for run in runs))
-    registrations = runs_by_id(client, experiment_id, (run.data.tags.get(REGISTER_RUN_TAG, "") for run in runs))
-    frame = build_frame(runs, evaluations, registrations)
+    runs = pipeline_runs(experiment_id, max_runs)
+    linked = (_column(runs, f"tags.{tag}") for tag in (EVALUATE_RUN_TAG, REGISTER_RUN_TAG))
+    frame = build_frame(runs, runs_by_id(experiment_id, pd.concat(linked)))
     # A run whose steps were all reused points at the evaluation of the run that did the work:
     # the same model, evaluated once. Keep that (oldest) run; newest first otherwise.
     unique = frame.drop_duplicates("evaluate_run_id", keep="last")
@@ -184,87 +184,41 @@ def collect(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataF
     return unique.reset_index(drop=True)
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text is not None else math.nan
-    except ValueError:
-        return math.nan
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of one of MLflow's tables; all empty when no run has it."""
+    return frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
 
 
-def _verdict(passed: str | None) -> str | None:
-    return {"true": "passed", "false": "rejected"}.get((passed or "").lower())
+def _verdict(passed: Any) -> str | None:
+    return {"true": "passed", "false": "rejected"}.get(str(passed).lower())
 
 
-def build_frame(runs: Sequence[Run], evaluations: Mapping[str, Run], registrations: Mapping[str, Run]) -> pd.DataFrame:
-    """The table of ``runs``: each run's own metrics, else those of the evaluate run its tag names."""
-    rows = []
-    for run in runs:
-        tags, params = run.data.tags, run.data.params
-        evaluation = evaluations.get(tags.get(EVALUATE_RUN_TAG, ""))
-        evaluated = evaluation.data if evaluation else None
-        registration = registrations.get(tags.get(REGISTER_RUN_TAG, ""))
-        start = run.info.start_time
-        rows.append(
-            {
-                "run_id": run.info.run_id,
-                "run_name": run.info.run_name or "",
-                "kind": tags.get(Tag.KIND, Kind.PIPELINE),
-                "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
-                **{column: _number(next((params[p] for p in names if p in params), None)) for column, names in PARAMETERS.items()},
-                **{name: run.data.metrics.get(name, evaluated.metrics.get(name) if evaluated else None) for name in REPORTED_METRICS},
-                "evaluation": _verdict((evaluated.tags if evaluated else tags).get(PASSED_RUN_TAG)),
-                "model_version": registration.data.tags.get(MODEL_VERSION_TAG) if registration else None,
-                "evaluate_run_id": tags.get(EVALUATE_RUN_TAG),
-            }
-        )
-    return _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
+def build_frame(runs: pd.DataFrame, linked: pd.DataFrame) -> pd.DataFrame:
+    """The table of ``runs``: each run's own metrics, else those of the evaluate run its tag names.
 
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of :data:`COLUMNS` (missing ones empty), numbers as floats."""
-    frame = frame.copy()
-    for column in COLUMNS:
-        if column not in frame:
-            frame[column] = pd.NaT if column == "start_time" else math.nan if column in (*PARAMETERS, *REPORTED_METRICS) else None
-    for column in (*PARAMETERS, *REPORTED_METRICS):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
-    return frame[[*COLUMNS, *(column for column in frame.columns if column not in COLUMNS)]]
+    The arguments are MLflow's tables (:func:`search`); ``linked``, indexed by run id, has the
+    evaluate and register runs the runs' tags name.
+    """
+    evaluation = linked.reindex(_column(runs, f"tags.{EVALUATE_RUN_TAG}")).set_axis(runs.index)
+    registration = linked.reindex(_column(runs, f"tags.{REGISTER_RUN_TAG}")).set_axis(runs.index)
+    frame = pd.DataFrame(
+        {
+            "run_id": _column(runs, "run_id"),
+            "run_name": _column(runs, "tags.mlflow.runName"),
+            "kind": _column(runs, f"tags.{Tag.KIND}").fillna(Kind.PIPELINE.value),
+            "start_time": _column(runs, "start_time"),
+            **{name.removeprefix(MODEL_PARAM): runs[name] for name in runs if name.startswith(MODEL_PARAM)},
+            **{m: _column(runs, f"metrics.{m}").combine_first(_column(evaluation, f"metrics.{m}")) for m in REPORTED_METRICS},
+            "evaluation": _column(evaluation, f"tags.{Tag.PASSED}").combine_first(_column(runs, f"tags.{Tag.PASSED}")).map(_verdict),
+            "model_version": _column(registration, f"tags.{MODEL_VERSION_TAG}"),
+            "evaluate_run_id": _column(runs, f"tags.{EVALUATE_RUN_TAG}"),
+        },
+        index=runs.index,
+    )
+    return _typed(frame.drop(columns=ESTIMATOR, errors="ignore"))
 
 
 # --- the pure core: ranking, text table, plots, card ---
-
-
-def rank(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
-    """``frame`` best first by ``metric`` (runs without it last), newest first among equals."""
-    frame = _typed(frame)
-    ordered = frame.sort_values(
-        [metric.name, "start_time"], ascending=[not metric.higher_is_better, False], na_position="last", kind="stable"
-    )
-    return ordered.reset_index(drop=True)
-
-
-def best_run(ranked: pd.DataFrame, metric: Metric) -> pd.Series | None:
-    """The first row of a ranked frame, if any run has ``metric``."""
-    if ranked.empty or pd.isna(ranked.iloc[0][metric.name]):
-        return None
-    return ranked.iloc[0]
-
-
-def _text(value: Any) -> str:
-    if value is None or value == "" or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return format_value(value)
-
-
-def _name(row: pd.Series) -> str:
-    """The run's name, else the start of its id (a missing text cell is NaN, not "")."""
-    name, run_id = row.get("run_name"), row.get("run_id")
-    if isinstance(name, str) and name:
-        return name
-    return run_id[:8] if isinstance(run_id, str) else "?"
 
 
 def describe_best(ranked: pd.DataFrame, metric: Metric) -> str:
@@ -272,7 +226,7 @@ def describe_best(ranked: pd.DataFrame, metric: Metric) -> str:
     best = best_run(ranked, metric)
     if best is None:
         return f"No run has {metric.label} ({metric.name}): no best run."
-    params = ", ".join(f"{name}={_text(best[name])}" for name in PARAMETERS)
+    params = ", ".join(f"{name}={_text(best[name])}" for name in parameters(ranked))
     return f"Best by {metric.label}: run {best['run_id']} ({_name(best)}), {metric.label} {_text(best[metric.name])} at {params}"
 
 
@@ -283,13 +237,13 @@ def text_table(ranked: pd.DataFrame, metric: Metric, experiment: str, max_rows: 
         "run id": "run_id",
         "run name": "run_name",
         "kind": "kind",
-        **{name: name for name in PARAMETERS},
+        **{name: name for name in parameters(ranked)},
         **{label: name for name, label in REPORTED_METRICS.items()},
         "evaluation": "evaluation",
         "version": "model_version",
         "started (UTC)": "start_time",
     }
-    numeric = {"#", *PARAMETERS, *REPORTED_METRICS.values()}
+    numeric = {"#", *(name for name in parameters(ranked) if pd.api.types.is_numeric_dtype(ranked[name])), *REPORTED_METRICS.values()}
     shown = ranked.head(max_rows)
     cells = [
         [
@@ -313,61 +267,6 @@ def text_table(ranked: pd.DataFrame, metric: Metric, experiment: str, max_rows: 
         lines.append(f"... {len(ranked) - len(shown)} more runs not shown (all {len(ranked)} are in {RUNS_FILE})")
     lines.append(describe_best(ranked, metric))
     return "\n".join(lines)
-
-
-def wants_log_scale(values: Iterable[float]) -> bool:
-    """Log scale for values that are all positive and span more than :data:`LOG_SCALE_SPAN`."""
-    finite = [v for v in values if math.isfinite(v)]
-    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SCALE_SPAN
-
-
-def metric_plot(ranked: pd.DataFrame, metric: Metric, x: str, series: str) -> Figure:
-    """``metric`` against parameter ``x``, one series per value of parameter ``series``, the best run starred."""
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set(xlabel=x, ylabel=f"{metric.label} ({metric.direction})", title=f"{metric.label} vs {x}")
-    data = ranked[np.isfinite(ranked[x]) & np.isfinite(ranked[metric.name])]
-    if data.empty:
-        ax.text(0.5, 0.5, f"no run has both {x} and {metric.label}", ha="center", va="center", transform=ax.transAxes)
-        return fig
-    groups = list(data.groupby(series, dropna=False, sort=True))
-    colors = [f"C{i}" for i in range(len(groups))] if len(groups) <= 10 else list(_many_colors(len(groups)))
-    for (value, group), color in zip(groups, colors, strict=True):
-        label = f"{series} = {_text(value)}" if not pd.isna(value) else f"{series} unknown"
-        # Every run a marker; the line joins the mean at each x (repeated runs share an x).
-        means = group.groupby(x)[metric.name].mean().sort_index()
-        ax.plot(means.index, means.to_numpy(), color=color, linewidth=1.2, alpha=0.8)
-        ax.scatter(group[x], group[metric.name], color=color, s=28, label=label, zorder=3)
-    best = best_run(ranked, metric)
-    if best is not None and math.isfinite(best[x]):
-        ax.scatter(
-            [best[x]], [best[metric.name]], marker="*", s=260, color="gold", edgecolors="black", zorder=4, label=f"best: {_name(best)}"
-        )
-    if x == "alpha" and wants_log_scale(data[x]):
-        ax.set_xscale("log")
-    ax.grid(True, alpha=0.3)
-    many = len(groups) > 8
-    ax.legend(fontsize="small", loc="center left" if many else "best", bbox_to_anchor=(1.0, 0.5) if many else None)
-    return fig
-
-
-def _many_colors(count: int) -> Iterable[Any]:
-    from matplotlib import colormaps  # noqa: PLC0415 - only for plots with many series
-
-    cmap = colormaps["viridis"]
-    return (cmap(i / max(1, count - 1)) for i in range(count))
-
-
-def plot_files(metric: Metric) -> dict[str, tuple[str, str]]:
-    """Artifact file -> (x parameter, series parameter) of each plot."""
-    return {
-        f"plots/{metric.short}_vs_alpha.png": ("alpha", "l1_ratio"),
-        f"plots/{metric.short}_vs_l1_ratio.png": ("l1_ratio", "alpha"),
-    }
-
-
-def plots(ranked: pd.DataFrame, metric: Metric) -> dict[str, Figure]:
-    return {file: metric_plot(ranked, metric, x, series) for file, (x, series) in plot_files(metric).items()}
 
 
 def _cell(value: Any) -> Any:
@@ -401,13 +300,14 @@ def build_card(
         card.text(describe_best(ranked, metric), note=True)
     else:
         card.link(f"{_name(best)} ({best['run_id']})", run_url(tracking_uri, experiment_id, best["run_id"]))
-        facts = {metric.label: best[metric.name], **{name: best[name] for name in PARAMETERS}, "evaluation": best["evaluation"]}
+        facts = {metric.label: best[metric.name], **{name: best[name] for name in parameters(ranked)}, "evaluation": best["evaluation"]}
         card.facts({key: _cell(value) for key, value in facts.items()} | {"model version": _cell(best["model_version"])})
     card.heading("Plots")
-    axes = plot_files(metric)
+    axes = {plot_file(metric, x): (x, series) for x, series in plot_axes(ranked)}
     for file, png in images.items():
         x, series = axes.get(file, ("its parameters", "parameter"))
-        card.image(png, f"{metric.label} against {x}, one series per {series}; the star is the best run ({file})")
+        per = f", one series per {series}" if series else ""
+        card.image(png, f"{metric.label} against {x}{per}; the star is the best run ({file})")
     card.heading("Runs")
     rows = []
     for position, (_, row) in enumerate(ranked.head(max_rows).iterrows(), start=1):
@@ -416,7 +316,7 @@ def build_card(
                 "#": position,
                 "run": (_name(row), run_url(tracking_uri, experiment_id, row["run_id"])),
                 "kind": row["kind"],
-                **{name: _cell(row[name]) for name in PARAMETERS},
+                **{name: _cell(row[name]) for name in parameters(ranked)},
                 **{label: _cell(row[name]) for name, label in REPORTED_METRICS.items()},
                 "evaluation": _cell(row["evaluation"]),
                 "version": _cell(row["model_version"]),
@@ -462,7 +362,8 @@ def to_csv(ranked: pd.DataFrame) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("compare", __doc__, inputs=())
     parser.add_argument("--experiment", type=str, default="", help="experiment name or id; empty: the compare run's own experiment")
-    parser.add_argument("--metric", type=str, default=None, help=f"rank by rmse, mae or r2 (or MLflow's name); default: {PRIMARY.short}")
+    choices = ", ".join(m.short for m in METRICS)
+    parser.add_argument("--metric", type=str, default=None, help=f"rank by {choices} (or MLflow's name); default: {PRIMARY.short}")
     add_settings(parser, "compare", model=CompareSettings)
     return parser
 
@@ -475,9 +376,8 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     mlflow.set_tag(Tag.KIND, Kind.COMPARE)  # first: a failed compare run is not mistaken for a pipeline run
     metric = resolve_metric(args.metric or PRIMARY.short)
     max_runs = check_max_runs(settings(args, CompareSettings, "compare").max_runs)
-    client = MlflowClient()
-    experiment = find_experiment(client, args.experiment, mlflow.active_run().info.experiment_id)
-    frame = collect(client, experiment.experiment_id, max_runs)
+    experiment = find_experiment(MlflowClient(), args.experiment, mlflow.active_run().info.experiment_id)
+    frame = collect(experiment.experiment_id, max_runs)
     if frame.empty:
         raise InputError(
             f"no finished pipeline runs with an evaluation in experiment {experiment.name!r} (id {experiment.experiment_id}) "
@@ -493,10 +393,10 @@ def _compare(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         log_bytes(png, artifact_file)
     log_card(lambda: out.card)
     mlflow.log_metric("runs_compared", len(out.ranked))
-    tags = {"pipeline.compare.experiment_id": experiment.experiment_id, "pipeline.compare.metric": metric.name}
+    tags = {Tag.COMPARED_EXPERIMENT: experiment.experiment_id, Tag.COMPARED_METRIC: metric.name}
     if out.best is not None:
         mlflow.log_metric(f"best_{metric.short}", float(out.best[metric.name]))
-        tags[BEST_RUN_TAG] = out.best["run_id"]
+        tags[Tag.BEST_RUN] = out.best["run_id"]
     mlflow.set_tags({key: value[:MAX_TAG_LENGTH] for key, value in tags.items()})
     # The product output: the table on stdout (logging goes to stderr).
     sys.stdout.write(out.table + "\n")

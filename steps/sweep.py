@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import mlflow
 import pandas as pd
 
-from steps import compare
+from steps.core import ranking
 from steps.core.errors import ConfigError
 from steps.core.model import PRIMARY, R2, REPORTED_METRICS, RMSE
 from steps.mlflow_io.cards import Card, log_card, run_url
@@ -152,10 +152,9 @@ class Trials:
         ]
         card.table(rows, links="run")
         if self.trials:
-            metric = compare.resolve_metric("rmse")
-            ranked = compare.rank(self.frame(), metric)
-            for file, figure in compare.plots(ranked, metric).items():
-                card.figure(figure, f"{metric.label} of each trial ({file.removeprefix('plots/')})")
+            ranked = ranking.rank(self.frame(), PRIMARY)
+            for file, figure in ranking.plots(ranked, PRIMARY, always=self.parameters()).items():
+                card.figure(figure, f"{PRIMARY.label} of each trial ({file.removeprefix('plots/')})")
 
 
 def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, trials: Trials, params: dict[str, float]) -> Trial:

@@ -66,6 +66,9 @@ R2 = Metric("r2_score", "r2", "R²", higher_is_better=True)
 # The metrics summaries, cards and compare show, in this order; models are ranked by PRIMARY.
 METRICS = (RMSE, MAE, R2)
 PRIMARY = RMSE
+# The hyperparameters a comparison of runs is usually about (-P alpha and l1_ratio of main, the
+# sweep's grid): compare shows them whenever runs have them, any other parameter when it varies.
+COMPARED = ("alpha", "l1_ratio")
 # MLflow's metric name -> its label, in METRICS order.
 REPORTED_METRICS = {m.name: m.label for m in METRICS}
 

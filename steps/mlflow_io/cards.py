@@ -22,7 +22,6 @@ import functools
 import html
 import io
 import logging
-import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import mlflow
 import numpy as np
 from markupsafe import Markup
 
+from steps.core.text import format_value
 from steps.mlflow_io.contracts import Artifact
 
 if TYPE_CHECKING:
@@ -59,22 +59,6 @@ _BAD = frozenset({"failed", "rejected", "killed", "false", "no", "missing", "not
 # Links get an href only with these schemes (run and artifact pages of the MLflow UI); any other
 # (javascript:, data:, file:, ...) is shown as its text.
 _LINK_SCHEMES = frozenset({"http", "https"})
-
-
-def format_value(value: Any, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits (integers in full, with separators); else text."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, numbers.Integral):
-        return f"{int(value):,}"
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        if math.isnan(value):
-            return "NaN"
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 @dataclass(frozen=True)

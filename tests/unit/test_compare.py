@@ -1,23 +1,19 @@
-"""compare: ranking, the printed table, plots and card from small synthetic tables; collecting runs from a real store."""
+"""compare: ranking, the printed table, plots and card from small synthetic tables (with a store: tests/steps/)."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from steps import compare
-from steps.compare import COLUMNS, resolve_metric
-from steps.core import model
+from steps.compare import resolve_metric
+from steps.core import model, ranking
 from steps.core.errors import InputError
+from steps.core.ranking import COLUMNS
 from steps.mlflow_io.cards import figure_png, run_url
 
 RMSE, MAE, R2 = (m.name for m in model.METRICS)
@@ -86,22 +82,22 @@ def test_the_parser_types_match_the_mlproject_parameters():
 def test_runs_are_ranked_best_first_lower_or_higher_is_better_by_metric():
     frame = runs_frame({RMSE: 60.0, R2: 0.2}, {RMSE: 40.0, R2: 0.7}, {RMSE: 50.0, R2: 0.9})
     ids = run_ids(frame)
-    assert run_ids(compare.rank(frame, RMSE_METRIC)) == [ids[1], ids[2], ids[0]]
-    assert run_ids(compare.rank(frame, R2_METRIC)) == [ids[2], ids[1], ids[0]]
-    assert run_ids(compare.rank(frame, resolve_metric("mae"))) == ids  # 40, 41, 42
+    assert run_ids(ranking.rank(frame, RMSE_METRIC)) == [ids[1], ids[2], ids[0]]
+    assert run_ids(ranking.rank(frame, R2_METRIC)) == [ids[2], ids[1], ids[0]]
+    assert run_ids(ranking.rank(frame, resolve_metric("mae"))) == ids  # 40, 41, 42
 
 
 def test_runs_without_the_metric_come_last_and_ties_put_the_newest_first():
     frame = runs_frame({RMSE: math.nan}, {RMSE: 50.0}, {RMSE: 50.0}, {RMSE: None})
     ids = run_ids(frame)
-    ranked = compare.rank(frame, RMSE_METRIC)
+    ranked = ranking.rank(frame, RMSE_METRIC)
     assert run_ids(ranked) == [ids[2], ids[1], ids[3], ids[0]]
-    assert compare.best_run(ranked, RMSE_METRIC)["run_id"] == ids[2]
+    assert ranking.best_run(ranked, RMSE_METRIC)["run_id"] == ids[2]
 
 
 def test_missing_columns_and_unparsable_values_become_empty_cells():
     frame = runs_frame({"alpha": "abc"}).drop(columns=["l1_ratio", MAE, "model_version"])
-    ranked = compare.rank(frame, RMSE_METRIC)
+    ranked = ranking.rank(frame, RMSE_METRIC)
     assert list(ranked.columns) == list(COLUMNS)
     assert math.isnan(ranked.loc[0, "alpha"]) and math.isnan(ranked.loc[0, "l1_ratio"]) and math.isnan(ranked.loc[0, MAE])
     table = compare.text_table(ranked, RMSE_METRIC, "Default (id 0)")
@@ -121,7 +117,7 @@ def test_the_table_is_fixed_width_best_first_and_names_the_best_run():
         },
         {RMSE: 53.41, "alpha": 0.1, "l1_ratio": 0.9},
     )
-    ranked = compare.rank(frame, RMSE_METRIC)
+    ranked = ranking.rank(frame, RMSE_METRIC)
     lines = compare.text_table(ranked, RMSE_METRIC, "Default (id 0)").splitlines()
     assert lines[0] == "2 pipeline runs of experiment Default (id 0), best first by RMSE (lower is better)"
     header = lines[1]
@@ -132,33 +128,33 @@ def test_the_table_is_fixed_width_best_first_and_names_the_best_run():
     rmse_end = header.index("RMSE") + len("RMSE")
     assert first[rmse_end - len("53.41") : rmse_end] == "53.41" and second[rmse_end - len("53.85") : rmse_end] == "53.85"
     long_name = "a-very-long-run-name-that-goes-on-and-on"
-    assert f" {long_name[: compare.NAME_WIDTH]} " in second and long_name not in second
+    assert f" {long_name[: ranking.NAME_WIDTH]} " in second and long_name not in second
     assert " rejected " in second and " - " in second  # no version
     assert lines[-1] == f"Best by RMSE: run {frame.loc[1, 'run_id']} (run-1), RMSE 53.41 at alpha=0.1, l1_ratio=0.9"
 
 
 def test_a_long_table_prints_the_best_rows_and_says_how_many_more_are_in_the_csv():
     frame = runs_frame(*({RMSE: 100.0 - i} for i in range(35)))
-    lines = compare.text_table(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "e", max_rows=30).splitlines()
+    lines = compare.text_table(ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, "e", max_rows=30).splitlines()
     assert len(lines) == 2 + 30 + 2
     assert lines[2].split()[1] == frame.loc[34, "run_id"]
     assert lines[-2] == "... 5 more runs not shown (all 35 are in compare/runs.csv)"
 
 
 def test_one_run_only_and_no_run_with_the_metric():
-    one = compare.rank(runs_frame({}), R2_METRIC)
+    one = ranking.rank(runs_frame({}), R2_METRIC)
     assert (
         compare.text_table(one, R2_METRIC, "x")
         .splitlines()[0]
         .startswith("1 pipeline run of experiment x, best first by R² (higher is better)")
     )
-    none = compare.rank(runs_frame({R2: None}, {R2: math.nan}), R2_METRIC)
-    assert compare.best_run(none, R2_METRIC) is None
+    none = ranking.rank(runs_frame({R2: None}, {R2: math.nan}), R2_METRIC)
+    assert ranking.best_run(none, R2_METRIC) is None
     assert compare.text_table(none, R2_METRIC, "x").splitlines()[-1] == "No run has R² (r2_score): no best run."
 
 
 def test_the_csv_keeps_every_column_and_iso_start_times():
-    ranked = compare.rank(runs_frame({"model_version": None}, {}), RMSE_METRIC)
+    ranked = ranking.rank(runs_frame({"model_version": None}, {}), RMSE_METRIC)
     text = compare.to_csv(ranked)
     assert text.splitlines()[0] == ",".join(COLUMNS)
     back = pd.read_csv(io.StringIO(text), dtype=str)
@@ -169,12 +165,13 @@ def test_the_csv_keeps_every_column_and_iso_start_times():
 def test_a_frame_with_only_some_columns_ranks_prints_and_plots():
     # As the sweep driver builds for its card: no start time, kind, verdict or version; a run without a name.
     frame = pd.DataFrame({"run_id": ["a" * 32, "b" * 32], "run_name": ["first", None], "alpha": [0.1, 1.0], RMSE: [55.0, 52.0]})
-    ranked = compare.rank(frame, RMSE_METRIC)
+    ranked = ranking.rank(frame, RMSE_METRIC)
     assert run_ids(ranked) == ["b" * 32, "a" * 32]
     assert compare.describe_best(ranked, RMSE_METRIC) == f"Best by RMSE: run {'b' * 32} (bbbbbbbb), RMSE 52 at alpha=1, l1_ratio=-"
-    figures = compare.plots(ranked, RMSE_METRIC)
-    assert legend_labels(figures["plots/rmse_vs_alpha.png"]) == ["l1_ratio unknown", "best: bbbbbbbb"]
-    assert "no run has both l1_ratio and RMSE" in [t.get_text() for t in figures["plots/rmse_vs_l1_ratio.png"].axes[0].texts]
+    # No run has l1_ratio: no plot of it, and nothing to split alpha's plot by.
+    figures = ranking.plots(ranked, RMSE_METRIC)
+    assert list(figures) == ["plots/rmse_vs_alpha.png"]
+    assert legend_labels(figures["plots/rmse_vs_alpha.png"]) == ["runs", "best: bbbbbbbb"]
 
 
 # --- plots ---
@@ -187,7 +184,7 @@ def legend_labels(fig) -> list[str]:
 def test_plots_are_named_by_metric_with_the_metric_against_each_parameter():
     frame = runs_frame({"alpha": 0.1}, {"alpha": 1.0})
     for metric, short in ((RMSE_METRIC, "rmse"), (R2_METRIC, "r2")):
-        figures = compare.plots(compare.rank(frame, metric), metric)
+        figures = ranking.plots(ranking.rank(frame, metric), metric)
         assert list(figures) == [f"plots/{short}_vs_alpha.png", f"plots/{short}_vs_l1_ratio.png"]
         alpha_ax, l1_ax = (fig.axes[0] for fig in figures.values())
         assert alpha_ax.get_xlabel() == "alpha" and l1_ax.get_xlabel() == "l1_ratio"
@@ -203,46 +200,132 @@ def test_one_series_per_value_of_the_other_parameter_and_the_best_run_starred():
         {"alpha": 0.1, "l1_ratio": 0.8, RMSE: 53.0, "run_name": "winner"},
         {"alpha": 1.0, "l1_ratio": math.nan, RMSE: 56.0},
     )
-    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    fig = ranking.metric_plot(ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
     assert legend_labels(fig) == ["l1_ratio = 0.2", "l1_ratio = 0.8", "l1_ratio unknown", "best: winner"]
     best = fig.axes[0].collections[-1].get_offsets()
     assert best.tolist() == [[0.1, 53.0]]
 
 
-def test_alpha_is_on_a_log_scale_only_when_it_spans_more_than_a_factor_of_ten_above_zero():
-    def scale(alphas, x="alpha"):
-        frame = runs_frame(*({"alpha": a, "l1_ratio": a / 1000} for a in alphas))
-        return (
-            compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, x, "alpha" if x != "alpha" else "l1_ratio")
-            .axes[0]
-            .get_xscale()
-        )
+def test_a_parameter_is_on_a_log_scale_only_when_it_spans_more_than_a_factor_of_ten_above_zero():
+    def scale(values, x="alpha"):
+        frame = runs_frame(*({"alpha": v, "l1_ratio": 0.5, "max_iter": v} for v in values))
+        return ranking.metric_plot(ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, x, "l1_ratio").axes[0].get_xscale()
 
     assert scale([0.01, 0.1, 1.0]) == "log"
     assert scale([0.1, 1.0]) == "linear"  # a factor of 10 exactly
     assert scale([0.0, 0.1, 10.0]) == "linear"  # 0 has no logarithm
-    assert scale([0.01, 0.1, 1.0], x="l1_ratio") == "linear"
+    assert scale([100, 1000, 10000], x="max_iter") == "log"  # any parameter, not only alpha
+    assert scale([100, 500, 1000], x="max_iter") == "linear"
 
 
 def test_runs_missing_the_metric_or_parameter_are_left_out_of_the_plot():
     frame = runs_frame({RMSE: math.nan}, {"alpha": math.nan, RMSE: 51.0}, {RMSE: 52.0, "alpha": 0.3})
-    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    fig = ranking.metric_plot(ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
     points = [p for c in fig.axes[0].collections for p in c.get_offsets().tolist()]
     assert points == [[0.3, 52.0]]
     assert legend_labels(fig) == ["l1_ratio = 0.5"]  # the best run has no alpha: no star
 
-    empty = compare.metric_plot(compare.rank(runs_frame({RMSE: math.nan}), RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    empty = ranking.metric_plot(ranking.rank(runs_frame({RMSE: math.nan}), RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
     assert [t.get_text() for t in empty.axes[0].texts] == ["no run has both alpha and RMSE"]
     assert figure_png(empty).startswith(PNG_MAGIC)
 
 
 def test_many_series_get_distinct_colors_and_the_legend_beside_the_plot():
     frame = runs_frame(*({"alpha": 0.1 * (i % 3 + 1), "l1_ratio": i / 20} for i in range(12)))
-    fig = compare.metric_plot(compare.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
+    fig = ranking.metric_plot(ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, "alpha", "l1_ratio")
     series = [c for c in fig.axes[0].collections if c.get_label().startswith("l1_ratio")]
     assert len(series) == 12
     assert len({tuple(c.get_facecolor()[0]) for c in series}) == 12
     assert figure_png(fig).startswith(PNG_MAGIC)
+
+
+def test_other_parameters_are_columns_and_each_one_that_varies_gets_a_plot():
+    frame = runs_frame(
+        {"alpha": 0.1, "max_iter": 100, "selection": "cyclic", "tol": 1e-4},
+        {"alpha": 0.1, "max_iter": 1000, "selection": "random", "tol": 1e-4},
+        {"alpha": 1.0, "max_iter": 1000, "selection": "random", "tol": 1e-4, RMSE: 10.0},
+    )
+    ranked = ranking.rank(frame, RMSE_METRIC)
+    assert list(ranked.columns[4:9]) == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    assert ranking.parameters(ranked) == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    assert ranked["max_iter"].dtype == "float64" and ranked["selection"].tolist() == ["random", "cyclic", "random"]
+    # alpha and l1_ratio always; max_iter and selection vary; tol does not. Series: the first other parameter that varies.
+    assert ranking.plot_axes(ranked) == [("alpha", "max_iter"), ("l1_ratio", "alpha"), ("max_iter", "alpha"), ("selection", "alpha")]
+    figures = ranking.plots(ranked, RMSE_METRIC)
+    assert list(figures) == [f"plots/rmse_vs_{name}.png" for name in ("alpha", "l1_ratio", "max_iter", "selection")]
+    text_ax = figures["plots/rmse_vs_selection.png"].axes[0]
+    assert [t.get_text() for t in text_ax.get_xticklabels()] == ["cyclic", "random"]  # text values as categories
+    assert text_ax.get_xscale() == "linear"
+    table = compare.text_table(ranked, RMSE_METRIC, "e").splitlines()
+    assert table[1].split()[6:11] == ["alpha", "l1_ratio", "max_iter", "selection", "tol"]
+    best = f"Best by RMSE: run {frame.loc[2, 'run_id']} (run-2), RMSE 10"
+    assert table[-1] == f"{best} at alpha=1, l1_ratio=0.5, max_iter=1000, selection=random, tol=0.0001"
+
+
+def test_a_parameter_that_is_not_always_a_number_stays_text():
+    ranked = ranking.rank(runs_frame({"max_depth": "None"}, {"max_depth": "3"}, {}), RMSE_METRIC)
+    assert ranked["max_depth"].tolist()[:2] == ["None", "3"] and pd.isna(ranked["max_depth"].iloc[2])
+
+
+def test_the_caller_says_which_parameters_are_always_plotted():
+    # As a sweep over one parameter: its plot even when the grid has one value.
+    frame = pd.DataFrame({"run_id": ["a" * 32], "run_name": ["trial 1"], "max_iter": [100.0], RMSE: [50.0]})
+    ranked = ranking.rank(frame, RMSE_METRIC)
+    assert list(ranking.plots(ranked, RMSE_METRIC)) == []
+    assert list(ranking.plots(ranked, RMSE_METRIC, always=["max_iter"])) == ["plots/rmse_vs_max_iter.png"]
+
+
+def test_plot_files_are_safe_names():
+    assert ranking.plot_file(RMSE_METRIC, "alpha") == "plots/rmse_vs_alpha.png"
+    assert ranking.plot_file(R2_METRIC, "a b/c") == "plots/r2_vs_a_b_c.png"
+
+
+# --- the table from MLflow's tables ---
+
+
+def mlflow_table(*rows: dict) -> pd.DataFrame:
+    """A table like mlflow.search_runs returns: run_id, start_time, metrics.*, params.*, tags.*."""
+    return pd.DataFrame([{"start_time": pd.Timestamp(1000 * i, unit="ms", tz="UTC")} | row for i, row in enumerate(rows)])
+
+
+def test_the_table_takes_model_params_metrics_verdicts_and_versions_from_mlflows_tables():
+    evaluate, register = "tags.pipeline.evaluate.run_id", "tags.pipeline.register.run_id"
+    runs = mlflow_table(
+        {
+            "run_id": "r1",
+            "tags.mlflow.runName": "own metrics",
+            evaluate: "e1",
+            register: "g1",
+            f"metrics.{RMSE}": 45.0,
+            "params.model.estimator": "sklearn.linear_model.ElasticNet",
+            "params.model.alpha": "0.1",
+            "params.model.max_iter": "5000",
+            "params.alpha": "99",
+            "params.trial": "1",
+            "tags.pipeline.kind": "trial",
+        },
+        {"run_id": "r2", evaluate: "e2", "params.model.alpha": "1.0", "tags.pipeline.evaluation.passed": "false"},
+        {"run_id": "r3", evaluate: "gone"},
+    )
+    linked = mlflow_table(
+        {"run_id": "e1", f"metrics.{RMSE}": 50.0, f"metrics.{MAE}": 40.0, "tags.pipeline.evaluation.passed": "true"},
+        {"run_id": "e2", f"metrics.{RMSE}": 60.0},
+        {"run_id": "g1", "tags.pipeline.output.model_version": "3"},
+    ).set_index("run_id")
+    frame = compare.build_frame(runs, linked)
+    assert list(frame.columns) == [*COLUMNS[:6], "max_iter", *COLUMNS[6:]]
+    r1, r2, r3 = (row for _, row in frame.iterrows())
+    assert (r1["run_name"], r1["kind"], r1["alpha"], r1["max_iter"], r1[RMSE], r1[MAE]) == ("own metrics", "trial", 0.1, 5000.0, 45.0, 40.0)
+    assert (r1["evaluation"], r1["model_version"], r1["evaluate_run_id"]) == ("passed", "3", "e1")
+    # No verdict on the evaluate run: the run's own.
+    assert (r2["kind"], r2["alpha"], r2[RMSE], r2["evaluation"]) == ("pipeline", 1.0, 60.0, "rejected")
+    assert pd.isna(r2["model_version"]) and math.isnan(r2["max_iter"])
+    assert math.isnan(r3[RMSE]) and pd.isna(r3["evaluation"]) and pd.isna(r3["run_name"])
+
+
+def test_no_runs_make_an_empty_table_with_every_column():
+    frame = compare.build_frame(pd.DataFrame(columns=["run_id"]), pd.DataFrame(columns=["run_id"]).set_index("run_id"))
+    assert frame.empty and list(frame.columns) == list(COLUMNS)
 
 
 # --- the card ---
@@ -269,161 +352,8 @@ def test_the_card_shows_the_best_run_the_plots_and_links_every_run_without_crede
 def test_a_card_of_many_runs_shows_the_first_and_points_to_the_csv():
     frame = runs_frame(*({} for _ in range(5)))
     card = compare.build_card(
-        compare.rank(frame, RMSE_METRIC), RMSE_METRIC, {}, experiment_name="e", experiment_id="1", tracking_uri="sqlite:///x", max_rows=3
+        ranking.rank(frame, RMSE_METRIC), RMSE_METRIC, {}, experiment_name="e", experiment_id="1", tracking_uri="sqlite:///x", max_rows=3
     )
     html = card.render()
     assert html.count("/#/experiments/1/runs/") == 3 + 1  # three rows and the best run
     assert "The first 3 of 5 runs; all are in compare/runs.csv." in html
-
-
-# --- collecting runs from a tracking store ---
-
-
-def _run(client: MlflowClient, experiment_id: str, start: int, *, status: str | None = "FINISHED", tags=None, params=None, metrics=None):
-    run = client.create_run(experiment_id, start_time=start, tags=tags or {})
-    run_id = run.info.run_id
-    for key, value in (params or {}).items():
-        client.log_param(run_id, key, value)
-    for key, value in (metrics or {}).items():
-        client.log_metric(run_id, key, value)
-    if status:
-        client.set_terminated(run_id, status)
-    return run_id
-
-
-@dataclass
-class Store:
-    uri: str
-    client: MlflowClient
-    experiment_id: str
-    ids: dict[str, str]
-    evaluations: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """An experiment with pipeline runs, a sweep and its trial, and runs that must not be compared (built once: read-only)."""
-    root = tmp_path_factory.mktemp("compare-store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.create_experiment("tuning", artifact_location=(root / "artifacts").as_uri())
-    client.create_experiment("empty", artifact_location=(root / "empty").as_uri())
-    evaluated = {RMSE: 50.0, MAE: 40.0, R2: 0.5}
-    e1 = _run(client, exp, 10, metrics=evaluated, tags={"pipeline.evaluation.passed": "true"})
-    g1 = _run(client, exp, 11, tags={"pipeline.output.model_version": "3"})
-    e2 = _run(client, exp, 20, metrics={RMSE: 60.0, MAE: 45.0, R2: 0.3}, tags={"pipeline.evaluation.passed": "false"})
-    e3 = _run(client, exp, 30, metrics={RMSE: 99.0, MAE: 99.0, R2: -1.0}, tags={"pipeline.evaluation.passed": "true"})
-    ids = {
-        # main's parent before pipeline.kind existed: alpha logged by `mlflow run` and as model.alpha.
-        "old": _run(
-            client,
-            exp,
-            1000,
-            tags={"pipeline.evaluate.run_id": e1, "pipeline.register.run_id": g1},
-            params={"alpha": "0.1", "model.alpha": "0.1", "l1_ratio": "0.5", "model.l1_ratio": "0.5"},
-        ),
-        "pipeline": _run(
-            client, exp, 2000, tags={"pipeline.evaluate.run_id": e2, "pipeline.kind": "pipeline"}, params={"model.alpha": "1.0"}
-        ),
-        # A trial carries its own copy of the metrics: those win over its evaluate run's.
-        "trial": _run(
-            client,
-            exp,
-            3000,
-            tags={"pipeline.evaluate.run_id": e3, "pipeline.kind": "trial"},
-            params={"model.alpha": "0.01", "model.l1_ratio": "0.9"},
-            metrics={RMSE: 45.0, R2: 0.6},
-        ),
-        "gone": _run(client, exp, 4000, tags={"pipeline.evaluate.run_id": "0" * 32}, params={"model.alpha": "2"}),
-    }
-    _run(client, exp, 3500, tags={"pipeline.evaluate.run_id": e3, "pipeline.kind": "sweep"}, metrics={RMSE: 45.0})
-    _run(client, exp, 3600, tags={"pipeline.evaluate.run_id": e1}, status="FAILED")
-    _run(client, exp, 3700, tags={"pipeline.evaluate.run_id": e1}, status=None)  # still running
-    _run(client, exp, 3800, tags={"pipeline.kind": "compare"})
-    _run(client, exp, 3900, tags={"pipeline.evaluate.run_id": ""})
-    return Store(uri, client, exp, ids, {"e1": e1, "e3": e3})
-
-
-@pytest.fixture
-def active_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """``store`` as the tracking store of this process, as in a compare run's process."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
-    mlflow.set_tracking_uri(store.uri)
-    yield store
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-
-
-def test_collect_reads_finished_pipeline_runs_and_trials_with_their_evaluations(store):
-    client, exp, ids, evals = store.client, store.experiment_id, store.ids, store.evaluations
-    frame = compare.collect(client, exp, 1000)
-    assert list(frame.columns) == list(COLUMNS)
-    assert run_ids(frame) == [ids["gone"], ids["trial"], ids["pipeline"], ids["old"]]  # newest first
-    rows = frame.set_index("run_id")
-    old, pipeline, trial, gone = (rows.loc[ids[k]] for k in ("old", "pipeline", "trial", "gone"))
-    assert (old["kind"], old["alpha"], old["l1_ratio"], old[RMSE], old[MAE], old[R2]) == ("pipeline", 0.1, 0.5, 50.0, 40.0, 0.5)
-    assert (old["evaluation"], old["model_version"], old["evaluate_run_id"]) == ("passed", "3", evals["e1"])
-    assert (pipeline["alpha"], pipeline[RMSE], pipeline["evaluation"]) == (1.0, 60.0, "rejected")
-    assert pd.isna(pipeline["model_version"]) and math.isnan(pipeline["l1_ratio"])
-    assert (trial["kind"], trial["alpha"], trial["l1_ratio"], trial[RMSE], trial[R2], trial[MAE]) == ("trial", 0.01, 0.9, 45.0, 0.6, 99.0)
-    assert math.isnan(gone[RMSE]) and pd.isna(gone["evaluation"])
-    assert old["start_time"] == pd.Timestamp(1000, unit="ms", tz="UTC")
-
-
-def test_collect_takes_the_newest_max_runs(store):
-    client, exp, ids = store.client, store.experiment_id, store.ids
-    assert run_ids(compare.collect(client, exp, 2)) == [ids["gone"], ids["trial"]]
-
-
-def test_experiments_are_found_by_name_or_id_or_default_to_the_current_one(store):
-    client, exp = store.client, store.experiment_id
-    assert compare.find_experiment(client, "tuning", "0").experiment_id == exp
-    assert compare.find_experiment(client, exp, "0").name == "tuning"
-    assert compare.find_experiment(client, "", exp).name == "tuning"
-    for wanted in ("nope", "12345"):
-        with pytest.raises(InputError, match=rf"^-P experiment: no experiment named or with id '{wanted}'$"):
-            compare.find_experiment(client, wanted, "0")
-
-
-def test_the_cli_body_logs_the_table_plots_card_and_best_run_and_prints_the_table(active_store, capsys):
-    store = active_store
-    client, exp, ids = store.client, store.experiment_id, store.ids
-    args = argparse.Namespace(experiment="tuning", metric="R2", max_runs=1000)
-    with mlflow.start_run(experiment_id=store.client.get_experiment_by_name("empty").experiment_id) as active:
-        outputs = compare._compare(args)
-    run = client.get_run(active.info.run_id)
-    assert run.data.tags["pipeline.kind"] == "compare"
-    assert run.data.tags["pipeline.compare.best_run_id"] == ids["trial"]
-    assert run.data.metrics["runs_compared"] == 4 and run.data.metrics["best_r2"] == 0.6
-    files = {f.path for f in client.list_artifacts(active.info.run_id)} | {
-        f.path for d in ("compare", "plots") for f in client.list_artifacts(active.info.run_id, d)
-    }
-    assert {"card.html", "compare/runs.csv", "plots/r2_vs_alpha.png", "plots/r2_vs_l1_ratio.png"} <= files
-    assert outputs["runs_uri"].uri == f"runs:/{active.info.run_id}/compare/runs.csv"
-    printed = capsys.readouterr().out
-    assert printed.splitlines()[0] == "4 pipeline runs of experiment tuning (id " + exp + "), best first by R² (higher is better)"
-    assert printed.splitlines()[-1].startswith(f"Best by R²: run {ids['trial']} ")
-
-
-def test_the_cli_body_says_when_there_is_nothing_to_compare(active_store):
-    # -P experiment empty: the compare run's own experiment, here one without pipeline runs.
-    empty = active_store.client.get_experiment_by_name("empty").experiment_id
-    with (
-        mlflow.start_run(experiment_id=empty),
-        pytest.raises(
-            InputError,
-            match=rf"^no finished pipeline runs with an evaluation in experiment 'empty' \(id {empty}\) \(run `mlflow run .` first\)$",
-        ),
-    ):
-        compare._compare(argparse.Namespace(experiment="", metric="rmse", max_runs=10))
-
-
-def test_runs_that_reused_an_evaluation_are_shown_once_as_the_run_that_did_the_work(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.create_experiment("repeats", artifact_location=(tmp_path / "artifacts").as_uri())
-    evaluation = _run(client, exp, 10, metrics={RMSE: 50.0, MAE: 40.0, R2: 0.5})
-    first = _run(client, exp, 100, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
-    # The same sweep again: a new trial run whose steps were all reused.
-    _run(client, exp, 200, tags={"pipeline.evaluate.run_id": evaluation, "pipeline.kind": "trial"}, params={"model.alpha": "1"})
-    assert run_ids(compare.collect(client, exp, 1000)) == [first]
