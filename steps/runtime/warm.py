@@ -133,10 +133,25 @@ def _code_versions() -> dict[str, tuple[int, int]]:
     return versions
 
 
-def differing_variables(requested: Mapping[str, str], started: Mapping[str, str]) -> list[str]:
-    """The names of the variables, but RUN_TIME_VARIABLES, set differently (or only) in one of the two."""
+def differing_variables(requested: Mapping[str, str], started: Mapping[str, str], now: Mapping[str, str] | None = None) -> list[str]:
+    """The names of the variables, but RUN_TIME_VARIABLES, set differently (or only) in one of the two.
+
+    ``now``: the warm process's environment after its imports. A variable that an imported library
+    set itself (MLflow sets KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK) is set the same way in a
+    driver that imported it too, and a forked step has it anyway: it does not differ.
+    """
     names = (requested.keys() | started.keys()) - RUN_TIME_VARIABLES
-    return sorted(name for name in names if requested.get(name) != started.get(name))
+    current = started if now is None else now
+    return sorted(
+        name
+        for name in names
+        if requested.get(name) not in (started.get(name), current.get(name)) or _only_now(name, requested, started, current)
+    )
+
+
+def _only_now(name: str, requested: Mapping[str, str], started: Mapping[str, str], current: Mapping[str, str]) -> bool:
+    """Set at start-up but gone from the request: a difference, unless the imports removed it too."""
+    return name not in requested and name in started and name in current
 
 
 def _serve_one(
@@ -162,7 +177,7 @@ def _serve_one(
         if _code_versions() != code:
             _reply(connection, {"refused": "the project's code changed since the warm process started"})
             return
-        differing = differing_variables(request["env"], environment)
+        differing = differing_variables(request["env"], environment, os.environ)
         if differing:
             # Names only: the values may be secrets, and the launcher has its own anyway.
             _reply(connection, {"refused": "environment", "variables": differing})

@@ -324,3 +324,15 @@ def test_the_launcher_names_the_steps_it_knows(tmp_path, store):
     done = _run(tmp_path, _env(store, tmp_path, None), "deploy")
     assert done.returncode == 2
     assert "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>" in done.stderr
+
+
+def test_variables_that_the_imports_set_themselves_do_not_differ():
+    """MLflow sets KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK when imported: in the warm process and
+    in the driver alike. Refusing every step for them would lose the warm process silently."""
+    started = {"OMP_NUM_THREADS": "2"}
+    after_imports = {**started, "KMP_DUPLICATE_LIB_OK": "True", "KMP_INIT_AT_FORK": "FALSE"}
+    driver = dict(after_imports)
+    assert differing_variables(driver, started, after_imports) == []
+    assert differing_variables({**driver, "KMP_INIT_AT_FORK": "TRUE"}, started, after_imports) == ["KMP_INIT_AT_FORK"]
+    assert differing_variables({**driver, "OMP_NUM_THREADS": "8"}, started, after_imports) == ["OMP_NUM_THREADS"]
+    assert differing_variables({"KMP_DUPLICATE_LIB_OK": "True"}, started, after_imports) == ["OMP_NUM_THREADS"]  # removed
