@@ -84,6 +84,10 @@ def violations(layer: str, modules: list[str]) -> list[str]:
 @pytest.mark.parametrize("path", project_modules(), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_imports_go_one_way(path):
     assert not violations(layer_of(path), imported_modules(path))
+    relative = [
+        node.module for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.ImportFrom) and node.level
+    ]
+    assert not relative, f"relative imports {relative}: the rule above reads absolute ones (steps.<layer>...)"
 
 
 def test_the_rule_catches_each_kind_of_wrong_import():
