@@ -20,18 +20,22 @@ import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
-from sklearn.base import BaseEstimator, is_regressor
-from sklearn.metrics import r2_score, root_mean_squared_error
-from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import Interval
 
 from steps.core.conf import did_you_mean, project_path
 from steps.core.progress import LARGE_FIT_ROWS, Progress, stage
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils._param_validation import Interval
+
+# scikit-learn is imported where an estimator is built, checked or scored, not with this module:
+# the driver reads the metrics' names from it, and importing scikit-learn costs ~1 s a run.
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,8 @@ def estimator_class(path: str) -> type[BaseEstimator]:
         cls()
     except TypeError as exc:
         raise ValueError(f"model.estimator: {path} needs arguments the pipeline cannot give it ({exc})") from None
+    from sklearn.base import is_regressor  # noqa: PLC0415 - see the note on imports above
+
     if not is_regressor(cls()):
         raise ValueError(f"model.estimator: {path} is not a regressor; the pipeline trains regression models")
     return cls
@@ -148,7 +154,7 @@ def parameter_problems(cls: type[BaseEstimator], params: Mapping[str, Any]) -> l
 
 def _constraint_problem(constraints: list[Any], value: Any) -> str | None:
     """None if ``value`` meets one of scikit-learn's ``constraints``; else what it must be."""
-    from sklearn.utils._param_validation import make_constraint  # noqa: PLC0415 - private helper, used here only
+    from sklearn.utils._param_validation import Interval, make_constraint  # noqa: PLC0415 - see the note on imports above
 
     made = [make_constraint(c) for c in constraints]
     intervals = [c for c in made if isinstance(c, Interval)]
@@ -201,6 +207,8 @@ def fit(estimator: BaseEstimator, features: np.ndarray, target: Any) -> BaseEsti
 
 def train_metrics(target: Any, predictions: np.ndarray) -> dict[str, float]:
     """How well the model fits the rows it was trained on."""
+    from sklearn.metrics import r2_score, root_mean_squared_error  # noqa: PLC0415 - see the note on imports above
+
     return {"train_rmse": float(root_mean_squared_error(target, predictions)), "train_r2": float(r2_score(target, predictions))}
 
 

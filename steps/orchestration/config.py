@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-from sklearn.model_selection import ParameterGrid
 
 from steps.core.conf import DEFAULT_CONFIG, did_you_mean, display_path, from_text, project_path, read_yaml, sample, validate
 from steps.core.data import DataSettings
@@ -134,6 +133,8 @@ class SweepSettings(BaseModel):
     @property
     def grid(self) -> list[dict[str, float]]:
         """Every combination as the model parameters it sets, alpha varying slowest."""
+        from sklearn.model_selection import ParameterGrid  # noqa: PLC0415 - only a sweep needs it; ~0.5 s to import
+
         return list(ParameterGrid({"alpha": self.alphas, "l1_ratio": self.l1_ratios}))
 
 
