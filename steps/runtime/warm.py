@@ -277,9 +277,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     # SIGTERM (from the driver, or on Linux the driver's death) ends it; Ctrl-C reaches the
     # whole process group and is for the step to handle.
     stop_like_ctrl_c()
+    # It ends at once, also in the middle of an import (an exception raised there is printed as a
+    # traceback); a step it forked follows it, by its own parent-death signal.
+    signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(KeyboardInterrupt):
         serve(address, token, environment)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    del frame
+    os._exit(128 + signum)
 
 
 if __name__ == "__main__":
