@@ -81,9 +81,11 @@ class Trials:
 
     def best(self) -> Trial | None:
         """The finished trial with the best test score by the model's primary metric (the earlier one on a tie)."""
-        scored = [t for t in self.trials if t.status == "FINISHED" and PRIMARY.name in t.metrics]
-        sign = -1 if PRIMARY.higher_is_better else 1
-        return min(scored, key=lambda t: (sign * t.metrics[PRIMARY.name], t.number), default=None)
+        best = None
+        for trial in (t for t in self.trials if t.status == "FINISHED" and PRIMARY.name in t.metrics):
+            if best is None or PRIMARY.better(trial.metrics[PRIMARY.name], than=best.metrics[PRIMARY.name]):
+                best = trial
+        return best
 
     def progress(self, trial: Trial, started: float) -> str:
         """One line after each trial: its result, the best so far, time spent and left."""
