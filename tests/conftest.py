@@ -9,6 +9,7 @@ import http.server
 import re
 import socket
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +207,13 @@ def log_model(fitted: object, **options: object) -> mlflow.models.model.ModelInf
         pip_requirements=model.requirements(),
         **options,
     )
+
+
+@pytest.fixture
+def mlflow_kubernetes() -> types.ModuleType:
+    """MLflow's Kubernetes backend module; it imports the Kubernetes client, which MLflow does not install."""
+    try:
+        from mlflow.projects import kubernetes  # noqa: PLC0415 - needs the optional client
+    except ModuleNotFoundError as exc:
+        pytest.fail(f"{exc}: install the launcher's requirements, pip install -r kubernetes/launcher-requirements.txt")
+    return kubernetes
