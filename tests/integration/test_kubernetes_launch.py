@@ -23,28 +23,18 @@ import yaml
 from mlflow import MlflowClient
 
 from tests.conftest import PROJECT_ROOT
-from tests.unit.test_kubernetes_files import container, docker_image, dockerfile_env, job_template, lay_out_image
+from tests.unit.test_kubernetes_files import (
+    FAKE_DIGEST,
+    README_COMMAND,
+    container,
+    docker_image,
+    dockerfile_env,
+    job_template,
+    lay_out_image,
+)
 
-KUBERNETES = PROJECT_ROOT / "kubernetes"
-BACKEND_CONFIG = KUBERNETES / "backend-config.json"
-JOB_TEMPLATE = KUBERNETES / "job-template.yaml"
-DOCKERFILE = KUBERNETES / "Dockerfile"
-LAUNCHER_REQUIREMENTS = KUBERNETES / "launcher-requirements.txt"
-
-# What MLflow 3.17 substitutes in the template (mlflow/projects/kubernetes.py).
-NAME_PLACEHOLDER = "{replaced with MLflow Project name}"
-IMAGE_PLACEHOLDER = "{replaced with URI of Docker image created during Project execution}"
-COMMAND_PLACEHOLDER = "{replaced with MLflow Project entry point command}"
-# The variables MLflow appends to the container's env; the template must not set them too.
-MLFLOW_JOB_ENV = ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
-SECRET_NAME = "mlflow-pipeline-tracking"
-
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-FAKE_DIGEST = "sha256:" + "5e" * 32
 FAKE_IMAGE_ID = "sha256:" + "1d" * 32
 CLI_TIMEOUT_SECONDS = 300
-# The command README.md gives, run from the repository root.
-README_COMMAND = ("mlflow", "run", "kubernetes", "--backend", "kubernetes", "--backend-config", "kubernetes/backend-config.json")
 
 
 class _JsonHandler(BaseHTTPRequestHandler):

@@ -45,8 +45,6 @@ SECRET_NAME = "mlflow-pipeline-tracking"
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 FAKE_DIGEST = "sha256:" + "5e" * 32
-FAKE_IMAGE_ID = "sha256:" + "1d" * 32
-CLI_TIMEOUT_SECONDS = 300
 # The command README.md gives, run from the repository root.
 README_COMMAND = ("mlflow", "run", "kubernetes", "--backend", "kubernetes", "--backend-config", "kubernetes/backend-config.json")
 
