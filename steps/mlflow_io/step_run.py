@@ -64,9 +64,7 @@ def step_parser(step: str, doc: str | None, inputs: Sequence[str]) -> argparse.A
     return parser
 
 
-def add_settings(
-    parser: argparse.ArgumentParser, section: str, names: Mapping[str, str] | None = None, model: type[BaseModel] | None = None
-) -> None:
+def add_settings(parser: argparse.ArgumentParser, section: str, names: Mapping[str, str] | None = None, *, model: type[BaseModel]) -> None:
     """An option for each key of ``section`` of conf/pipeline.yaml, typed like ``model`` declares it.
 
     The file holds the defaults: an option not given keeps the file's value. ``names`` renames
@@ -74,8 +72,9 @@ def add_settings(
     declare (an estimator's argument) is read as a YAML value (``0.3``, ``true``, ``null``).
     """
     renamed = {key: option for option, key in (names or {}).items()}
+    declared_keys = _declared(model)
     for key, value in defaults(section).items():
-        declared = model is not None and key in _declared(model)
+        declared = key in declared_keys
         like = sample(model, key) if declared else value
         kind = {bool: _bool, int: int if declared else _number, float: float}.get(type(like), str)
         option = renamed.get(key, key)
@@ -112,6 +111,7 @@ def settings(args: argparse.Namespace, model: type[Section], section: str, names
     """
     values = defaults(section)
     renamed = {key: option for option, key in (names or {}).items()}
+    declared_keys = _declared(model)
     from_file = {}
     for key in values:
         option = renamed.get(key, key)
@@ -120,7 +120,7 @@ def settings(args: argparse.Namespace, model: type[Section], section: str, names
             from_file[option] = values[key]
         else:
             # A string option of an estimator's argument whose default is not a number: read as YAML.
-            loose = key not in _declared(model) and isinstance(given, str) and not isinstance(values[key], str)
+            loose = key not in declared_keys and isinstance(given, str) and not isinstance(values[key], str)
             values[key] = from_text(given, None, f"-P {option}") if loose else given
     resolved = validate(model, section, values)
     if mlflow.active_run() is not None and from_file:
