@@ -142,16 +142,8 @@ def differing_variables(requested: Mapping[str, str], started: Mapping[str, str]
     """
     names = (requested.keys() | started.keys()) - RUN_TIME_VARIABLES
     current = started if now is None else now
-    return sorted(
-        name
-        for name in names
-        if requested.get(name) not in (started.get(name), current.get(name)) or _only_now(name, requested, started, current)
-    )
-
-
-def _only_now(name: str, requested: Mapping[str, str], started: Mapping[str, str], current: Mapping[str, str]) -> bool:
-    """Set at start-up but gone from the request: a difference, unless the imports removed it too."""
-    return name not in requested and name in started and name in current
+    # Absent in one is None: a variable removed from the request differs unless the imports removed it too.
+    return sorted(name for name in names if requested.get(name) not in (started.get(name), current.get(name)))
 
 
 def _serve_one(
