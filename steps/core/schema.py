@@ -16,10 +16,14 @@ from steps.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float", "int", "string")
+DTYPES = ("float", "int", "string", "bool")
+# Text a bool column may hold (any case), and the value each one means.
+BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 # The column of model predictions that evaluate and predict add next to the data's columns.
 PREDICTION_COLUMN = "prediction"
 _COLUMN_KEYS = ("dtype", "categorical", "allowed", "min", "max", "nullable")
+_SCHEMA_KEYS = ("target", "columns", "thresholds")
+_BOUNDS = ("min", "max")
 # How many problems one error message lists before summarising the rest.
 _MAX_LISTED = 3
 # Delimiters to suggest when a CSV file reads as a single column.
@@ -42,6 +46,11 @@ class ColumnSpec:
     def numeric(self) -> bool:
         return self.dtype in ("float", "int")
 
+    @property
+    def labels(self) -> bool:
+        """Its values name classes (text, true/false, or declared categorical), not quantities."""
+        return self.categorical or self.dtype in ("string", "bool")
+
 
 @dataclass(frozen=True)
 class DataSchema:
@@ -49,6 +58,13 @@ class DataSchema:
 
     target: str
     columns: tuple[ColumnSpec, ...] = field(default_factory=tuple)
+    # Absolute bounds on the test metrics of models of this data, in its units:
+    # {"r2": {"min": 0.3}, "rmse": {"max": 65.0}} (checked against the task's metrics by the gate).
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def target_spec(self) -> ColumnSpec:
+        return self.column(self.target)
 
     @property
     def features(self) -> list[str]:
@@ -81,7 +97,10 @@ class DataSchema:
             if values.get("allowed") is not None:
                 values["allowed"] = list(values["allowed"])
             columns[spec.name] = values
-        return {"target": self.target, "columns": columns}
+        result: dict[str, Any] = {"target": self.target, "columns": columns}
+        if self.thresholds:
+            result["thresholds"] = {metric: dict(bounds) for metric, bounds in self.thresholds.items()}
+        return result
 
 
 def _is_number(value: Any) -> bool:
@@ -98,6 +117,8 @@ def _allowed_values(allowed: Any, dtype: str, where: str) -> tuple[Any, ...] | N
     for value in allowed:
         if dtype == "string" and isinstance(value, str | int) and not isinstance(value, bool):
             values.append(str(value))
+        elif dtype == "bool" and isinstance(value, bool):
+            values.append(value)
         elif dtype != "string" and _is_number(value):
             values.append(float(value))
         else:
@@ -122,13 +143,13 @@ def _parse_column(name: Any, spec_raw: Any, source: str) -> ColumnSpec:
     for key in ("categorical", "nullable"):
         if key in spec_raw and not isinstance(spec_raw[key], bool):
             raise ConfigError(f"{where}.{key}: expected true or false, got {spec_raw[key]!r}")
-    # Text can only be one-hot encoded, so string columns are categorical.
-    categorical = spec_raw.get("categorical", dtype == "string")
-    if dtype == "string" and not categorical:
-        raise ConfigError(f"{where}: a string column must be categorical (remove 'categorical: false' or use a numeric dtype)")
+    # Text and true/false can only be one-hot encoded, so string and bool columns are categorical.
+    categorical = spec_raw.get("categorical", dtype in ("string", "bool"))
+    if dtype in ("string", "bool") and not categorical:
+        raise ConfigError(f"{where}: a {dtype} column must be categorical (remove 'categorical: false' or use a numeric dtype)")
     low, high = spec_raw.get("min"), spec_raw.get("max")
     for key, value in (("min", low), ("max", high)):
-        if value is not None and (not _is_number(value) or dtype == "string"):
+        if value is not None and (not _is_number(value) or not (dtype in ("float", "int"))):
             raise ConfigError(f"{where}.{key}: expected a finite number on a numeric column, got {value!r}")
     if low is not None and high is not None and low > high:
         raise ConfigError(f"{where}: min ({low}) is greater than max ({high})")
@@ -148,8 +169,8 @@ def parse_schema(raw: Any, source: str) -> DataSchema:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with 'target' and 'columns'")
     for key in raw:
-        if key not in ("target", "columns"):
-            raise ConfigError(f"{source}: unknown key '{key}'{did_you_mean(str(key), ['target', 'columns'])}")
+        if key not in _SCHEMA_KEYS:
+            raise ConfigError(f"{source}: unknown key '{key}'{did_you_mean(str(key), _SCHEMA_KEYS)}")
     columns_raw = raw.get("columns")
     if not isinstance(columns_raw, dict) or not columns_raw:
         raise ConfigError(f"{source}: 'columns' must map each column name to its spec")
@@ -161,13 +182,34 @@ def parse_schema(raw: Any, source: str) -> DataSchema:
     if target not in names:
         raise ConfigError(f"{source}: target {target!r} is not one of the columns{did_you_mean(str(target), names)}")
     target_spec = specs[names.index(target)]
-    if not target_spec.numeric or target_spec.categorical:
-        raise ConfigError(f"{source}: columns.{target}: the target must be a numeric, non-categorical column")
     if len(specs) < 2:
         raise ConfigError(f"{source}: the schema needs at least one feature column besides the target")
     # A missing or infinite target can never be used for training, whatever the file says.
     specs[names.index(target)] = ColumnSpec(**{**asdict(target_spec), "nullable": False})
-    return DataSchema(target=target, columns=tuple(specs))
+    return DataSchema(target=target, columns=tuple(specs), thresholds=_parse_thresholds(raw.get("thresholds"), source))
+
+
+def _parse_thresholds(raw: Any, source: str) -> dict[str, dict[str, float]]:
+    """``thresholds: {r2: {min: 0.3}, rmse: {max: 65}}``: each metric's bound(s), as numbers.
+
+    Which metric names are valid depends on the task; the gate checks them (steps/core/gate.py).
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: thresholds: expected a mapping such as {{r2: {{min: 0.3}}, rmse: {{max: 65}}}}")
+    thresholds = {}
+    for metric, bounds in raw.items():
+        where = f"{source}: thresholds.{metric}"
+        if not isinstance(bounds, dict) or not bounds:
+            raise ConfigError(f"{where}: expected {{min: <number>}} and/or {{max: <number>}}, got {bounds!r}")
+        for key, value in bounds.items():
+            if key not in _BOUNDS:
+                raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(str(key), _BOUNDS)}; expected min and/or max")
+            if not _is_number(value):
+                raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
+        thresholds[str(metric)] = {key: float(value) for key, value in bounds.items()}
+    return thresholds
 
 
 def load_schema(path: str | Path) -> DataSchema:
@@ -208,6 +250,9 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
             values = values.mask(infinite)
         if spec.dtype == "int":
             _flag(problems, values.notna() & (values % 1 != 0), "non-integer value(s)", values)
+    elif spec.dtype == "bool":
+        values = _as_bool(raw)
+        _flag(problems, values.isna() & ~missing_before, f"value(s) that are not true/false ({', '.join(BOOL_TEXT)})", raw)
     else:
         values = raw.astype("string").astype(object).where(~missing_before, np.nan)
 
@@ -226,6 +271,16 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
     if spec.allowed is not None:
         _flag(problems, present & ~values.isin(set(spec.allowed)), f"value(s) not in allowed {list(spec.allowed)}", values)
     return values, problems
+
+
+def _as_bool(raw: pd.Series) -> pd.Series:
+    """True/False (objects) from bools, 0/1 or text such as ``yes``; NaN where it is none of them."""
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype(object)
+    text = raw.astype("string").str.strip().str.lower()
+    # 1.0 and 0.0 too: a numeric column with a missing value reads as floats.
+    text = text.replace({"1.0": "1", "0.0": "0"})
+    return text.map(BOOL_TEXT, na_action="ignore").astype(object).where(text.isin(list(BOOL_TEXT)), np.nan)
 
 
 def _other_delimiter(names: list[str]) -> str | None:

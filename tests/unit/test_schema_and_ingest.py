@@ -74,10 +74,12 @@ def test_several_problems_are_reported_together(small_schema, small_frame):
     ("change", "expected"),
     [
         ({"target": "z"}, r"target 'z' is not one of the columns"),
-        ({"columns": {"x1": {"dtype": "double"}, "y": {}}}, r"columns.x1.dtype: expected one of float, int, string"),
+        ({"columns": {"x1": {"dtype": "double"}, "y": {}}}, r"columns.x1.dtype: expected one of float, int, string, bool"),
         ({"columns": {"x1": {"mni": 0}, "y": {}}}, r"columns.x1: unknown key 'mni' \(did you mean 'min'\?\)"),
         ({"columns": {"x1": {"min": 5, "max": 1}, "y": {}}}, r"columns.x1: min \(5\) is greater than max \(1\)"),
-        ({"columns": {"x1": {}, "y": {"dtype": "string"}}}, r"the target must be a numeric"),
+        ({"thresholds": {"r2": {"least": 0.3}}}, r"thresholds.r2: unknown key 'least'; expected min and/or max"),
+        ({"thresholds": {"r2": {"min": "high"}}}, r"thresholds.r2.min: expected a finite number, got 'high'"),
+        ({"columns": {"x1": {"dtype": "bool", "categorical": False}, "y": {}}}, r"a bool column must be categorical"),
         ({"columns": {"y": {}}}, r"at least one feature column"),
     ],
 )
