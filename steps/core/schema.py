@@ -149,7 +149,7 @@ def _parse_column(name: Any, spec_raw: Any, source: str) -> ColumnSpec:
         raise ConfigError(f"{where}: a {dtype} column must be categorical (remove 'categorical: false' or use a numeric dtype)")
     low, high = spec_raw.get("min"), spec_raw.get("max")
     for key, value in (("min", low), ("max", high)):
-        if value is not None and (not _is_number(value) or not (dtype in ("float", "int"))):
+        if value is not None and (not _is_number(value) or dtype not in ("float", "int")):
             raise ConfigError(f"{where}.{key}: expected a finite number on a numeric column, got {value!r}")
     if low is not None and high is not None and low > high:
         raise ConfigError(f"{where}: min ({low}) is greater than max ({high})")
