@@ -29,7 +29,14 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
 from steps.core.errors import InputError
-from steps.core.model import METRICS, PRIMARY, REPORTED_METRICS, Metric, metric_named
+from steps.core.tasks import REGRESSION, Metric, metric_names
+
+METRICS, PRIMARY, REPORTED_METRICS = REGRESSION.metrics, REGRESSION.default_metric, metric_names()
+
+
+def metric_named(text: str) -> Metric | None:
+    wanted = text.strip().lower()
+    return next((m for m in METRICS if wanted in (m.short, m.name)), None)
 from steps.core.ranking import (
     NAME_WIDTH,
     _name,

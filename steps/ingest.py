@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from steps.core import tasks
+from steps.core.conf import defaults
 from steps.core.data import DataSettings, split
 from steps.core.progress import stage
 from steps.core.schema import DataSchema, load_schema, validate_frame
+from steps.core.tasks import Task
 from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.mlflow_io.cards import Card, histogram, log_card
-from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Manifest, SplitRecord, SplitSettingsRecord, Tag
+from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Manifest, SplitRecord, SplitSettingsRecord, Tag, TargetRecord
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
@@ -38,17 +41,47 @@ PLOTTED_COLUMNS = 40
 OPTIONS = {"data_uri": "uri"}
 
 
+# Ends the error about rows with no target value: the setting that drops them instead.
+MISSING_TARGET_HINT = " (to drop such rows instead: -P data.drop_missing_target=true)"
+
+
 @dataclass(frozen=True)
 class IngestOutputs:
     data: pd.DataFrame
     train: pd.DataFrame
     test: pd.DataFrame
+    task: Task
+    dropped_rows: int = 0  # rows with no target value, dropped (data.drop_missing_target)
 
 
-def run(raw: pd.DataFrame, schema: DataSchema, params: DataSettings, source: str) -> IngestOutputs:
-    """Validate ``raw`` (read from ``source``) against ``schema`` and split it reproducibly."""
-    data = validate_frame(raw, schema, source)
-    return IngestOutputs(data, *split(data, params.test_size, params.seed, source))
+def drop_missing_target(raw: pd.DataFrame, schema: DataSchema, params: DataSettings) -> tuple[pd.DataFrame, int]:
+    """``raw`` without the rows that have no target value, when the settings say so; and how many."""
+    if not params.drop_missing_target or schema.target not in raw.columns:
+        return raw, 0
+    target = raw[schema.target]
+    missing = target.isna() | (target.astype("string").str.strip() == "")
+    return (raw[~missing].reset_index(drop=True), int(missing.sum())) if missing.any() else (raw, 0)
+
+
+def validate(raw: pd.DataFrame, schema: DataSchema, params: DataSettings, task_setting: str, source: str) -> tuple[pd.DataFrame, Task, int]:
+    """The rows of ``raw`` valid against ``schema``, the task they are for, and the rows dropped for no target."""
+    kept, dropped = drop_missing_target(raw, schema, params)
+    data = validate_frame(kept, schema, source, missing_target_hint=MISSING_TARGET_HINT)
+    task = tasks.resolve_task(task_setting, schema)
+    tasks.check_target(task_setting, schema, data[schema.target], source)
+    return data, task, dropped
+
+
+def split_for(data: pd.DataFrame, schema: DataSchema, params: DataSettings, task: Task, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and test splits; stratified by class for classification, so both keep the class balance."""
+    stratify = schema.target if task.classification else None
+    return split(data, params.test_size, params.seed, source, stratify=stratify)
+
+
+def run(raw: pd.DataFrame, schema: DataSchema, params: DataSettings, task_setting: str, source: str) -> IngestOutputs:
+    """Validate ``raw`` (read from ``source``) against ``schema``, resolve the task, split reproducibly."""
+    data, task, dropped = validate(raw, schema, params, task_setting, source)
+    return IngestOutputs(data, *split_for(data, schema, params, task, source), task=task, dropped_rows=dropped)
 
 
 def column_profile(data: pd.DataFrame, schema: DataSchema) -> list[dict[str, object]]:
@@ -102,6 +135,15 @@ def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:
     return fig
 
 
+def class_balance(out: IngestOutputs, target: str) -> list[dict[str, object]]:
+    """Rows per class in the data and in each split (both splits keep the data's proportions)."""
+    counts = {name: frame[target].value_counts() for name, frame in (("rows", out.data), ("train", out.train), ("test", out.test))}
+    return [
+        {"class": label, **{name: int(c.get(label, 0)) for name, c in counts.items()}, "share %": 100.0 * int(count) / len(out.data)}
+        for label, count in counts["rows"].items()
+    ]
+
+
 def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettings) -> Card:
     """The data profile: size, split, missing values and each column's distribution."""
     data = out.data
@@ -115,9 +157,13 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettin
             "missing values": sum(row["missing"] for row in profile),
             "train rows": len(out.train),
             "test rows": len(out.test),
-            "split": f"test_size={params.test_size}, seed={params.seed}",
+            "split": f"test_size={params.test_size}, seed={params.seed}" + (", stratified by class" if out.task.classification else ""),
+            "task": out.task.name,
+            "rows dropped for no target value": out.dropped_rows,
         }
     )
+    if out.task.classification:
+        result.heading("Class balance").table(class_balance(out, schema.target))
     columns = ["column", "role", "type", "missing", "missing %", "min", "mean", "max", "most frequent"]
     result.heading("Columns").table(profile, columns)
     sampled = f" (a random sample of {HISTOGRAM_ROWS:,} rows)" if len(data) > HISTOGRAM_ROWS else ""
@@ -130,6 +176,7 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettin
 def build_parser() -> argparse.ArgumentParser:
     parser = step_parser("ingest", __doc__, inputs=())
     add_settings(parser, "data", OPTIONS, model=DataSettings)
+    parser.add_argument("--task", default=None, help="regression, classification or auto; default: model.task in conf/pipeline.yaml")
     return parser
 
 
@@ -139,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     params = settings(args, DataSettings, "data", OPTIONS)
+    task_setting = args.task if args.task is not None else defaults("model")["task"]
     schema = load_schema(params.schema_file)
     location = resolve_data_uri(params.uri)
     with stage(f"read {params.uri}", log=logger):
@@ -147,10 +195,13 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         )
     # run() in two halves, so that the file as read is freed before the split copies the rows.
     with stage(f"checked {len(raw):,} rows against the schema", log=logger):
-        data = validate_frame(raw, schema, params.uri)
+        data, task, dropped = validate(raw, schema, params, task_setting, params.uri)
     del raw
+    if dropped:
+        logger.warning("%s: dropped %s row(s) with no %r value (data.drop_missing_target)", params.uri, f"{dropped:,}", schema.target)
     with stage("split into train and test", log=logger):
-        out = IngestOutputs(data, *split(data, params.test_size, params.seed, params.uri))
+        out = IngestOutputs(data, *split_for(data, schema, params, task, params.uri), task=task, dropped_rows=dropped)
+    mlflow.set_tag(Tag.TASK, task.name)
 
     with stage(f"logged {Artifact.TRAIN} and {Artifact.TEST}", log=logger):
         train_file = log_table(out.train, Artifact.TRAIN)
@@ -172,6 +223,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
             "test_rows": len(out.test),
             "columns": out.data.shape[1],
             "missing_values": missing,
+            "dropped_rows": dropped,
         }
     )
     mlflow.set_tag(Tag.DATA_DIGEST, source.digest)
@@ -186,6 +238,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
             "test": SplitRecord(rows=len(out.test), digest=test.digest),
         },
         split=SplitSettingsRecord(test_size=params.test_size, seed=params.seed),
+        target=TargetRecord(dropped_rows=dropped, **vars(tasks.summarize(task, out.train[schema.target]))),
         schema=schema.to_dict(),
     )
     manifest_file = log_record(manifest, Artifact.MANIFEST)

@@ -23,10 +23,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from pydantic import ValidationError
 
-from steps.core import model
+from steps.core import tasks
 from steps.core.errors import InputError
 from steps.core.gate import Check, GateSettings, champion_check
-from steps.core.model import RMSE
 from steps.mlflow_io.artifacts import load_evaluation, load_manifest
 from steps.mlflow_io.cards import Card, log_card
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, EvaluationResult, Manifest, Tag, VersionTag
@@ -65,6 +64,8 @@ class Verdict:
     metrics: Mapping[str, float] = field(default_factory=dict)
     test_digest: str | None = None
     params: GateSettings | None = None
+    task: str = tasks.REGRESSION.name
+    metric: str = ""  # MLflow's name of the metric the gate compared
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,20 @@ def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
     """The candidate against ``champion`` by that champion's recorded metrics, if comparable.
 
     Comparable when both were evaluated on the same test split (same content digest) and the
-    champion's RMSE is recorded; None otherwise.
+    champion's value of the gate's metric is recorded; None otherwise.
     """
-    if champion is None or verdict.params is None or not verdict.test_digest or RMSE.name not in verdict.metrics:
+    if champion is None or verdict.params is None or not verdict.test_digest or verdict.metric not in verdict.metrics:
         return None
     if champion.tags.get(VersionTag.TEST_DIGEST) != verdict.test_digest:
         return None
     try:
-        champion_rmse = float(champion.tags[VersionTag.METRIC + RMSE.name])
+        recorded = float(champion.tags[VersionTag.METRIC + verdict.metric])
     except (KeyError, ValueError):
         return None
-    return champion_check(verdict.params, verdict.metrics, {RMSE.name: champion_rmse}, f"version {champion.version}")
+    metric = next(m for m in tasks.TASKS[verdict.task].metrics if m.name == verdict.metric)
+    return champion_check(
+        metric, verdict.metrics, {metric.name: recorded}, verdict.params.champion_tolerance, f"version {champion.version}"
+    )
 
 
 def decide(
@@ -187,8 +191,9 @@ def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
     return result
 
 
-def lineage_tags(run_tags: Mapping[str, str], manifest: Manifest, evaluation: EvaluationResult) -> dict[str, str]:
-    """Tags that tie a model version to the run, data, code and verdict that produced it."""
+def lineage_tags(run_tags: Mapping[str, str], manifest: Manifest, evaluation: EvaluationResult, estimator: str) -> dict[str, str]:
+    """Tags that tie a model version to the run, data, code, model and verdict that produced it."""
+    task = tasks.TASKS[evaluation.task]
     return {
         VersionTag.PIPELINE_RUN: run_tags.get(MLFLOW_PARENT_RUN_ID, "none (register ran on its own)"),
         VersionTag.DATA_SOURCE: manifest.source,
@@ -197,8 +202,12 @@ def lineage_tags(run_tags: Mapping[str, str], manifest: Manifest, evaluation: Ev
         VersionTag.PASSED: str(evaluation.passed).lower(),
         VersionTag.REASON: evaluation.reason[:MAX_TAG_LENGTH],
         # Full precision: register compares a later candidate with these (see recheck).
-        **{VersionTag.METRIC + m.name: repr(float(evaluation.metrics[m.name])) for m in model.METRICS if m.name in evaluation.metrics},
+        **{VersionTag.METRIC + m.name: repr(float(evaluation.metrics[m.name])) for m in task.metrics if m.name in evaluation.metrics},
+        VersionTag.PRIMARY_METRIC: evaluation.metric,
         VersionTag.TEST_DIGEST: evaluation.test_digest or "unknown",
+        VersionTag.TASK: task.name,
+        VersionTag.TARGET: manifest.data_schema("manifest").target,
+        VersionTag.ESTIMATOR: estimator,
     }
 
 
@@ -232,16 +241,27 @@ def verdict_of(evaluation: EvaluationResult, evaluation_uri: str, model_uri: str
         compared_with=champion.version if champion else None,
         metrics=evaluation.metrics,
         test_digest=evaluation.test_digest,
-        params=_thresholds(evaluation.thresholds),
+        params=_gate(evaluation.gate),
+        task=evaluation.task,
+        metric=evaluation.metric,
     )
 
 
-def _thresholds(recorded: Mapping[str, float]) -> GateSettings | None:
-    """The gate's thresholds recorded in result.json, if complete (they allow the re-check)."""
+def _gate(recorded: Mapping[str, object]) -> GateSettings | None:
+    """The gate's settings recorded in result.json, if complete (they allow the re-check)."""
     try:
         return GateSettings.model_validate(dict(recorded))
     except ValidationError:
         return None
+
+
+def _estimator(client: MlflowClient, model_uri: str) -> str:
+    """The import path of the estimator train logged with the model (``unknown`` for a model from elsewhere)."""
+    model_id = model_uri.removeprefix("models:/")
+    try:
+        return client.get_logged_model(model_id).params.get("estimator", "unknown") if "/" not in model_id else "unknown"
+    except Exception:
+        return "unknown"
 
 
 def _register(args: argparse.Namespace) -> dict[str, str]:
@@ -254,7 +274,9 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
     client = MlflowClient()
     active = mlflow.active_run().info.run_id
     run_tags = client.get_run(active).data.tags
-    tags = lineage_tags(run_tags, manifest, evaluation) | {VersionTag.COMPARED_WITH: verdict.compared_with or NO_VERSION}
+    tags = lineage_tags(run_tags, manifest, evaluation, _estimator(client, model_uri)) | {
+        VersionTag.COMPARED_WITH: verdict.compared_with or NO_VERSION
+    }
     by = {"run_id": run_tags.get(MLFLOW_PARENT_RUN_ID, active), "user": run_tags.get(MLFLOW_USER, "unknown")}
     out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
     mlflow.set_tags(

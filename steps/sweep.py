@@ -28,7 +28,10 @@ import pandas as pd
 
 from steps.core import ranking
 from steps.core.errors import ConfigError
-from steps.core.model import PRIMARY, R2, REPORTED_METRICS, RMSE
+from steps.core.tasks import R2, RMSE, metric_names
+
+PRIMARY = RMSE
+REPORTED_METRICS = metric_names()
 from steps.mlflow_io.cards import Card, log_card, run_url
 from steps.mlflow_io.contracts import Kind, Tag
 from steps.mlflow_io.registry import champion_to_compare

@@ -21,15 +21,15 @@ from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from steps.core import model
+from steps.core import model, tasks
 from steps.core.errors import InputError
-from steps.core.features import SKOPS_TRUSTED_TYPES, load_transformer_file, transform_for_fit
-from steps.core.model import ModelDescription, ModelSettings
+from steps.core.features import load_transformer_file, transform_for_fit
+from steps.core.model import EstimatorSpec, ModelDescription, ModelSettings
 from steps.core.progress import stage
 from steps.core.schema import DataSchema
 from steps.mlflow_io.artifacts import fetch, load_manifest, log_json, read_split
 from steps.mlflow_io.cards import Card, bar_figure, log_card
-from steps.mlflow_io.contracts import Artifact
+from steps.mlflow_io.contracts import Artifact, Tag
 from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
@@ -48,36 +48,47 @@ class TrainOutputs:
     metrics: dict[str, float]
 
 
-def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema, params: ModelSettings) -> TrainOutputs:
-    """Fit the estimator on already-fitted preprocessing and join both into one Pipeline."""
+def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema, spec: EstimatorSpec) -> TrainOutputs:
+    """Fit the estimator on already-fitted preprocessing and join both into one Pipeline.
+
+    A classifier learns the target's labels as they are (``1``, ``"benign"``, ``True``): the
+    logged model then predicts those labels, also when served.
+    """
     features, target = train[schema.features], train[schema.target]
+    if spec.task.classification:
+        target = tasks.labels(target)
     transformed = transform_for_fit(transformer, features)
     # ``transformed`` is this function's own copy: the estimator may work on it in place.
-    estimator = model.fit(model.build(params, overwrite_input=True), transformed, target)
+    estimator = model.fit(model.build(spec, overwrite_input=True), transformed, target)
     del transformed
     # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
-    fitted = Pipeline([("preprocess", transformer), ("regressor", estimator)])
+    fitted = Pipeline([("preprocess", transformer), (spec.task.model_type, estimator)])
     predictions = model.predict_in_chunks(fitted, features)
     description = model.describe(estimator, [str(n) for n in transformer.get_feature_names_out()])
-    return TrainOutputs(fitted, description, model.train_metrics(target, predictions) | description.metrics)
+    return TrainOutputs(fitted, description, model.train_metrics(spec.task, target, predictions) | description.metrics)
 
 
-def card(out: TrainOutputs, params: ModelSettings, train_rows: int, model_uri: str) -> Card:
+def card(out: TrainOutputs, spec: EstimatorSpec, train_rows: int, model_uri: str) -> Card:
     """The fitted model: its parameters, training fit, and its coefficients or importances."""
     described = out.description
-    result = Card(f"train: {params.name}", f"fitted on {train_rows:,} training rows; logged as {model_uri}")
-    result.facts(
-        {
-            "estimator": params.estimator,
-            **params.params,
-            **described.facts,
-            "RMSE (train)": out.metrics["train_rmse"],
-            "R² (train)": out.metrics["train_r2"],
-        }
-    )
+    result = Card(f"train: {spec.name}", f"{spec.task.name}: fitted on {train_rows:,} training rows; logged as {model_uri}")
+    fit = {
+        f"{name.removeprefix('train_').replace('_', ' ')} (train)": value
+        for name, value in out.metrics.items()
+        if name.startswith("train_")
+    }
+    result.facts({"task": spec.task.name, "estimator": spec.path, **spec.params, **described.facts, **fit})
     ranked = sorted(described.weights.items(), key=lambda item: -abs(item[1]))
     shown = ranked[:CARD_WEIGHTS]
     more = f" The {len(shown)} largest of {len(ranked)} are shown; all are in {Artifact.WEIGHTS}." if len(shown) < len(ranked) else ""
+    if described.class_weights:
+        result.heading("Coefficients per class")
+        result.text("One coefficient per feature and class, on standardised numeric features; the largest by size first.", note=True)
+        names = sorted(
+            next(iter(described.class_weights.values())), key=lambda n: -max(abs(w[n]) for w in described.class_weights.values())
+        )
+        result.table([{"feature": n, **{c: w[n] for c, w in described.class_weights.items()}} for n in names[:CARD_WEIGHTS]])
+        return result
     if described.weight_kind == "coefficient":
         result.heading("Coefficients")
         intercept = f"Intercept {described.intercept:.4g}; " if described.intercept is not None else ""
@@ -126,30 +137,31 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> dict[str, str]:
-    params = settings(args, ModelSettings, "model")
     train_uri, transformer_uri, manifest_uri = require_inputs(args, INPUTS).values()
     manifest, schema = load_manifest(manifest_uri)
+    spec = settings(args, ModelSettings, "model").resolve(tasks.TASKS[manifest.target.task])
+    mlflow.set_tags({Tag.TASK: spec.task.name, Tag.ESTIMATOR: spec.path})
     with stage("read the train split", log=logger):
         train = read_split(train_uri, "train split", schema)
-    out = run(train, load_transformer(transformer_uri), schema, params)
+    out = run(train, load_transformer(transformer_uri), schema, spec)
 
     sample = train[schema.features].head(SIGNATURE_ROWS)
     model_info = mlflow.sklearn.log_model(
         out.model,
         name="model",
         serialization_format="skops",
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        skops_trusted_types=model.skops_types(out.model),
         signature=infer_signature(sample, out.model.predict(sample)),
         input_example=sample.head(INPUT_EXAMPLE_ROWS),
         pip_requirements=model.requirements(),
-        params={"estimator": params.estimator, **params.params},
+        params={"task": spec.task.name, "estimator": spec.path, **spec.params},
         metadata={"train_data_digest": manifest.splits["train"].digest, "data_digest": manifest.digest},
     )
     mlflow.log_metrics(out.metrics)
     if out.description.weights:
         intercept = {} if out.description.intercept is None else {"intercept": out.description.intercept}
         log_json(intercept | out.description.weights, Artifact.WEIGHTS)
-    log_card(lambda: card(out, params, len(train), model_info.model_uri))
+    log_card(lambda: card(out, spec, len(train), model_info.model_uri))
     return {"model_uri": model_info.model_uri}
 
 

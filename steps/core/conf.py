@@ -108,6 +108,11 @@ def from_text(text: str, like: Any, where: str, *, loose: bool = False) -> Any:
     anything else stays text. ``loose``: ``like`` is only the file's value of a key of no declared
     type (an estimator's argument), so an integer there also lets a number with a fraction in.
     """
+    if isinstance(like, dict):
+        value = _yaml_value(str(text).strip(), where, mapping=True)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping such as {{name: value}}, got {text!r}")
+        return value
     if isinstance(like, list | tuple):
         item = like[0] if like else 0.0
         parts = [part for part in str(text).split(",") if part.strip()]
@@ -141,14 +146,15 @@ def _number(text: str, like: int | float, loose: bool) -> int | float:
         raise
 
 
-def _yaml_value(text: str, where: str) -> Any:
+def _yaml_value(text: str, where: str, mapping: bool = False) -> Any:
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = yaml.safe_load(text) if text else ({} if mapping else "")
     except yaml.YAMLError:
         return text
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: expected a finite number, got {text!r}")
-    return value if isinstance(value, bool | int | float | list | type(None)) else text
+    kinds = bool | int | float | list | type(None) | (dict if mapping else bool)
+    return value if isinstance(value, kinds) else text
 
 
 def as_text(value: Any) -> str:
@@ -165,7 +171,10 @@ def sample(model: type[BaseModel], key: str) -> Any:
     field = next((f for name, f in model.model_fields.items() if key in (name, f.alias)), None)
     if field is None:
         return None
-    return {bool: False, int: 0, float: 0.0, str: "", list[float]: [0.0]}.get(field.annotation, "")
+    annotation = field.annotation
+    if getattr(annotation, "__origin__", None) is dict or annotation is dict:
+        return {}
+    return {bool: False, int: 0, float: 0.0, str: "", list[float]: [0.0]}.get(annotation, "")
 
 
 # pydantic's error types, in the project's words: ``{input}`` is the value given.

@@ -22,6 +22,7 @@ class DataSettings(BaseModel):
     schema_file: str = Field(alias="schema")
     test_size: float
     seed: int
+    drop_missing_target: bool
 
     @field_validator("uri", "schema_file")
     @classmethod
@@ -45,8 +46,11 @@ class DataSettings(BaseModel):
         return value
 
 
-def split(data: pd.DataFrame, test_size: float, seed: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(train, test)`` rows of validated ``data``, reproducibly (``seed``); ``source`` names it in errors."""
+def split(data: pd.DataFrame, test_size: float, seed: int, source: str, stratify: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, test)`` rows of validated ``data``, reproducibly (``seed``); ``source`` names it in errors.
+
+    ``stratify``: a class column whose class proportions both splits keep (classification).
+    """
     n_test = math.ceil(len(data) * test_size)
     if len(data) < 2 * MIN_SPLIT_ROWS:
         raise DataError(f"{source}: {len(data)} row(s) are too few to split; train and test need at least {MIN_SPLIT_ROWS} rows each")
@@ -57,5 +61,20 @@ def split(data: pd.DataFrame, test_size: float, seed: int, source: str) -> tuple
         )
     from sklearn.model_selection import train_test_split  # noqa: PLC0415 - ingest splits; the driver only checks settings
 
-    train, test = train_test_split(data, test_size=n_test, random_state=seed, shuffle=True)
+    if stratify is None:
+        train, test = train_test_split(data, test_size=n_test, random_state=seed, shuffle=True)
+        return train.reset_index(drop=True), test.reset_index(drop=True)
+    counts = data[stratify].value_counts()
+    rare = counts[counts < 2]
+    if len(rare):
+        raise DataError(
+            f"{source}: column {stratify!r}: class {rare.index[0]!r} has {int(rare.iloc[0])} row; "
+            "a stratified split needs at least 2 rows of every class (remove it or add rows)"
+        )
+    if n_test < len(counts) or len(data) - n_test < len(counts):
+        raise DataError(
+            f"{source}: test_size={test_size} gives {n_test} test and {len(data) - n_test} train rows for {len(counts)} classes; "
+            "each split needs a row of every class"
+        )
+    train, test = train_test_split(data, test_size=n_test, random_state=seed, shuffle=True, stratify=data[stratify])
     return train.reset_index(drop=True), test.reset_index(drop=True)

@@ -1,10 +1,21 @@
 """The gate's rules: which candidate may become the champion, and why, in words.
 
-Plain comparisons of metrics, so they are tested in milliseconds: the absolute thresholds of the
-``evaluation`` section (``min_r2``, ``max_rmse``) and the relative rule against the champion
-(its RMSE on the same test split, with ``champion_tolerance``). evaluate applies them to the
-metrics MLflow's evaluation computed; register re-applies the relative rule to a champion
-promoted while the candidate was being evaluated, from that champion's recorded metrics.
+Plain comparisons of metrics, so they are tested in milliseconds. On the test split, a candidate
+must, in this order:
+
+1. not be degenerate: the split's target has more than one value, and the candidate does not
+   predict one value for every row;
+2. beat the baseline (steps/core/tasks.py: the train split's mean, or its class frequencies) on
+   the primary metric (``evaluation.metric``) by ``evaluation.baseline_margin`` of the way from
+   the baseline to a perfect score;
+3. meet the thresholds the data's schema declares, if any (in that data's units, so they never
+   apply to other data);
+4. when a champion exists, be better than it on the primary metric, scored on the same split;
+   an equal candidate does not replace it, unless ``evaluation.champion_tolerance`` (a fraction
+   of the champion's distance to a perfect score) accepts one that is no worse than that.
+
+evaluate applies them to the metrics MLflow's evaluation computed; register re-applies rule 4
+to a champion promoted while the candidate was being evaluated, from its recorded metrics.
 """
 
 from __future__ import annotations
@@ -12,43 +23,51 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from steps.core.model import R2, RMSE
+from steps.core.errors import ConfigError
+from steps.core.tasks import Metric, Task
+from steps.core.text import format_value
 
-NO_CHAMPION = "no champion yet: absolute thresholds only"
+NO_CHAMPION = "no champion yet"
+AUTO = "auto"
 
 
 class GateSettings(BaseModel):
-    """The ``evaluation`` section: the thresholds a candidate must meet."""
+    """The ``evaluation`` section: the primary metric and the margins a candidate must clear."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
-    min_r2: float
-    max_rmse: float
+    metric: str
+    baseline_margin: float
     champion_tolerance: float
 
-    @field_validator("min_r2")
+    @field_validator("baseline_margin", "champion_tolerance")
     @classmethod
-    def _r2(cls, value: float) -> float:
-        if not value <= 1:
-            raise ValueError(f"must be <= 1 (the best possible R²), got {value}")
-        return value
-
-    @field_validator("max_rmse")
-    @classmethod
-    def _rmse(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError(f"must be > 0, got {value}")
-        return value
-
-    @field_validator("champion_tolerance")
-    @classmethod
-    def _tolerance(cls, value: float) -> float:
+    def _fraction(cls, value: float) -> float:
         if not 0 <= value < 1:
             raise ValueError(f"must be between 0 (inclusive) and 1 (exclusive), got {value}")
         return value
+
+    def primary(self, task: Task, has_proba: bool = True, estimator: str = "the estimator") -> Metric:
+        """The metric that ranks models and decides the baseline and champion checks.
+
+        ``auto``: the task's default, unless it needs probabilities that ``estimator`` cannot
+        predict (then the task's fallback, e.g. accuracy).
+        """
+        if self.metric.strip().lower() == AUTO:
+            default = task.default_metric
+            return default if has_proba or not default.needs_proba else task.fallback_metric
+        metric = task.metric(self.metric)
+        if metric.needs_proba and not has_proba:
+            others = ", ".join(m.short for m in task.metrics if not m.needs_proba)
+            raise ConfigError(
+                f"evaluation.metric: {metric.short} needs predicted probabilities, and {estimator} has no predict_proba; use {others}"
+            )
+        return metric
 
 
 @dataclass(frozen=True)
@@ -60,47 +79,109 @@ class Check:
     detail: str
 
 
-def _meets(value: float, threshold: float, higher_is_better: bool) -> bool:
-    """``value`` is on the right side of ``threshold`` (a missing or NaN value never is)."""
-    if value is None or math.isnan(value):
-        return False
-    return value >= threshold if higher_is_better else value <= threshold
+def _value(metric: Metric, metrics: Mapping[str, float]) -> float:
+    value = metrics.get(metric.name)
+    return math.nan if value is None else float(value)
 
 
-def absolute_checks(settings: GateSettings, metrics: Mapping[str, float]) -> list[Check]:
-    """The minimum R² and the maximum RMSE, in words."""
+def _text(value: float) -> str:
+    return format_value(value) if math.isfinite(value) else str(value)
+
+
+def degenerate_checks(actual: Any, predicted: Any) -> list[Check]:
+    """A test split whose target has one value cannot tell models apart; a constant candidate is no model."""
     checks = []
-    for metric, key, threshold in ((R2, "min_r2", settings.min_r2), (RMSE, "max_rmse", settings.max_rmse)):
-        value = metrics.get(metric.name, math.nan)
-        ok = _meets(value, threshold, metric.higher_is_better)
-        relation = (">=" if ok else "<") if metric.higher_is_better else ("<=" if ok else ">")
-        checks.append(Check(key, ok, f"{metric.label} {value:.4g} {relation} {key} {threshold:g}"))
+    distinct = np.unique(np.asarray(actual))
+    if len(distinct) < 2:
+        only = distinct[0] if len(distinct) else None
+        checks.append(
+            Check("test split", False, f"every test row has the same target value ({only!r}): it cannot tell a model from a constant")
+        )
+    predictions = np.unique(np.asarray(predicted))
+    if len(predictions) == 1 and len(np.asarray(predicted)) > 1:
+        checks.append(Check("constant", False, f"the candidate predicts {predictions[0]!r} for every test row"))
     return checks
 
 
-def champion_check(settings: GateSettings, metrics: Mapping[str, float], champion: Mapping[str, float], champion_name: str) -> Check:
-    """Not worse than the champion (by more than the tolerance) on the same test split."""
-    rmse, champion_rmse = metrics.get(RMSE.name, math.nan), champion[RMSE.name]
-    limit = champion_rmse * (1 + settings.champion_tolerance)
-    ok = _meets(rmse, limit, RMSE.higher_is_better)
-    relation = "<=" if ok else ">"
-    if settings.champion_tolerance:
-        detail = (
-            f"RMSE {rmse:.4g} {relation} {limit:.4g}, {champion_name}'s RMSE "
-            f"{champion_rmse:.4g} on the same test split + {settings.champion_tolerance * 100:g}% tolerance"
+def baseline_check(metric: Metric, metrics: Mapping[str, float], baseline: Mapping[str, float], margin: float, what: str) -> Check:
+    """Better than the baseline (``what`` it predicts) by ``margin`` of the way to a perfect score."""
+    value, base = _value(metric, metrics), _value(metric, baseline)
+    needed = base + margin * (metric.best - base)
+    ok = math.isfinite(value) and metric.better(value, than=base) and (value == needed or metric.better(value, than=needed))
+    relation = ("better than" if ok else "not better than") if margin == 0 else ("reaches" if ok else "misses")
+    goal = (
+        f"the baseline's {_text(base)}"
+        if margin == 0
+        else f"{_text(needed)} ({margin * 100:g}% of the way from the baseline's {_text(base)} to {metric.best:g})"
+    )
+    return Check("baseline", ok, f"{metric.label} {_text(value)} {relation} {goal}; the baseline predicts {what}")
+
+
+def threshold_problems(thresholds: Mapping[str, Mapping[str, float]], task: Task, source: str) -> None:
+    """A ConfigError if the schema's thresholds name a metric that is not one of the task's."""
+    for name in thresholds:
+        task.metric(name, where=f"{source}: thresholds.{name}")
+
+
+def absolute_checks(thresholds: Mapping[str, Mapping[str, float]], task: Task, metrics: Mapping[str, float]) -> list[Check]:
+    """Each bound the data's schema declares (``thresholds: {r2: {min: 0.3}}``), in words."""
+    checks = []
+    for name, bounds in thresholds.items():
+        metric = task.metric(name)
+        value = _value(metric, metrics)
+        for bound, limit in bounds.items():
+            ok = math.isfinite(value) and (value >= limit if bound == "min" else value <= limit)
+            relation = (">=" if ok else "<") if bound == "min" else ("<=" if ok else ">")
+            checks.append(
+                Check(f"{bound} {metric.short}", ok, f"{metric.label} {_text(value)} {relation} {bound} {limit:g} (the schema's threshold)")
+            )
+    return checks
+
+
+def champion_check(
+    metric: Metric, metrics: Mapping[str, float], champion: Mapping[str, float], tolerance: float, champion_name: str
+) -> Check:
+    """Better than the champion on the same test split; within ``tolerance`` of it counts only when it is > 0."""
+    value, best = _value(metric, metrics), _value(metric, champion)
+    theirs = f"{champion_name}'s {_text(best)} on the same test split"
+    if math.isfinite(value) and metric.better(value, than=best):
+        return Check("champion", True, f"{metric.label} {_text(value)} better than {theirs}")
+    if tolerance > 0:
+        limit = best + tolerance * (best - metric.best)
+        ok = math.isfinite(value) and (value == limit or metric.better(value, than=limit))
+        within = "within" if ok else "outside"
+        return Check(
+            "champion", ok, f"{metric.label} {_text(value)} {within} {tolerance * 100:g}% tolerance of {theirs} (limit {_text(limit)})"
         )
-    else:
-        detail = f"RMSE {rmse:.4g} {relation} {champion_rmse:.4g}, {champion_name}'s RMSE on the same test split"
-    return Check("champion", ok, detail)
+    if value == best:
+        return Check("champion", False, f"{metric.label} {_text(value)} equals {theirs}: an equal model does not replace the champion")
+    return Check("champion", False, f"{metric.label} {_text(value)} worse than {theirs}")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the gate judges: the candidate's metrics and what it is compared with."""
+
+    metrics: Mapping[str, float]
+    baseline: Mapping[str, float]
+    champion: Mapping[str, float] | None = None
+    champion_name: str = ""
 
 
 def judge(
-    settings: GateSettings, metrics: Mapping[str, float], champion: Mapping[str, float] | None = None, champion_name: str = ""
+    settings: GateSettings,
+    task: Task,
+    metric: Metric,
+    scores: Scores,
+    thresholds: Mapping[str, Mapping[str, float]],
+    degenerate: list[Check],
 ) -> list[Check]:
-    """Every rule of the gate for a candidate with ``metrics`` (and the champion's, if any)."""
-    checks = absolute_checks(settings, metrics)
-    if champion is not None:
-        checks.append(champion_check(settings, metrics, champion, champion_name))
+    """Every rule of the gate, in order (see the module's docstring)."""
+    checks = list(degenerate)
+    checks.append(baseline_check(metric, scores.metrics, scores.baseline, settings.baseline_margin, task.baseline))
+    checks += absolute_checks(thresholds, task, scores.metrics)
+    if scores.champion is not None:
+        checks.append(champion_check(metric, scores.metrics, scores.champion, settings.champion_tolerance, scores.champion_name))
     return checks
 
 

@@ -3,11 +3,13 @@
 It knows four things, and train, evaluate, sweep, compare and the cards ask it instead of
 assuming an estimator:
 
-- which estimator to build, from the ``model`` section of conf/pipeline.yaml: ``estimator`` is
-  the import path of a scikit-learn-compatible regressor, every other key one of its
-  constructor arguments (:class:`ModelSettings`, checked before any step runs);
+- which estimator to build, from the ``model`` section of conf/pipeline.yaml (:class:`ModelSettings`):
+  ``task``, ``estimator`` (the import path of any scikit-learn-compatible class, or ``auto``
+  for the task's default in ``defaults``) and ``params``, its constructor arguments;
+  :meth:`ModelSettings.resolve` turns them into an :class:`EstimatorSpec` for the task, checked
+  before any step runs;
 - how to fit it (:func:`build`, :func:`fit`);
-- which metrics judge it, and which one ranks models (:data:`METRICS`, :data:`PRIMARY`);
+- which metrics judge it (the task's, steps/core/tasks.py);
 - how to describe a fitted model for its card (:func:`describe`): coefficients for linear
   models, feature importances where the estimator has them, nothing invented otherwise.
 """
@@ -24,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from steps.core.conf import did_you_mean, project_path
+from steps.core.errors import ConfigError
 from steps.core.progress import LARGE_FIT_ROWS, Progress, stage
+from steps.core.tasks import CLASSIFICATION, REGRESSION, TASK_CHOICES, TASKS, Task
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -35,81 +39,105 @@ if TYPE_CHECKING:
     from sklearn.utils._param_validation import Interval
 
 # scikit-learn is imported where an estimator is built, checked or scored, not with this module:
-# the driver reads the metrics' names from it, and importing scikit-learn costs ~1 s a run.
+# the driver reads the settings from it, and importing scikit-learn costs ~1 s a run.
 
 logger = logging.getLogger(__name__)
 
-# The task MLflow's evaluation scores the model as (mlflow.models.evaluate's model_type).
-TASK = "regressor"
 # Rows scored at a time on the train split: bounds the extra memory on large training sets.
 CHUNK_ROWS = 250_000
 # Packages the served model needs, pinned as in requirements.txt.
 PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+# ``model.estimator: auto``: the task's entry of ``model.defaults``.
+AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class Metric:
-    """An evaluation metric: MLflow's name for it, the short name ``-P metric`` takes, its label."""
+class EstimatorChoice(BaseModel):
+    """One entry of ``model.defaults``: a task's default estimator and its arguments."""
 
-    name: str
-    short: str
-    label: str
-    higher_is_better: bool
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-    def better(self, value: float, than: float) -> bool:
-        return value > than if self.higher_is_better else value < than
-
-
-RMSE = Metric("root_mean_squared_error", "rmse", "RMSE", higher_is_better=False)
-MAE = Metric("mean_absolute_error", "mae", "MAE", higher_is_better=False)
-R2 = Metric("r2_score", "r2", "R²", higher_is_better=True)
-# The metrics summaries, cards and compare show, in this order; models are ranked by PRIMARY.
-METRICS = (RMSE, MAE, R2)
-PRIMARY = RMSE
-# The hyperparameters a comparison of runs is usually about (-P alpha and l1_ratio of main, the
-# sweep's grid): compare shows them whenever runs have them, any other parameter when it varies.
-COMPARED = ("alpha", "l1_ratio")
-# MLflow's metric name -> its label, in METRICS order.
-REPORTED_METRICS = {m.name: m.label for m in METRICS}
-
-
-def metric_named(text: str) -> Metric | None:
-    """The metric called ``text``: its short name or MLflow's (any case); None if none is."""
-    wanted = text.strip().lower()
-    return next((m for m in METRICS if wanted in (m.short, m.name)), None)
+    estimator: str
+    params: dict[str, Any] = {}
 
 
 class ModelSettings(BaseModel):
-    """The ``model`` section: the estimator's import path and its constructor arguments."""
+    """The ``model`` section: the task, the estimator's import path and its constructor arguments."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
+    task: str
     estimator: str
+    params: dict[str, Any]
+    defaults: dict[str, EstimatorChoice]
 
-    @property
-    def params(self) -> dict[str, Any]:
-        """The constructor arguments (every key of the section but ``estimator``)."""
-        return dict(self.model_extra or {})
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str) -> str:
+        if value not in TASK_CHOICES:
+            raise ValueError(f"expected one of {', '.join(TASK_CHOICES)}, got {value!r}{did_you_mean(value, TASK_CHOICES)}")
+        return value
 
-    @property
-    def name(self) -> str:
-        """The estimator's class name, e.g. ``ElasticNet``."""
-        return self.estimator.rpartition(".")[2]
+    @field_validator("defaults")
+    @classmethod
+    def _defaults(cls, value: dict[str, EstimatorChoice]) -> dict[str, EstimatorChoice]:
+        missing = [name for name in TASKS if name not in value]
+        unknown = [name for name in value if name not in TASKS]
+        if missing or unknown:
+            raise ValueError(
+                f"expected one entry per task ({', '.join(TASKS)}); {'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
-        problems = parameter_problems(estimator_class(self.estimator), self.params)
-        if problems:
-            raise ValueError(problems[0])
+        # The task may depend on the data; what can be checked without it is checked here.
+        if self.task != AUTO:
+            self.resolve(TASKS[self.task])
+        elif self.estimator != AUTO:
+            estimator_class(self.estimator)
         return self
 
+    def resolve(self, task: Task) -> EstimatorSpec:
+        """The estimator to train for ``task``, its arguments checked; a ConfigError line naming the key if not.
 
-def estimator_class(path: str) -> type[BaseEstimator]:
-    """The class ``path`` names (``package.module.Class``), checked to be a regressor."""
+        ``estimator: auto`` takes the task's default from ``defaults``; the default's arguments
+        apply to that estimator only, with ``params`` on top.
+        """
+        default = self.defaults[task.name]
+        path = default.estimator if self.estimator == AUTO else self.estimator
+        where = "model.estimator" if self.estimator != AUTO else f"model.defaults.{task.name}.estimator"
+        params = (default.params if path == default.estimator else {}) | self.params
+        try:
+            cls = estimator_class(path, task)
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("model.estimator", where, 1)) from None
+        problems = parameter_problems(cls, params)
+        if problems:
+            raise ConfigError(problems[0])
+        return EstimatorSpec(path.strip(), params, task)
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """The estimator a run trains: its class's import path, its arguments and its task."""
+
+    path: str
+    params: dict[str, Any]
+    task: Task
+
+    @property
+    def name(self) -> str:
+        """The class name, e.g. ``ElasticNet``."""
+        return self.path.rpartition(".")[2]
+
+    @property
+    def has_proba(self) -> bool:
+        """Whether the built estimator can predict class probabilities (``predict_proba``)."""
+        return hasattr(estimator_class(self.path)(**self.params), "predict_proba")
+
+
+def estimator_class(path: str, task: Task | None = None) -> type[BaseEstimator]:
+    """The class ``path`` names (``package.module.Class``), checked to be an estimator (of ``task``, if given)."""
     module_name, _, class_name = path.strip().rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name) if module_name else None
@@ -118,18 +146,25 @@ def estimator_class(path: str) -> type[BaseEstimator]:
     except AttributeError:
         cls = None
     if not isinstance(cls, type):
-        raise ValueError(f"model.estimator: {path!r} is not a class; give its import path, e.g. sklearn.linear_model.ElasticNet")
+        raise ValueError(f"model.estimator: {path!r} is not a class; give its import path, e.g. sklearn.ensemble.RandomForestClassifier")
     if not (hasattr(cls, "fit") and hasattr(cls, "predict") and hasattr(cls, "get_params")):
         raise ValueError(f"model.estimator: {path} is not a scikit-learn-compatible estimator (no fit, predict and get_params)")
     try:
-        cls()
+        instance = cls()
     except TypeError as exc:
         raise ValueError(f"model.estimator: {path} needs arguments the pipeline cannot give it ({exc})") from None
-    from sklearn.base import is_regressor  # noqa: PLC0415 - see the note on imports above
-
-    if not is_regressor(cls()):
-        raise ValueError(f"model.estimator: {path} is not a regressor; the pipeline trains regression models")
+    if task is not None and not _is_estimator_of(instance, task):
+        other = next(t for t in (REGRESSION, CLASSIFICATION) if t is not task)
+        kind = "classifier" if _is_estimator_of(instance, CLASSIFICATION) else "regressor" if _is_estimator_of(instance, REGRESSION) else ""
+        what = f"a {kind}, for {other.name}" if kind else f"neither a regressor nor a classifier"
+        raise ValueError(f"model.estimator: {path} is {what}; this run's task is {task.name} (model.task)")
     return cls
+
+
+def _is_estimator_of(instance: Any, task: Task) -> bool:
+    from sklearn.base import is_classifier, is_regressor  # noqa: PLC0415 - see the note on imports above
+
+    return is_classifier(instance) if task.classification else is_regressor(instance)
 
 
 def parameter_problems(cls: type[BaseEstimator], params: Mapping[str, Any]) -> list[str]:
@@ -143,12 +178,12 @@ def parameter_problems(cls: type[BaseEstimator], params: Mapping[str, Any]) -> l
     for name, value in params.items():
         if name not in known:
             hint = did_you_mean(name, known)
-            problems.append(f"model.{name}: not a parameter of {cls.__name__}{hint}; its parameters: {', '.join(sorted(known))}")
+            problems.append(f"model.params.{name}: not a parameter of {cls.__name__}{hint}; its parameters: {', '.join(sorted(known))}")
             continue
         constraints = getattr(cls, "_parameter_constraints", {}).get(name)
         problem = _constraint_problem(constraints, value) if constraints else None
         if problem:
-            problems.append(f"model.{name}: {problem}")
+            problems.append(f"model.params.{name}: {problem}")
     return problems
 
 
@@ -181,15 +216,15 @@ def _range_text(interval: Interval) -> str:
     return f"must be {'<=' if interval.closed in ('right', 'both') else '<'} {high:g}"
 
 
-def build(settings: ModelSettings, *, overwrite_input: bool = False) -> BaseEstimator:
-    """The unfitted estimator ``settings`` describe.
+def build(spec: EstimatorSpec, *, overwrite_input: bool = False) -> BaseEstimator:
+    """The unfitted estimator ``spec`` describes.
 
     ``overwrite_input``: the training matrix is a temporary the estimator may modify; estimators
     that can (``copy_X``) then work in place instead of copying it (one copy of the training
     data less in memory), unless the settings say otherwise.
     """
-    cls = estimator_class(settings.estimator)
-    params = settings.params
+    cls = estimator_class(spec.path)
+    params = dict(spec.params)
     if overwrite_input and "copy_X" in cls().get_params(deep=False) and "copy_X" not in params:
         params["copy_X"] = False
     return cls(**params)
@@ -205,11 +240,16 @@ def fit(estimator: BaseEstimator, features: np.ndarray, target: Any) -> BaseEsti
     return estimator
 
 
-def train_metrics(target: Any, predictions: np.ndarray) -> dict[str, float]:
-    """How well the model fits the rows it was trained on."""
-    from sklearn.metrics import r2_score, root_mean_squared_error  # noqa: PLC0415 - see the note on imports above
+def train_metrics(task: Task, target: Any, predictions: np.ndarray) -> dict[str, float]:
+    """How well the model fits the rows it was trained on (``train_`` + a short metric name)."""
+    from sklearn import metrics  # noqa: PLC0415 - see the note on imports above
 
-    return {"train_rmse": float(root_mean_squared_error(target, predictions)), "train_r2": float(r2_score(target, predictions))}
+    if task.classification:
+        return {"train_accuracy": float(metrics.accuracy_score(np.asarray(target), np.asarray(predictions)))}
+    return {
+        "train_rmse": float(metrics.root_mean_squared_error(target, predictions)),
+        "train_r2": float(metrics.r2_score(target, predictions)),
+    }
 
 
 @dataclass(frozen=True)
@@ -224,6 +264,8 @@ class ModelDescription:
     weight_kind: str | None  # "coefficient", "importance" or None
     weights: dict[str, float] = field(default_factory=dict)
     intercept: float | None = None
+    # A multiclass linear model's coefficients: class -> feature -> coefficient (``weights`` empty).
+    class_weights: dict[str, dict[str, float]] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -235,16 +277,32 @@ def describe(estimator: BaseEstimator, feature_names: list[str]) -> ModelDescrip
     if iterations is not None:
         facts["iterations"] = int(np.max(iterations))
     coef = getattr(estimator, "coef_", None)
+    if coef is not None and np.ndim(coef) == 2 and len(coef) == 1:
+        coef = coef[0]  # a binary classifier's: one row, for the positive class
+    intercept = getattr(estimator, "intercept_", None)
+    if intercept is not None and np.ndim(intercept) == 1 and len(intercept) == 1:
+        intercept = intercept[0]
     if coef is not None and np.ndim(coef) == 1 and len(coef) == len(feature_names):
         weights = dict(zip(feature_names, map(float, coef), strict=True))
-        intercept = getattr(estimator, "intercept_", None)
         nonzero = int(np.count_nonzero(coef))
         return ModelDescription(
             type(estimator).__name__,
             "coefficient",
             weights,
-            intercept=float(intercept) if np.ndim(intercept) == 0 and intercept is not None else None,
+            intercept=float(intercept) if intercept is not None and np.ndim(intercept) == 0 else None,
             facts=facts | {"non-zero coefficients": nonzero},
+            metrics={"nonzero_coefficients": float(nonzero)},
+        )
+    classes = getattr(estimator, "classes_", None)
+    if coef is not None and np.ndim(coef) == 2 and classes is not None and coef.shape == (len(classes), len(feature_names)):
+        # One row of coefficients per class (multinomial or one-vs-rest): each class's own column.
+        per_class = {str(label): dict(zip(feature_names, map(float, row), strict=True)) for label, row in zip(classes, coef, strict=True)}
+        nonzero = int(np.count_nonzero(coef))
+        return ModelDescription(
+            type(estimator).__name__,
+            "coefficient",
+            class_weights=per_class,
+            facts=facts | {"classes": len(classes), "non-zero coefficients": nonzero},
             metrics={"nonzero_coefficients": float(nonzero)},
         )
     importances = getattr(estimator, "feature_importances_", None)
@@ -265,6 +323,16 @@ def predict_in_chunks(model: Pipeline, features: pd.DataFrame) -> np.ndarray:
         chunks.append(model.predict(features.iloc[start : start + CHUNK_ROWS]))
     progress.finish()
     return np.concatenate(chunks)
+
+
+def skops_types(fitted: Pipeline) -> list[str]:
+    """The types skops must be told to trust to load ``fitted``: the preprocessing's, and those of
+    the estimator the configuration chose (e.g. a LightGBM booster); nothing else is loaded."""
+    import skops.io  # noqa: PLC0415 - see the note on imports above
+
+    from steps.core.features import SKOPS_TRUSTED_TYPES  # noqa: PLC0415 - features imports scikit-learn
+
+    return sorted(set(SKOPS_TRUSTED_TYPES) | set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))))
 
 
 def requirements(pinned: str | None = None) -> list[str]:

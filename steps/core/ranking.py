@@ -17,13 +17,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from steps.core import model
-from steps.core.model import REPORTED_METRICS, Metric
+from steps.core.tasks import Metric, metric_names
+
 from steps.core.text import format_value
+
+# MLflow's metric name -> its label, for the metrics of every task (a run has its own task's).
+REPORTED_METRICS = metric_names()
 
 # Parameters every table has and every set of plots shows (when runs have them): the model
 # unit's usual hyperparameters; any other model parameter is shown when it varies.
-DEFAULT_PARAMETERS = model.COMPARED
+# The default estimator's (ElasticNet's) arguments: shown whenever runs have them, any other when it varies.
+DEFAULT_PARAMETERS = ("alpha", "l1_ratio")
 # A table's columns: the run's, its parameters (these and any other the runs have), its results.
 RUN_COLUMNS = ("run_id", "run_name", "kind", "start_time")
 RESULT_COLUMNS = (*REPORTED_METRICS, "evaluation", "model_version", "evaluate_run_id")

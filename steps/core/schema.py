@@ -237,8 +237,8 @@ def _flag(problems: list[str], mask: pd.Series, label: str, values: pd.Series) -
         problems.append(f"{int(mask.sum())} {label}, {_first(mask, values)}")
 
 
-def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[str]]:
-    """The column cast to its schema type, and what is wrong with it."""
+def _column_problems(spec: ColumnSpec, raw: pd.Series, hint: str = "") -> tuple[pd.Series, list[str]]:
+    """The column cast to its schema type, and what is wrong with it (``hint``: what to do about missing values)."""
     problems: list[str] = []
     missing_before = raw.isna()
     if spec.numeric:
@@ -263,7 +263,7 @@ def _column_problems(spec: ColumnSpec, raw: pd.Series) -> tuple[pd.Series, list[
         return values, problems
     if not spec.nullable and missing_before.any():
         first_row = int(np.flatnonzero(missing_before.to_numpy())[0]) + 1
-        problems.append(f"{int(missing_before.sum())} missing value(s), first at row {first_row}")
+        problems.append(f"{int(missing_before.sum())} missing value(s), first at row {first_row}{hint}")
     if spec.numeric:
         low = spec.min if spec.min is not None else -math.inf
         high = spec.max if spec.max is not None else math.inf
@@ -290,11 +290,13 @@ def _other_delimiter(names: list[str]) -> str | None:
     return next((sep for sep in _OTHER_DELIMITERS if sep in names[0]), None)
 
 
-def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require_target: bool = True) -> pd.DataFrame:
+def validate_frame(
+    frame: pd.DataFrame, schema: DataSchema, source: str, require_target: bool = True, missing_target_hint: str = ""
+) -> pd.DataFrame:
     """Check ``frame`` against ``schema`` and return it typed, with only the schema's columns.
 
     ``require_target=False`` is for rows to score: the target column may then be absent (it is
-    checked when present). Raises :class:`DataError` naming ``source``, the column(s) and the
+    checked when present). ``missing_target_hint`` ends the message about missing target values. Raises :class:`DataError` naming ``source``, the column(s) and the
     problem(s).
     """
     if frame.shape[1] == 0:
@@ -321,7 +323,8 @@ def validate_frame(frame: pd.DataFrame, schema: DataSchema, source: str, require
     typed = {}
     problems = []
     for spec in columns:
-        typed[spec.name], column_problems = _column_problems(spec, frame[spec.name].reset_index(drop=True))
+        hint = missing_target_hint if spec.name == schema.target else ""
+        typed[spec.name], column_problems = _column_problems(spec, frame[spec.name].reset_index(drop=True), hint)
         problems += [f"column {spec.name!r}: {p}" for p in column_problems]
     if problems:
         more = f" (and {len(problems) - _MAX_LISTED} more problem(s))" if len(problems) > _MAX_LISTED else ""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from steps.core.errors import ERROR_TAG, InputError
 from steps.core.schema import DataSchema, parse_schema
+from steps.core.tasks import TargetSummary
 
 
 class Kind(StrEnum):
@@ -37,6 +38,8 @@ class Tag:
     OUTPUT = "pipeline.output."  # + output name: the output's URI (or value)
     DIGEST = "pipeline.digest."  # + output name: the content digest of that output
     DATA_DIGEST = "pipeline.data_digest"
+    TASK = "pipeline.task"  # regression or classification, as ingest resolved it for the data
+    ESTIMATOR = "pipeline.estimator"  # the import path of the estimator a run trained or judged
     # The step cache (orchestration/cache.py).
     CACHE_KEY = "pipeline.cache.key"
     CACHE_PART = "pipeline.cache."  # + code / params / inputs / env
@@ -79,6 +82,10 @@ class VersionTag:
     PASSED = "evaluation.passed"
     REASON = "evaluation.reason"
     METRIC = "evaluation."  # + MLflow's metric name: the candidate's value, full precision
+    PRIMARY_METRIC = "evaluation.primary_metric"  # MLflow's name of the metric the gate compared
+    TASK = "model.task"
+    ESTIMATOR = "model.estimator"
+    TARGET = "data.target"
     COMPARED_WITH = "evaluation.champion_version"
     TEST_DIGEST = "evaluation.test_digest"
     DECISION = "decision"
@@ -153,6 +160,20 @@ class SplitSettingsRecord(_Record):
     seed: int
 
 
+class TargetRecord(_Record):
+    """The train split's target as the baseline needs it (steps/core/tasks.py's TargetSummary)."""
+
+    task: str
+    mean: float | None = None
+    classes: list[Any] = []
+    counts: list[int] = []
+    # Rows ingest dropped because they had no target value (data.drop_missing_target).
+    dropped_rows: int = 0
+
+    def summary(self) -> TargetSummary:
+        return TargetSummary(self.task, mean=self.mean, classes=tuple(self.classes), counts=tuple(self.counts))
+
+
 class Manifest(_Record):
     """``data/manifest.json``: where the data came from, its digests, and the schema it satisfied.
 
@@ -166,6 +187,7 @@ class Manifest(_Record):
     missing_values: int
     splits: dict[str, SplitRecord]
     split: SplitSettingsRecord
+    target: TargetRecord
     schema_: dict[str, Any]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, alias_generator=lambda n: n.rstrip("_"))
@@ -197,7 +219,11 @@ class EvaluationResult(_Record):
     checks: list[CheckRecord]
     metrics: dict[str, float]
     champion: ChampionRecord | None
-    thresholds: dict[str, float]
+    task: str
+    # MLflow's name of the primary metric, the baseline's metrics, and the gate's settings.
+    metric: str
+    baseline: dict[str, float]
+    gate: dict[str, Any]
     model_uri: str
     test_uri: str
     test_rows: int

@@ -121,7 +121,8 @@ def settings(args: argparse.Namespace, model: type[Section], section: str, names
         else:
             # A string option of an estimator's argument whose default is not a number: read as YAML.
             loose = key not in declared_keys and isinstance(given, str) and not isinstance(values[key], str)
-            values[key] = from_text(given, None, f"-P {option}") if loose else given
+            mapping = key in declared_keys and isinstance(sample(model, key), dict)
+            values[key] = from_text(given, {} if mapping else None, f"-P {option}") if loose or mapping else given
     resolved = validate(model, section, values)
     if mlflow.active_run() is not None and from_file:
         mlflow.log_params({option: as_text(value) for option, value in from_file.items()})

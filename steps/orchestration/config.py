@@ -11,27 +11,31 @@ YAML file or a ``-P`` parameter), e.g. ``-P alpha: model.alpha: must be >= 0, go
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from steps.core.conf import DEFAULT_CONFIG, did_you_mean, display_path, from_text, project_path, read_yaml, sample, validate
 from steps.core.data import DataSettings
 from steps.core.errors import ConfigError
-from steps.core.gate import GateSettings
-from steps.core.model import ModelSettings
+from steps.core.gate import GateSettings, threshold_problems
+from steps.core.model import EstimatorSpec, ModelSettings, parameter_problems
+from steps.core.schema import DataSchema, load_schema
+from steps.core.tasks import Metric, Task, resolve_task
 from steps.mlflow_io.registry import RegistrySettings
 
 # The short names ``-P`` accepts for main (``-P alpha=0.3``) and the key each one sets.
 MAIN_PARAMETERS: dict[str, str] = {
     "data_uri": "data.uri",
+    "schema": "data.schema",
     "test_size": "data.test_size",
     "seed": "data.seed",
-    "alpha": "model.alpha",
-    "l1_ratio": "model.l1_ratio",
+    "alpha": "model.params.alpha",
+    "l1_ratio": "model.params.l1_ratio",
     "model_name": "registry.model_name",
     "use_cache": "run.use_cache",
     "steps": "run.steps",
@@ -41,9 +45,13 @@ MAIN_PARAMETERS: dict[str, str] = {
 # ... and for sweep: main's, with grids instead of one alpha and l1_ratio.
 SWEEP_PARAMETERS: dict[str, str] = {
     **{name: key for name, key in MAIN_PARAMETERS.items() if name not in ("alpha", "l1_ratio", "steps", "dry_run")},
-    "alphas": "sweep.alphas",
-    "l1_ratios": "sweep.l1_ratios",
+    "alphas": "sweep.grid.alpha",
+    "l1_ratios": "sweep.grid.l1_ratio",
 }
+# The short names that set an argument of ElasticNet, the default regression estimator.
+ELASTICNET_PARAMETERS = ("alpha", "l1_ratio", "alphas", "l1_ratios")
+# Fields whose value is a mapping: ``-P`` sets one entry at a time (``model.params.n_estimators``).
+MAPPING_FIELDS = ("model.params", "sweep.grid")
 
 STEPS = ("ingest", "featurize", "train", "evaluate", "register")
 # A sweep trains and evaluates at most this many grid points.
@@ -101,41 +109,46 @@ def _step_names(text: str) -> frozenset[str] | None:
 
 
 class SweepSettings(BaseModel):
-    """The ``sweep`` section: the grid of ``-e sweep``, one trial per combination."""
+    """The ``sweep`` section: the grid of ``-e sweep``, one trial per combination of its values."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
-    alphas: list[float]
-    l1_ratios: list[float]
+    grid: dict[str, list[Any]]
 
-    @field_validator("alphas", "l1_ratios")
+    @field_validator("grid")
     @classmethod
-    def _values(cls, values: list[float], info: Any) -> list[float]:
-        if not values:
-            raise ValueError("name at least one value")
-        repeated = sorted({v for v in values if values.count(v) > 1})
-        if repeated:
-            raise ValueError(f"values must differ, got {', '.join(map(str, repeated))} more than once")
-        for value in values:
-            if info.field_name == "alphas" and value < 0:
-                raise ValueError(f"every alpha must be >= 0, got {value}")
-            if info.field_name == "l1_ratios" and not 0 <= value <= 1:
-                raise ValueError(f"every l1_ratio must be between 0 and 1, got {value}")
-        return values
-
-    @model_validator(mode="after")
-    def _size(self) -> SweepSettings:
-        trials = len(self.alphas) * len(self.l1_ratios)
+    def _values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid:
+            raise ValueError("name at least one parameter to sweep, e.g. -P sweep.grid.alpha=0.1,1")
+        for name, values in grid.items():
+            if not values:
+                raise ValueError(f"sweep.grid.{name}: name at least one value")
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"sweep.grid.{name}: values must differ, got {', '.join(repeated)} more than once")
+        trials = math.prod(len(values) for values in grid.values())
         if trials > MAX_TRIALS:
-            raise ValueError(f"sweep: {len(self.alphas)} alphas x {len(self.l1_ratios)} l1_ratios = {trials} trials; at most {MAX_TRIALS}")
-        return self
+            sizes = " x ".join(f"{len(values)} {name}" for name, values in grid.items())
+            raise ValueError(f"sweep: {sizes} = {trials} trials; at most {MAX_TRIALS}")
+        return grid
 
     @property
-    def grid(self) -> list[dict[str, float]]:
-        """Every combination as the model parameters it sets, alpha varying slowest."""
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination as the model parameters it sets (scikit-learn's ParameterGrid order)."""
         from sklearn.model_selection import ParameterGrid  # noqa: PLC0415 - only a sweep needs it; ~0.5 s to import
 
-        return list(ParameterGrid({"alpha": self.alphas, "l1_ratio": self.l1_ratios}))
+        return list(ParameterGrid(self.grid))
+
+    def problems(self, estimator: EstimatorSpec) -> list[str]:
+        """What the estimator refuses in the grid: unknown parameters, values out of range."""
+        from steps.core.model import estimator_class  # noqa: PLC0415 - the model module imports scikit-learn lazily
+
+        cls = estimator_class(estimator.path)
+        found = []
+        for name, values in self.grid.items():
+            for value in values:
+                found += [p.replace("model.params.", "sweep.grid.", 1) for p in parameter_problems(cls, {name: value})]
+        return found
 
 
 # Each section of conf/pipeline.yaml the drivers use, and the model that checks it.
@@ -159,33 +172,58 @@ class PipelineConfig:
     registry: RegistrySettings
     run: RunSettings
     sweep: SweepSettings
+    # Resolved for the data's schema: the task, the estimator it trains, the gate's primary metric.
+    task: Task
+    estimator: EstimatorSpec
+    metric: Metric
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The YAML form: sections of keys, as in conf/pipeline.yaml."""
         return {name: getattr(self, name).model_dump(by_alias=True) for name in SECTIONS}
 
     def flat(self) -> dict[str, Any]:
-        """``{"section.key": value}`` for every key, e.g. to log as MLflow params (grids as ``a,b,c``)."""
-        return {
-            f"{section}.{key}": ",".join(map(str, value)) if isinstance(value, list) else value
-            for section, values in self.to_dict().items()
-            for key, value in values.items()
-        }
+        """``{"section.key": value}`` for every key this run uses, e.g. to log as MLflow params.
+
+        The model as resolved: its task, the estimator and every argument it is built with (the
+        task defaults' entries are not logged: ``model.estimator`` says which one was used).
+        """
+        values = _flatten(self.to_dict())
+        resolved = {"model.task": self.task.name, "model.estimator": self.estimator.path}
+        resolved |= {f"model.params.{name}": value for name, value in self.estimator.params.items()}
+        kept = {key: value for key, value in values.items() if not key.startswith(("model.defaults.", "model.params."))}
+        return kept | resolved | {"evaluation.metric": self.metric.short}
 
     def get(self, dotted_key: str) -> Any:
-        section, key = dotted_key.split(".", 1)
-        return self.to_dict()[section][key]
+        return self.flat()[dotted_key]
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys; lists (a sweep's values) as ``a,b,c``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return flat
 
 
 def _keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Every ``section.key`` a -P value may set, with a sample of its type (None: read as YAML)."""
     keys = {}
     for section, model in SECTIONS.items():
-        values = raw.get(section) if isinstance(raw.get(section), dict) else {}
         keys.update({f"{section}.{field.alias or name}": sample(model, name) for name, field in model.model_fields.items()})
-        if model.model_config.get("extra") == "allow":
-            keys.update({f"{section}.{key}": Loose(value) for key, value in values.items() if f"{section}.{key}" not in keys})
+    for dotted in MAPPING_FIELDS:
+        del keys[dotted]
+        section, key = dotted.split(".")
+        values = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        keys.update({f"{dotted}.{name}": Loose(value) for name, value in (values or {}).items()})
     return keys
+
+
+def _mapping_entry(dotted: str) -> str | None:
+    """The mapping field ``dotted`` sets an entry of (``model.params.n_estimators`` -> ``model.params``), if any."""
+    return next((field for field in MAPPING_FIELDS if dotted.startswith(f"{field}.") and len(dotted) > len(field) + 1), None)
 
 
 @dataclass(frozen=True)
@@ -238,12 +276,18 @@ def parse_config(
     given: dict[str, str] = {}  # dotted key -> the -P name that set it
     for name, text in (overrides or {}).items():
         dotted = parameters.get(name, name)
-        if dotted not in keys:
+        mapping = _mapping_entry(dotted)
+        if dotted not in keys and mapping is None:
             raise unknown_parameter(name, parameters, raw)
-        section, key = dotted.split(".", 1)
-        like = keys[dotted]
+        like = keys.get(dotted, Loose([None] if mapping == "sweep.grid" else None))
         loose = isinstance(like, Loose)
-        values[section][key] = from_text(text, like.value if loose else like, f"-P {name}", loose=loose)
+        value = from_text(text, like.value if loose else like, f"-P {name}", loose=loose)
+        if mapping is not None:
+            section, field = mapping.split(".")
+            values[section][field] = {**(values[section].get(field) or {}), dotted[len(mapping) + 1 :]: value}
+        else:
+            section, key = dotted.split(".", 1)
+            values[section][key] = value
         given[dotted] = f"-P {name}"
 
     def origin(dotted: str) -> str:
@@ -254,7 +298,34 @@ def parse_config(
         return ", ".join(inside) or source
 
     built = {section: validate(model, section, values[section], origin) for section, model in SECTIONS.items()}
-    return PipelineConfig(**built)
+    try:
+        schema = load_schema(built["data"].schema_file)
+        return PipelineConfig(**built, **_resolve(built, schema))
+    except ConfigError as exc:
+        dotted = str(exc).split(":", 1)[0]
+        if dotted not in given:
+            raise
+        raise ConfigError(f"{given[dotted]}: {exc}{_elasticnet_hint(given[dotted], str(exc))}") from None
+
+
+def _resolve(built: Mapping[str, BaseModel], schema: DataSchema) -> dict[str, Any]:
+    """The task for the data's schema, the estimator for the task, and the gate's primary metric: checked together."""
+    model, gate = built["model"], built["evaluation"]
+    task = resolve_task(model.task, schema)
+    estimator = model.resolve(task)
+    metric = gate.primary(task, estimator.has_proba, estimator.name)
+    threshold_problems(schema.thresholds, task, built["data"].schema_file)
+    return {"task": task, "estimator": estimator, "metric": metric}
+
+
+def _elasticnet_hint(given: str, problem: str) -> str:
+    """A shortcut for ElasticNet's arguments given to another estimator: say what to use instead."""
+    name = given.removeprefix("-P ")
+    if name not in ELASTICNET_PARAMETERS or "not a parameter of" not in problem:
+        return ""
+    return (
+        f" (-P {name} is for ElasticNet, the default regression estimator; give other estimators' arguments as -P model.params.<name>=...)"
+    )
 
 
 def load_config(

@@ -103,7 +103,7 @@ def log_config(config: PipelineConfig, driver: Driver) -> None:
     name of the driver with its value, given or not) and conf/resolved.yaml."""
     already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     flat = config.flat()
-    names = {name: flat[key] for name, key in driver.parameters.items()}
+    names = {name: flat[key] for name, key in driver.parameters.items() if key in flat}
     mlflow.log_params({key: value for key, value in (flat | names).items() if key not in already and key not in driver.unused})
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 

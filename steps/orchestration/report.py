@@ -19,11 +19,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from steps.core.model import REPORTED_METRICS
+from steps.core.tasks import metric_names
+
 from steps.mlflow_io.cards import Card, artifact_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
 from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
 from steps.orchestration.runner import StepResult, StepRunner
+
+# MLflow's metric name -> its label, for the metrics of every task (a run has its own task's).
+REPORTED_METRICS = metric_names()
 
 logger = logging.getLogger(__name__)
 

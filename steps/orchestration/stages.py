@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from steps.core.conf import as_text
 from steps.orchestration.config import PipelineConfig
 from steps.orchestration.runner import ArtifactRef, StepRunner
 
@@ -38,21 +39,24 @@ def prepare_data(runner: StepRunner, config: PipelineConfig) -> PreparedData:
         schema=runner.input_file(data.schema_file, "schema"),
         test_size=data.test_size,
         seed=data.seed,
+        drop_missing_target=data.drop_missing_target,
+        task=config.model.task,
     )
     featurize = runner.step("featurize", train_uri=ingest["train_uri"], manifest_uri=ingest["manifest_uri"])
     return PreparedData(ingest["train_uri"], ingest["test_uri"], ingest["manifest_uri"], featurize["transformer_uri"])
 
 
 def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, params: Mapping[str, Any] | None = None) -> ArtifactRef:
-    """train the configured estimator, with ``params`` replacing some of its parameters: the model's URI."""
-    model = config.model
+    """train the configured estimator, with ``params`` replacing some of its arguments: the model's URI."""
+    estimator = config.estimator
     train = runner.step(
         "train",
         train_uri=data.train_uri,
         transformer_uri=data.transformer_uri,
         manifest_uri=data.manifest_uri,
-        estimator=model.estimator,
-        **(model.params | dict(params or {})),
+        estimator=estimator.path,
+        # Every argument, resolved: the step's cache key names exactly what it trains.
+        params=as_text(estimator.params | dict(params or {})),
     )
     return train["model_uri"]
 
@@ -67,8 +71,8 @@ def evaluate_model(
         model_uri=model_uri,
         test_uri=data.test_uri,
         manifest_uri=data.manifest_uri,
-        min_r2=evaluation.min_r2,
-        max_rmse=evaluation.max_rmse,
+        metric=config.metric.short,
+        baseline_margin=evaluation.baseline_margin,
         champion_tolerance=evaluation.champion_tolerance,
         champion_uri=champion_uri,
     )
