@@ -93,13 +93,14 @@ def degenerate_checks(actual: Any, predicted: Any) -> list[Check]:
     checks = []
     distinct = np.unique(np.asarray(actual))
     if len(distinct) < 2:
-        only = distinct[0] if len(distinct) else None
+        only = distinct[0].item() if len(distinct) and isinstance(distinct[0], np.generic) else (distinct[0] if len(distinct) else None)
         checks.append(
             Check("test split", False, f"every test row has the same target value ({only!r}): it cannot tell a model from a constant")
         )
     predictions = np.unique(np.asarray(predicted))
     if len(predictions) == 1 and len(np.asarray(predicted)) > 1:
-        checks.append(Check("constant", False, f"the candidate predicts {predictions[0]!r} for every test row"))
+        only = predictions[0].item() if isinstance(predictions[0], np.generic) else predictions[0]
+        checks.append(Check("constant", False, f"the candidate predicts {only!r} for every test row"))
     return checks
 
 
@@ -108,13 +109,11 @@ def baseline_check(metric: Metric, metrics: Mapping[str, float], baseline: Mappi
     value, base = _value(metric, metrics), _value(metric, baseline)
     needed = base + margin * (metric.best - base)
     ok = math.isfinite(value) and metric.better(value, than=base) and (value == needed or metric.better(value, than=needed))
-    relation = ("better than" if ok else "not better than") if margin == 0 else ("reaches" if ok else "misses")
-    goal = (
-        f"the baseline's {_text(base)}"
-        if margin == 0
-        else f"{_text(needed)} ({margin * 100:g}% of the way from the baseline's {_text(base)} to {metric.best:g})"
-    )
-    return Check("baseline", ok, f"{metric.label} {_text(value)} {relation} {goal}; the baseline predicts {what}")
+    baseline = f"{_text(base)} (the baseline: {what})"
+    if margin == 0:
+        return Check("baseline", ok, f"{metric.label} {_text(value)} {'better than' if ok else 'not better than'} {baseline}")
+    way = f"{margin * 100:g}% of the way from {baseline} to {metric.best:g}"
+    return Check("baseline", ok, f"{metric.label} {_text(value)} {'reaches' if ok else 'misses'} {_text(needed)}, {way}")
 
 
 def threshold_problems(thresholds: Mapping[str, Mapping[str, float]], task: Task, source: str) -> None:
