@@ -182,16 +182,31 @@ def check_card(document: str, min_images: int = 0) -> tuple[str, list[bytes]]:
     return " ".join(" ".join(parser.text).split()), images
 
 
+def estimator_spec(estimator: str = "sklearn.linear_model.ElasticNet", task: str = "regression", **params: object):
+    """The EstimatorSpec train gets for ``estimator`` with ``params`` (checked as conf/pipeline.yaml's would be)."""
+    from steps.core.conf import defaults, validate  # noqa: PLC0415
+    from steps.core.model import ModelSettings  # noqa: PLC0415
+    from steps.core.tasks import TASKS  # noqa: PLC0415
+
+    section = defaults("model") | {"task": task, "estimator": estimator, "params": params}
+    return validate(ModelSettings, "model", section).resolve(TASKS[task])
+
+
+def data_settings(**values: object):
+    """conf/pipeline.yaml's data section with ``values`` replacing some keys."""
+    from steps.core.conf import defaults  # noqa: PLC0415
+    from steps.core.data import DataSettings  # noqa: PLC0415
+
+    return DataSettings.model_validate(defaults("data") | values)
+
+
 def fit_model(frame: pd.DataFrame, schema: DataSchema, **params: object):
     """The fitted pipeline (preprocessing + ElasticNet, ``params`` its arguments) train would log."""
     from steps import train  # noqa: PLC0415 - only the tests that fit models import the step
     from steps.core import features  # noqa: PLC0415
-    from steps.core.conf import validate  # noqa: PLC0415
-    from steps.core.model import ModelSettings  # noqa: PLC0415
 
     transformer = features.fit_preprocessing(frame, schema).transformer
-    settings = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", **params})
-    return train.run(frame, transformer, schema, settings).model
+    return train.run(frame, transformer, schema, estimator_spec(**params)).model
 
 
 def log_model(fitted: object, **options: object) -> mlflow.models.model.ModelInfo:

@@ -9,17 +9,11 @@ from matplotlib.figure import Figure
 
 from steps import featurize, ingest, register, train
 from steps.core import features
-from steps.core.conf import validate
-from steps.core.data import DataSettings
-from steps.core.gate import GateSettings
-from steps.core.model import ModelSettings
 from steps.core.schema import parse_schema
 from steps.mlflow_io import cards
 from steps.mlflow_io.cards import Card, format_value
 from steps.mlflow_io.registry import RegisteredModel
-from tests.conftest import check_card, make_frame
-
-LENIENT = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
+from tests.conftest import check_card, data_settings, estimator_spec, make_frame
 
 
 def _figure() -> Figure:
@@ -95,8 +89,8 @@ def test_links_point_at_the_ui_of_the_tracking_server_without_its_credentials():
 
 def test_the_ingest_card_profiles_every_column_including_missing_values(small_schema):
     frame = make_frame(rows=60)  # one missing value in x1, x2 and color each
-    params = DataSettings(uri="data.csv", schema="s.yaml", test_size=0.25, seed=3)
-    out = ingest.run(frame, small_schema, params, "data.csv")
+    params = data_settings(uri="data.csv", test_size=0.25, seed=3)
+    out = ingest.run(frame, small_schema, params, "auto", "data.csv")
     text, _ = check_card(ingest.card(out, small_schema, "data.csv", params).render(), min_images=1)
     assert "60 rows valid" in text and "train rows 45" in text and "test rows 15" in text
     profile = {row["column"]: row for row in ingest.column_profile(out.data, small_schema)}
@@ -109,8 +103,8 @@ def test_the_ingest_card_profiles_every_column_including_missing_values(small_sc
 
 def test_the_ingest_card_draws_a_sample_of_large_data(small_schema, monkeypatch):
     monkeypatch.setattr(ingest, "HISTOGRAM_ROWS", 20)
-    params = DataSettings(uri="data.csv", schema="s.yaml", test_size=0.25, seed=3)
-    out = ingest.run(make_frame(rows=60), small_schema, params, "data.csv")
+    params = data_settings(uri="data.csv", test_size=0.25, seed=3)
+    out = ingest.run(make_frame(rows=60), small_schema, params, "auto", "data.csv")
     text, _ = check_card(ingest.card(out, small_schema, "data.csv", params).render(), min_images=1)
     assert "a random sample of 20 rows" in text
 
@@ -139,7 +133,7 @@ def test_the_featurize_card_shows_the_fitted_values(small_schema):
 def test_the_train_card_ranks_the_coefficients_and_draws_them(small_schema):
     frame = make_frame(rows=80)
     transformer = featurize.run(frame, small_schema).transformer
-    params = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.1, "l1_ratio": 0.5})
+    params = estimator_spec(alpha=0.1, l1_ratio=0.5)
     out = train.run(frame, transformer, small_schema, params)
     text, _ = check_card(train.card(out, params, len(frame), "models:/m-1").render(), min_images=1)
     assert "alpha 0.1" in text and "models:/m-1" in text
@@ -185,12 +179,12 @@ def test_wide_data_is_capped_in_the_plots_not_in_the_tables(monkeypatch):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(50, 61)), columns=[*columns])
     frame["y"] = frame.sum(axis=1)
-    params = DataSettings(uri="wide.csv", schema="s.yaml", test_size=0.2, seed=0)
-    out = ingest.run(frame, schema, params, "wide.csv")
+    params = data_settings(uri="wide.csv", test_size=0.2, seed=0)
+    out = ingest.run(frame, schema, params, "auto", "wide.csv")
     text, _ = check_card(ingest.card(out, schema, "wide.csv", params).render(), min_images=1)
     assert "the target and the first 39 of 60 features" in text and "x59" in text  # every column in the table
     transformer = featurize.run(out.train, schema).transformer
-    model = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 0.01, "l1_ratio": 0.5})
+    model = estimator_spec(alpha=0.01, l1_ratio=0.5)
     trained = train.run(out.train, transformer, schema, model)
     text, _ = check_card(train.card(trained, model, len(out.train), "models:/m").render(), min_images=1)
     assert "The 40 largest of 60 are shown" in text
