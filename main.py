@@ -34,7 +34,7 @@ PIPELINE = Driver(
     title="Pipeline run",
     description="Run the whole pipeline as child runs of one parent run.",
     parameters=MAIN_PARAMETERS,
-    unused={key: "only `mlflow run . -e sweep` uses it" for key in ("sweep.alphas", "sweep.l1_ratios")},
+    unused={"sweep.grid": "only `mlflow run . -e sweep` uses it"},
 )
 
 

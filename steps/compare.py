@@ -37,6 +37,8 @@ METRICS, PRIMARY, REPORTED_METRICS = REGRESSION.metrics, REGRESSION.default_metr
 def metric_named(text: str) -> Metric | None:
     wanted = text.strip().lower()
     return next((m for m in METRICS if wanted in (m.short, m.name)), None)
+
+
 from steps.core.ranking import (
     NAME_WIDTH,
     _name,

@@ -156,6 +156,7 @@ def score(
     schema: DataSchema,
     predictions: np.ndarray,
     loaded: mlflow.pyfunc.PyFuncModel | None,
+    *,
     labels: list,
     model_id: str | None,
 ) -> MlflowEvaluation:
@@ -199,18 +200,19 @@ def run(
     metric = params.primary(task, candidate.has_proba, candidate.estimator)
     actual = tasks.labels(test[schema.target]) if task.classification else test[schema.target].to_numpy(dtype="float64")
     labels = sorted(set(summary.classes) | set(tasks.classes(actual))) if task.classification else []
-    result = score(task, test, schema, candidate.predictions, candidate.loaded, labels, candidate.model_id)
+    result = score(task, test, schema, candidate.predictions, candidate.loaded, labels=labels, model_id=candidate.model_id)
     metrics = {name: float(value) for name, value in result.metrics.items()}
     champion_metrics, note = None, NO_CHAMPION
     if champion is not None and champion.predictions is not None:
         with mlflow.start_run(nested=True, run_name=f"{champion.model} (champion, same test split)"):
-            scored = score(task, test, schema, champion.predictions, champion.loaded, labels, None)
+            scored = score(task, test, schema, champion.predictions, champion.loaded, labels=labels, model_id=None)
         champion_metrics, note = {name: float(value) for name, value in scored.metrics.items()}, ""
     elif champion is not None:
         note = f"champion version {champion.model.version} {champion.problem}"
     baseline = tasks.baseline_metrics(task, summary, actual)
     scores = Scores(metrics, baseline, champion_metrics, f"champion version {champion.model.version}" if champion else "")
-    checks = gate.judge(params, task, metric, scores, schema.thresholds, gate.degenerate_checks(actual, candidate.predictions))
+    degenerate = gate.degenerate_checks(actual, candidate.predictions)
+    checks = gate.judge(params, task, metric, scores, thresholds=schema.thresholds, degenerate=degenerate)
     passed, reason = gate.verdict(checks, note)
     figures = (
         {}
@@ -246,7 +248,7 @@ def _cell(value: float | None) -> str:
 
 
 def card(
-    out: EvaluateOutputs, champion: Champion | None, task: Task, test_rows: int, model_uri: str, plots: dict[str, bytes] | None = None
+    out: EvaluateOutputs, champion: Champion | None, task: Task, test_rows: int, *, model_uri: str, plots: dict[str, bytes] | None = None
 ) -> Card:
     """The verdict, the candidate's metrics beside the baseline's and the champion's, each check, and the plots."""
     verdict_text = "passed" if out.passed else "rejected"
@@ -393,7 +395,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     )
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
     mlflow.log_text(report_markdown(result), Artifact.REPORT)
-    log_card(lambda: card(out, champion, task, len(test), model_uri, plots))
+    log_card(lambda: card(out, champion, task, len(test), model_uri=model_uri, plots=plots))
     return {"evaluation_uri": log_record(result, Artifact.EVALUATION)}
 
 

@@ -83,9 +83,8 @@ class ModelSettings(BaseModel):
         missing = [name for name in TASKS if name not in value]
         unknown = [name for name in value if name not in TASKS]
         if missing or unknown:
-            raise ValueError(
-                f"expected one entry per task ({', '.join(TASKS)}); {'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)}"
-            )
+            wrong = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
+            raise ValueError(f"expected one entry per task ({', '.join(TASKS)}); {wrong}")
         return value
 
     @model_validator(mode="after")
@@ -156,7 +155,7 @@ def estimator_class(path: str, task: Task | None = None) -> type[BaseEstimator]:
     if task is not None and not _is_estimator_of(instance, task):
         other = next(t for t in (REGRESSION, CLASSIFICATION) if t is not task)
         kind = "classifier" if _is_estimator_of(instance, CLASSIFICATION) else "regressor" if _is_estimator_of(instance, REGRESSION) else ""
-        what = f"a {kind}, for {other.name}" if kind else f"neither a regressor nor a classifier"
+        what = f"a {kind}, for {other.name}" if kind else "neither a regressor nor a classifier"
         raise ValueError(f"model.estimator: {path} is {what}; this run's task is {task.name} (model.task)")
     return cls
 

@@ -296,8 +296,8 @@ def validate_frame(
     """Check ``frame`` against ``schema`` and return it typed, with only the schema's columns.
 
     ``require_target=False`` is for rows to score: the target column may then be absent (it is
-    checked when present). ``missing_target_hint`` ends the message about missing target values. Raises :class:`DataError` naming ``source``, the column(s) and the
-    problem(s).
+    checked when present). ``missing_target_hint`` ends the message about missing target values.
+    Raises :class:`DataError` naming ``source``, the column(s) and the problem(s).
     """
     if frame.shape[1] == 0:
         raise DataError(f"{source}: the file is empty (no header, no rows)")

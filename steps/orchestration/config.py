@@ -209,16 +209,32 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _keys(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Every ``section.key`` a -P value may set, with a sample of its type (None: read as YAML)."""
+    """Every ``section.key`` a -P value may set, with a sample of its type (None: read as YAML).
+
+    A mapping (an estimator's ``model.params``, the sweep's ``grid``) is set one entry at a time;
+    its entries in the file (and, for ``model.params``, the task defaults' arguments) give the
+    entries' types. Other mappings (``model.defaults``) are set in the file only.
+    """
     keys = {}
     for section, model in SECTIONS.items():
-        keys.update({f"{section}.{field.alias or name}": sample(model, name) for name, field in model.model_fields.items()})
+        for name, field in model.model_fields.items():
+            like = sample(model, name)
+            if not isinstance(like, dict):
+                keys[f"{section}.{field.alias or name}"] = like
     for dotted in MAPPING_FIELDS:
-        del keys[dotted]
-        section, key = dotted.split(".")
-        values = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
-        keys.update({f"{dotted}.{name}": Loose(value) for name, value in (values or {}).items()})
+        keys.update({f"{dotted}.{name}": Loose(value) for name, value in _mapping_values(raw, dotted).items()})
     return keys
+
+
+def _mapping_values(raw: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+    section, key = dotted.split(".")
+    values = raw.get(section) if isinstance(raw.get(section), dict) else {}
+    found = dict(values.get(key) or {}) if isinstance(values.get(key) or {}, dict) else {}
+    if dotted == "model.params":
+        for default in (values.get("defaults") or {}).values():
+            params = default.get("params") if isinstance(default, dict) else None
+            found = (params if isinstance(params, dict) else {}) | found
+    return found
 
 
 def _mapping_entry(dotted: str) -> str | None:
@@ -241,13 +257,15 @@ def config_keys(raw: Mapping[str, Any] | None = None) -> list[str]:
 def parameter_names(parameters: Mapping[str, str] = MAIN_PARAMETERS, raw: Mapping[str, Any] | None = None) -> list[str]:
     """What ``-P`` accepts: the entry point's parameters, then the keys that have no parameter of their own."""
     shadowed = set(parameters.values())
-    return sorted(parameters) + [key for key in config_keys(raw) if key not in shadowed]
+    keys = [key for key in config_keys(raw) if key not in shadowed and not _mapping_entry(key)]
+    return sorted(parameters) + keys + [f"{field}.<name>" for field in MAPPING_FIELDS]
 
 
 def unknown_parameter(name: str, parameters: Mapping[str, str] = MAIN_PARAMETERS, raw: Mapping[str, Any] | None = None) -> ConfigError:
     """``-P name`` is not a parameter; a near miss of a key with its own parameter suggests the parameter."""
     names = parameter_names(parameters, raw)
-    spellings = {**{known: known for known in names}, **{key: param for param, key in parameters.items()}}
+    every = [*names, *config_keys(raw)]
+    spellings = {**{known: known for known in every if "<" not in known}, **{key: param for param, key in parameters.items()}}
     close = difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.6)
     hint = f" (did you mean '{spellings[close[0]]}'?)" if close else ""
     return ConfigError(f"-P {name}: unknown parameter{hint}; valid: {', '.join(names)}")
@@ -305,7 +323,8 @@ def parse_config(
         dotted = str(exc).split(":", 1)[0]
         if dotted not in given:
             raise
-        raise ConfigError(f"{given[dotted]}: {exc}{_elasticnet_hint(given[dotted], str(exc))}") from None
+        text = str(exc).replace("; its parameters", _elasticnet_hint(given[dotted], str(exc)) + "; its parameters", 1)
+        raise ConfigError(f"{given[dotted]}: {text}") from None
 
 
 def _resolve(built: Mapping[str, BaseModel], schema: DataSchema) -> dict[str, Any]:

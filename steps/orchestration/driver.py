@@ -51,8 +51,9 @@ class Driver:
     title: str  # of the parent run's card
     description: str  # of its command line
     parameters: Mapping[str, str]  # -P name -> configuration key
-    # Configuration keys this driver does not use -> what to do instead; refused as -P values and
-    # not logged as params (a sweep parent showing model.alpha=0.5 would plot at the wrong alpha).
+    # Configuration keys (or mappings, e.g. sweep.grid) this driver does not use -> what to do
+    # instead; refused as -P values and not logged as params (a sweep parent showing
+    # model.params.alpha=0.5 would plot at the wrong alpha).
     unused: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -82,8 +83,9 @@ def overrides_from(args: argparse.Namespace, extra: Sequence[str], driver: Drive
         if name in shortcut:
             # Both would set the same key, and the run's params would show two different values.
             raise ConfigError(f"-P {name}: set it with -P {shortcut[name]}=... instead")
-        if name in driver.unused:
-            raise ConfigError(f"-P {name}: not used by {driver.entry_point}; {driver.unused[name]}")
+        unused = next((key for key in driver.unused if name == key or name.startswith(f"{key}.")), None)
+        if unused is not None:
+            raise ConfigError(f"-P {name}: not used by {driver.entry_point}; {driver.unused[unused]}")
         overrides[name] = tokens.pop(0)
     return overrides
 
@@ -104,7 +106,9 @@ def log_config(config: PipelineConfig, driver: Driver) -> None:
     already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     flat = config.flat()
     names = {name: flat[key] for name, key in driver.parameters.items() if key in flat}
-    mlflow.log_params({key: value for key, value in (flat | names).items() if key not in already and key not in driver.unused})
+    unused = tuple(driver.unused)
+    logged = {key: value for key, value in (flat | names).items() if key not in already and not key.startswith(unused)}
+    mlflow.log_params(logged)
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 
 

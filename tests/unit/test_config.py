@@ -25,34 +25,55 @@ def raw_config() -> dict:
 def test_default_config_loads_with_documented_values():
     config = load_config()
     assert config.data.uri == "data/example_data.csv"
-    assert config.model.params["alpha"] == 0.5
-    assert config.model.estimator == "sklearn.linear_model.ElasticNet"
+    assert (config.model.task, config.model.estimator, config.model.params) == ("auto", "auto", {})
+    # Resolved for the example's schema (a float target): the regression default, ElasticNet.
+    assert config.task.name == "regression" and config.metric.short == "rmse"
+    assert (config.estimator.path, config.estimator.params) == (
+        "sklearn.linear_model.ElasticNet",
+        {"alpha": 0.5, "l1_ratio": 0.5, "max_iter": 5000},
+    )
     assert isinstance(config.data.seed, int)
     assert set(config.flat()) == {
-        "data.uri", "data.schema", "data.test_size", "data.seed", "model.estimator", "model.alpha", "model.l1_ratio", "model.max_iter",
-        "evaluation.min_r2", "evaluation.max_rmse", "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps",
-        "run.dry_run", "run.fail_on_reject", "run.overlap", "run.max_wait_seconds", "sweep.alphas", "sweep.l1_ratios",
+        "data.uri", "data.schema", "data.test_size", "data.seed", "data.drop_missing_target", "model.task", "model.estimator",
+        "model.params.alpha", "model.params.l1_ratio", "model.params.max_iter", "evaluation.metric", "evaluation.baseline_margin",
+        "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run", "run.fail_on_reject",
+        "run.overlap", "run.max_wait_seconds", "sweep.grid.alpha", "sweep.grid.l1_ratio",
     }  # fmt: skip
+    assert config.flat()["model.estimator"] == "sklearn.linear_model.ElasticNet"  # as resolved, not "auto"
+
+
+def test_another_estimator_takes_only_its_own_arguments_and_a_classifier_needs_a_classification_task():
+    config = load_config(overrides={"model.estimator": "sklearn.ensemble.RandomForestRegressor", "model.params.n_estimators": "20"})
+    assert (config.estimator.name, config.estimator.params) == ("RandomForestRegressor", {"n_estimators": 20})
+    with pytest.raises(ConfigError, match=r"^-P model.estimator: model.estimator: sklearn.ensemble.RandomForestClassifier is a classifier"):
+        load_config(overrides={"model.estimator": "sklearn.ensemble.RandomForestClassifier"})
+    with pytest.raises(
+        ConfigError,
+        match=r"^-P alpha: model.params.alpha: not a parameter of RandomForestRegressor .*as -P model.params.<name>=...\); its parameters",
+    ):
+        load_config(overrides={"model.estimator": "sklearn.ensemble.RandomForestRegressor", "alpha": "0.3"})
+    with pytest.raises(
+        ConfigError, match=r"^-P model.task: regression needs a numeric target|thresholds.r2: 'r2' is not a classification metric"
+    ):
+        load_config(overrides={"model.task": "classification"})
 
 
 def test_sweep_grids_are_lists_in_yaml_and_comma_separated_as_parameters():
     config = load_config()
-    assert config.sweep.alphas == [0.01, 0.1, 0.3, 1.0] and config.sweep.l1_ratios == [0.2, 0.5, 0.8]
-    assert config.flat()["sweep.alphas"] == "0.01,0.1,0.3,1.0"
-    assert config.to_dict()["sweep"]["l1_ratios"] == [0.2, 0.5, 0.8]  # YAML-safe
+    assert config.sweep.grid == {"alpha": [0.01, 0.1, 0.3, 1.0], "l1_ratio": [0.2, 0.5, 0.8]}
+    assert config.flat()["sweep.grid.alpha"] == "0.01,0.1,0.3,1.0"
+    assert config.to_dict()["sweep"]["grid"]["l1_ratio"] == [0.2, 0.5, 0.8]  # YAML-safe
     swept = load_config(overrides={"alphas": " 0.1, 1 ", "l1_ratios": "0.5"}, parameters=SWEEP_PARAMETERS)
-    assert swept.sweep.grid == [{"alpha": 0.1, "l1_ratio": 0.5}, {"alpha": 1.0, "l1_ratio": 0.5}]
+    assert swept.sweep.grid_points == [{"alpha": 0.1, "l1_ratio": 0.5}, {"alpha": 1.0, "l1_ratio": 0.5}]
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"alphas": "0.1,abc"}, r"-P alphas\[1\]: expected a number, got 'abc'"),
-        ({"alphas": ""}, r"-P alphas: sweep.alphas: name at least one value"),
-        ({"alphas": "-0.1"}, r"-P alphas: sweep.alphas: every alpha must be >= 0, got -0.1"),
-        ({"l1_ratios": "0.5,1.5"}, r"-P l1_ratios: sweep.l1_ratios: every l1_ratio must be between 0 and 1, got 1.5"),
-        ({"l1_ratios": "0.5,0.5"}, r"sweep.l1_ratios: values must differ, got 0.5 more than once"),
-        ({"alphas": ",".join(str(i) for i in range(40))}, r"^-P alphas: sweep: 40 alphas x 3 l1_ratios = 120 trials; at most 100$"),
+        ({"alphas": ""}, r"-P alphas: sweep.grid.alpha: name at least one value"),
+        ({"l1_ratios": "0.5,0.5"}, r"sweep.grid.l1_ratio: values must differ, got 0.5 more than once"),
+        ({"alphas": ",".join(str(i) for i in range(40))}, r"^-P alphas: sweep: 40 alpha x 3 l1_ratio = 120 trials; at most 100$"),
         ({"alpha": "0.3"}, r"-P alpha: unknown parameter \(did you mean 'alphas'\?\)"),
     ],
 )
@@ -61,10 +82,12 @@ def test_bad_sweep_grids_name_the_parameter(overrides, message):
         load_config(overrides=overrides, parameters=SWEEP_PARAMETERS)
 
 
-def test_a_grid_in_the_yaml_must_be_a_list_of_numbers():
+def test_a_grid_in_the_yaml_must_be_a_list_of_values():
     raw = raw_config()
-    raw["sweep"]["alphas"] = 0.5
-    with pytest.raises(ConfigError, match=r"conf/pipeline.yaml: sweep.alphas: expected a list of numbers such as \[0.1, 0.3\], got 0.5"):
+    raw["sweep"]["grid"]["alpha"] = 0.5
+    with pytest.raises(
+        ConfigError, match=r"conf/pipeline.yaml: sweep.grid.alpha: expected a list of numbers such as \[0.1, 0.3\], got 0.5"
+    ):
         parse_config(raw, "conf/pipeline.yaml")
 
 
@@ -78,10 +101,10 @@ def test_every_key_in_the_config_file_has_a_comment():
 
 
 def test_overrides_by_parameter_name_and_dotted_key_are_typed():
-    config = load_config(overrides={"alpha": "0.3", "seed": "7", "evaluation.min_r2": "0.25", "model_name": "m"})
-    assert config.model.params["alpha"] == 0.3
+    config = load_config(overrides={"alpha": "0.3", "seed": "7", "evaluation.baseline_margin": "0.25", "model_name": "m"})
+    assert config.model.params["alpha"] == 0.3 and config.estimator.params["alpha"] == 0.3
     assert config.data.seed == 7
-    assert config.evaluation.min_r2 == 0.25
+    assert config.evaluation.baseline_margin == 0.25
     assert config.registry.model_name == "m"
 
 
@@ -89,14 +112,17 @@ def test_overrides_by_parameter_name_and_dotted_key_are_typed():
     ("overrides", "expected"),
     [
         ({"alhpa": "0.3"}, r"-P alhpa: unknown parameter \(did you mean 'alpha'\?\)"),
-        # model.alpha has its own parameter (-P model.alpha is refused): suggest the parameter.
-        ({"model.alfa": "0.3"}, r"-P model.alfa: unknown parameter \(did you mean 'alpha'\?\)"),
-        ({"model.max_itr": "9"}, r"-P model.max_itr: unknown parameter \(did you mean 'model.max_iter'\?\)"),
+        # model.params.alpha has its own parameter (-P model.params.alpha is refused): suggest the parameter.
+        (
+            {"model.params.alfa": "0.3"},
+            r"-P model.params.alfa: model.params.alfa: not a parameter of ElasticNet \(did you mean 'alpha'\?\)",
+        ),
+        ({"model.max_itr": "9"}, r"-P model.max_itr: unknown parameter \(did you mean 'model.params.max_iter'\?\)"),
         ({"alpha": "abc"}, r"-P alpha: expected a number, got 'abc'"),
         ({"seed": "1.5"}, r"-P seed: expected an integer, got '1.5'"),
-        ({"alpha": "-1"}, r"-P alpha: model.alpha: must be >= 0, got -1.0"),
+        ({"alpha": "-1"}, r"-P alpha: model.params.alpha: must be >= 0, got -1.0"),
         ({"alpha": "nan"}, r"-P alpha: expected a finite number"),
-        ({"l1_ratio": "2"}, r"model.l1_ratio: must be between 0 and 1"),
+        ({"l1_ratio": "2"}, r"model.params.l1_ratio: must be between 0 and 1"),
         ({"test_size": "1"}, r"data.test_size: must be between 0 and 1"),
         ({"model_name": "a/b"}, r"registry.model_name: must not contain"),
     ],
@@ -111,20 +137,25 @@ def test_an_unknown_parameter_lists_only_what_minus_p_accepts():
         load_config(overrides={"model.alpah": "0.3"})
     valid = str(info.value).split("; valid: ", 1)[1].split(", ")
     assert valid[:2] == ["alpha", "data_uri"]
-    assert "model.max_iter" in valid and "evaluation.min_r2" in valid
-    assert "model.alpha" not in valid and "data.uri" not in valid  # set through -P alpha, -P data_uri
+    assert "evaluation.baseline_margin" in valid and "model.params.<name>" in valid and "sweep.grid.<name>" in valid
+    assert "model.params.alpha" not in valid and "data.uri" not in valid  # set through -P alpha, -P data_uri
+    assert "model.defaults" not in valid  # set in the file only
 
 
 def test_unknown_and_missing_keys_in_the_file_are_named():
     raw = raw_config()
-    raw["model"]["alpah"] = 0.1
+    raw["model"]["params"] = {"alpah": 0.1}
     with pytest.raises(
-        ConfigError, match=r"conf.yaml: model.alpah: not a parameter of ElasticNet \(did you mean 'alpha'\?\); its parameters: alpha, "
+        ConfigError, match=r"^model.params.alpah: not a parameter of ElasticNet \(did you mean 'alpha'\?\); its parameters: alpha, "
     ):
         parse_config(raw, "conf.yaml")
     raw = raw_config()
-    del raw["evaluation"]["max_rmse"]
-    with pytest.raises(ConfigError, match=r"conf.yaml: missing key 'evaluation.max_rmse'"):
+    raw["model"]["alpha"] = 0.1
+    with pytest.raises(ConfigError, match=r"conf.yaml: unknown key 'model.alpha'"):
+        parse_config(raw, "conf.yaml")
+    raw = raw_config()
+    del raw["evaluation"]["baseline_margin"]
+    with pytest.raises(ConfigError, match=r"conf.yaml: missing key 'evaluation.baseline_margin'"):
         parse_config(raw, "conf.yaml")
     raw = raw_config()
     raw["modle"] = {}
@@ -134,8 +165,8 @@ def test_unknown_and_missing_keys_in_the_file_are_named():
 
 def test_wrong_type_in_the_file_is_named():
     raw = raw_config()
-    raw["model"]["alpha"] = "high"
-    with pytest.raises(ConfigError, match=r"conf.yaml: model.alpha: expected a number, got 'high'"):
+    raw["model"]["params"] = {"alpha": "high"}
+    with pytest.raises(ConfigError, match=r"model.params.alpha: expected a number, got 'high'"):
         parse_config(raw, "conf.yaml")
     raw = raw_config()
     raw["data"]["seed"] = True
@@ -212,14 +243,16 @@ def test_missing_inputs_are_all_named_with_where_they_come_from():
 
 def test_an_estimators_arguments_are_typed_by_their_value_in_the_file_or_read_as_yaml():
     raw = raw_config()
-    raw["model"] = {"estimator": "sklearn.ensemble.RandomForestRegressor", "n_estimators": 10, "max_depth": None}
+    raw["model"] |= {"estimator": "sklearn.ensemble.RandomForestRegressor", "params": {"n_estimators": 10, "max_depth": None}}
     assert parse_config(raw, "c.yaml").model.params == {"n_estimators": 10, "max_depth": None}
-    assert parse_config(raw, "c.yaml", {"model.max_depth": "5"}).model.params["max_depth"] == 5
-    assert parse_config(raw, "c.yaml", {"model.max_depth": "null"}).model.params["max_depth"] is None
-    with pytest.raises(ConfigError, match=r"^-P model.n_estimators: model.n_estimators: expected an integer, got 2.5$"):
-        parse_config(raw, "c.yaml", {"model.n_estimators": "2.5"})
-    raw["model"] = {"estimator": "sklearn.linear_model.ElasticNet", "alpha": 1}  # an integer in the file...
-    assert parse_config(raw, "c.yaml", {"alpha": "0.3"}).model.params["alpha"] == 0.3  # ...still takes any number
+    assert parse_config(raw, "c.yaml", {"model.params.max_depth": "5"}).model.params["max_depth"] == 5
+    assert parse_config(raw, "c.yaml", {"model.params.max_depth": "null"}).model.params["max_depth"] is None
+    assert parse_config(raw, "c.yaml", {"model.params.min_samples_leaf": "3"}).estimator.params["min_samples_leaf"] == 3  # not in the file
+    with pytest.raises(ConfigError, match=r"^-P model.params.n_estimators: model.params.n_estimators: expected an integer, got 2.5$"):
+        parse_config(raw, "c.yaml", {"model.params.n_estimators": "2.5"})
+    raw = raw_config()
+    raw["model"]["defaults"]["regression"]["params"]["alpha"] = 1  # an integer in the file...
+    assert parse_config(raw, "c.yaml", {"alpha": "0.3"}).estimator.params["alpha"] == 0.3  # ...still takes any number
 
 
 def test_a_minus_p_value_is_typed_by_the_keys_declared_type_not_by_the_files_value():

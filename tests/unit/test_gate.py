@@ -72,7 +72,12 @@ def test_with_no_margin_the_baseline_must_still_be_strictly_beaten():
     ("settings", "rmse", "passed", "detail"),
     [
         (STRICT, 49.0, True, "RMSE 49 better than champion version 2's 50 on the same test split"),
-        (STRICT, 50.0, False, "RMSE 50 equals champion version 2's 50 on the same test split: an equal model does not replace the champion"),
+        (
+            STRICT,
+            50.0,
+            False,
+            "RMSE 50 equals champion version 2's 50 on the same test split: an equal model does not replace the champion",
+        ),
         (STRICT, 50.001, False, "RMSE 50 worse than champion version 2's 50 on the same test split"),
         (LENIENT, 50.4, True, "RMSE 50.4 within 1% tolerance of champion version 2's 50 on the same test split (limit 50.5)"),
         (LENIENT, 50.6, False, "RMSE 50.6 outside 1% tolerance of champion version 2's 50 on the same test split (limit 50.5)"),
@@ -101,7 +106,7 @@ def test_degenerate_splits_and_candidates_are_refused_with_a_reason():
 
 def test_the_verdict_names_the_failed_checks_or_all_of_them():
     scores = Scores(metrics(40.0), metrics(70.0, r2=0.0), metrics(45.0), "champion version 1")
-    passing = gate.judge(STRICT, REGRESSION, RMSE, scores, {"r2": {"min": 0.3}}, [])
+    passing = gate.judge(STRICT, REGRESSION, RMSE, scores, thresholds={"r2": {"min": 0.3}}, degenerate=[])
     passed, reason = gate.verdict(passing, "")
     assert passed
     assert reason.split("; ") == [
@@ -110,11 +115,11 @@ def test_the_verdict_names_the_failed_checks_or_all_of_them():
         "RMSE 40 better than champion version 1's 45 on the same test split",
     ]
     worse = Scores(metrics(46.0), metrics(70.0, r2=0.0), metrics(45.0), "champion version 1")
-    assert gate.verdict(gate.judge(STRICT, REGRESSION, RMSE, worse, {}, []), "") == (
+    assert gate.verdict(gate.judge(STRICT, REGRESSION, RMSE, worse, thresholds={}, degenerate=[]), "") == (
         False,
         "RMSE 46 worse than champion version 1's 45 on the same test split",
     )
-    alone = gate.judge(STRICT, REGRESSION, RMSE, Scores(metrics(40.0), metrics(70.0)), {}, [])
+    alone = gate.judge(STRICT, REGRESSION, RMSE, Scores(metrics(40.0), metrics(70.0)), thresholds={}, degenerate=[])
     assert gate.verdict(alone, gate.NO_CHAMPION)[1].endswith("; no champion yet")
 
 

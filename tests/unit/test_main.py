@@ -21,9 +21,10 @@ def parse(*argv: str) -> dict[str, str]:
 
 
 def test_declared_parameters_and_extra_dotted_keys_become_overrides():
-    overrides = parse("--alpha", "0.3", "--data_uri", "d.csv", "--evaluation.min_r2", "0.4")
-    assert overrides == {"alpha": "0.3", "data_uri": "d.csv", "evaluation.min_r2": "0.4"}
-    assert driver.resolve_config(overrides, main.PIPELINE).evaluation.min_r2 == 0.4
+    overrides = parse("--alpha", "0.3", "--data_uri", "d.csv", "--evaluation.baseline_margin", "0.4", "--model.params.tol", "0.01")
+    assert overrides == {"alpha": "0.3", "data_uri": "d.csv", "evaluation.baseline_margin": "0.4", "model.params.tol": "0.01"}
+    config = driver.resolve_config(overrides, main.PIPELINE)
+    assert config.evaluation.baseline_margin == 0.4 and config.estimator.params["tol"] == 0.01
 
 
 def test_a_stray_argument_is_a_clear_error():
@@ -39,15 +40,17 @@ def test_abbreviations_are_unknown_parameters_not_silent_matches():
 
 
 def test_a_dotted_key_with_its_own_parameter_must_use_the_parameter():
-    with pytest.raises(ConfigError, match=r"-P model.alpha: set it with -P alpha=... instead"):
-        parse("--model.alpha", "0.1")
+    with pytest.raises(ConfigError, match=r"-P model.params.alpha: set it with -P alpha=... instead"):
+        parse("--model.params.alpha", "0.1")
 
 
 def test_step_argument_errors_are_one_line_input_errors():
     with pytest.raises(InputError, match=r"unrecognized arguments: --bogus 1"):
         featurize.build_parser().parse_args(["--bogus", "1"])
-    with pytest.raises(InputError, match=r"argument --alpha: invalid float value: 'abc'"):
-        train.build_parser().parse_args(["--alpha", "abc", "--l1_ratio", "0.5", "--max_iter", "5"])
+    with pytest.raises(InputError, match=r"unrecognized arguments: --alpha abc"):
+        train.build_parser().parse_args(["--alpha", "abc"])  # a step run alone takes -P params='{alpha: 0.1}'
+    args = train.build_parser().parse_args(["--params", "{alpha: 0.1}", "--estimator", "sklearn.linear_model.ElasticNet"])
+    assert (args.params, args.estimator) == ("{alpha: 0.1}", "sklearn.linear_model.ElasticNet")
 
 
 def test_steps_inherit_the_parent_run_and_no_experiment_name(monkeypatch):
@@ -77,8 +80,8 @@ def test_a_step_under_the_driver_logs_its_error_and_leaves_the_error_line_to_the
 def test_a_driver_refuses_keys_it_does_not_use():
     from steps.sweep import SWEEP  # noqa: PLC0415 - the other driver
 
-    with pytest.raises(ConfigError, match=r"-P sweep.alphas: not used by main; only `mlflow run . -e sweep` uses it"):
-        parse("--sweep.alphas", "0.1,1")
-    args, extra = driver.build_parser(SWEEP).parse_known_args(["--model.alpha", "0.3"])
-    with pytest.raises(ConfigError, match=r"-P model.alpha: not used by sweep; set the grid with -P alphas=\.\.\. instead"):
+    with pytest.raises(ConfigError, match=r"-P sweep.grid.alpha: not used by main; only `mlflow run . -e sweep` uses it"):
+        parse("--sweep.grid.alpha", "0.1,1")
+    args, extra = driver.build_parser(SWEEP).parse_known_args(["--run.dry_run", "true"])
+    with pytest.raises(ConfigError, match=r"-P run.dry_run: not used by sweep"):
         driver.overrides_from(args, extra, SWEEP)
