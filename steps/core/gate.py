@@ -172,6 +172,7 @@ def judge(
     task: Task,
     metric: Metric,
     scores: Scores,
+    *,
     thresholds: Mapping[str, Mapping[str, float]],
     degenerate: list[Check],
 ) -> list[Check]:
