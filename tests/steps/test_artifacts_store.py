@@ -24,6 +24,7 @@ def test_logged_table_reads_back_from_its_runs_uri(tracking_uri):
             missing_values=0,
             splits={"train": {"rows": 6, "digest": table.digest}},
             split={"test_size": 0.2, "seed": 1},
+            target={"task": "regression", "mean": 1.5},
             schema={"target": "y", "columns": {"x": {}, "a": {}, "y": {}}},
         )
         manifest = artifacts.log_record(written, "data/manifest.json")
@@ -54,4 +55,10 @@ def test_a_step_alone_logs_the_values_it_took_from_the_config_file(tracking_uri)
         resolved = settings(ingest.build_parser().parse_args(["--seed", "7"]), DataSettings, "data", ingest.OPTIONS)
     params = mlflow.MlflowClient().get_run(run.info.run_id).data.params
     assert resolved.seed == 7
-    assert params == {"seed": "7", "data_uri": "data/example_data.csv", "schema": "conf/schema.yaml", "test_size": "0.2"}
+    assert params == {
+        "seed": "7",
+        "data_uri": "data/example_data.csv",
+        "schema": "conf/schema.yaml",
+        "test_size": "0.2",
+        "drop_missing_target": "false",
+    }

@@ -4,56 +4,80 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import dataclasses
+
 import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from steps import evaluate, register, rollback
+from steps.core import tasks
 from steps.core.errors import InputError
 from steps.core.gate import GateSettings
+from steps.core.tasks import TargetSummary
 from steps.mlflow_io.contracts import ChampionRecord, CheckRecord, EvaluationResult, Manifest
 from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
 from tests.conftest import fit_model, log_model, make_frame
 
-LENIENT = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.01)
-STRICT = GateSettings(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.0)
+LENIENT = GateSettings(metric="auto", baseline_margin=0.05, champion_tolerance=0.01)
+STRICT = GateSettings(metric="auto", baseline_margin=0.05, champion_tolerance=0.0)
 BY = {"user": "tester", "run_id": "run123"}
+
+
+def _summary(test) -> TargetSummary:
+    """A baseline fitted on the test split itself: its mean."""
+    return tasks.summarize(tasks.REGRESSION, test["y"])
+
+
+def _judge(test, predictions, schema, settings=LENIENT, champion=None) -> evaluate.EvaluateOutputs:
+    candidate = evaluate.Candidate(np.asarray(predictions))
+    return evaluate.run(test, schema, settings, _summary(test), candidate, champion=champion)
 
 
 def test_good_predictions_pass_and_metrics_come_from_mlflow_evaluate(tracking_uri, small_schema):
     test = make_frame(rows=30, missing=False)
     with mlflow.start_run() as run:
-        out = evaluate.run(test, test["y"].to_numpy() + 1.0, small_schema, LENIENT)
+        out = _judge(test, test["y"].to_numpy() + 1.0, small_schema)
     assert out.passed, out.reason
     assert out.metrics["root_mean_squared_error"] == pytest.approx(1.0)
     assert out.metrics["mean_absolute_error"] == pytest.approx(1.0)
     assert out.metrics["r2_score"] > 0.99
     assert out.champion_metrics is None
-    assert out.reason.endswith("no champion yet: absolute thresholds only")
-    assert [c.name for c in out.checks] == ["min_r2", "max_rmse"]
+    assert out.reason.endswith("no champion yet")
+    assert [c.name for c in out.checks] == ["baseline"]  # the small schema declares no thresholds
+    assert out.baseline["root_mean_squared_error"] == pytest.approx(test["y"].std(ddof=0))
     assert set(out.figures) == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
     logged = MlflowClient().get_run(run.info.run_id).data.metrics
     assert logged["root_mean_squared_error"] == pytest.approx(1.0)
 
 
-def test_poor_predictions_fail_with_the_reason(tracking_uri, small_schema):
+def test_the_schemas_thresholds_apply_to_its_data(tracking_uri, small_schema):
+    test = make_frame(rows=30, missing=False)
+    schema = dataclasses.replace(small_schema, thresholds={"r2": {"min": 0.3}, "rmse": {"max": 0.5}})
+    with mlflow.start_run():
+        out = _judge(test, test["y"].to_numpy() + 1.0, schema)
+    assert not out.passed
+    assert out.reason == "RMSE 1 > max 0.5 (the schema's threshold); no champion yet"
+
+
+def test_a_constant_prediction_is_refused_and_says_why(tracking_uri, small_schema):
     test = make_frame(rows=30, missing=False)
     constant = np.full(len(test), test["y"].mean())
     with mlflow.start_run():
-        out = evaluate.run(test, constant, small_schema, GateSettings(min_r2=0.3, max_rmse=1.0, champion_tolerance=0.0))
+        out = _judge(test, constant, small_schema)
     assert not out.passed
-    assert out.reason.startswith("R² ")
-    assert "< min_r2 0.3" in out.reason and "> max_rmse 1;" in out.reason
+    assert out.reason.startswith(f"the candidate predicts {float(test['y'].mean())!r} for every test row; RMSE ")
+    assert "misses" in out.reason and "(the baseline: the train split's mean)" in out.reason
     assert "\n" not in out.reason
 
 
 def test_unusable_predictions_are_errors(tracking_uri, small_schema):
     test = make_frame(rows=10, missing=False)
     with pytest.raises(InputError, match=r"returned 9 predictions for 10 test rows"):
-        evaluate.run(test, np.zeros(9), small_schema, LENIENT)
+        _judge(test, np.zeros(9), small_schema)
     with pytest.raises(InputError, match=r"1 non-finite prediction"):
-        evaluate.run(test, np.r_[np.zeros(9), np.nan], small_schema, LENIENT)
+        _judge(test, np.r_[np.zeros(9), np.nan], small_schema)
 
 
 @pytest.mark.parametrize(
@@ -69,12 +93,12 @@ def test_candidate_is_judged_against_the_champion_on_the_same_split(tracking_uri
     signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)  # RMSE == the offset exactly
     champion = evaluate.Champion(RegisteredModel("m", "3"), test["y"].to_numpy() + champion_error * signs)
     with mlflow.start_run() as run:
-        out = evaluate.run(test, test["y"].to_numpy() + candidate_error * signs, small_schema, LENIENT, champion=champion)
+        out = _judge(test, test["y"].to_numpy() + candidate_error * signs, small_schema, champion=champion)
     assert out.passed is passed, out.reason
     assert out.champion_metrics["root_mean_squared_error"] == pytest.approx(champion_error)
     check = out.checks[-1]
     assert check.name == "champion" and check.passed is passed
-    assert f"champion version 3's RMSE {champion_error:.4g} on the same test split + 1% tolerance" in check.detail
+    assert f"champion version 3's {champion_error:.4g} on the same test split" in check.detail
     if not passed:
         assert out.reason == check.detail  # only the failed check explains a rejection
 
@@ -84,29 +108,28 @@ def test_candidate_is_judged_against_the_champion_on_the_same_split(tracking_uri
     assert nested.data.metrics["root_mean_squared_error"] == pytest.approx(champion_error)
 
 
-def test_with_no_tolerance_the_candidate_must_not_be_worse_than_the_champion(tracking_uri, small_schema):
+def test_with_no_tolerance_an_equal_candidate_leaves_the_champion_in_place(tracking_uri, small_schema):
     test = make_frame(rows=40, missing=False)
     signs = np.where(np.arange(len(test)) % 2 == 0, 1.0, -1.0)
-    strict = GateSettings(min_r2=0.5, max_rmse=100.0, champion_tolerance=0.0)
     champion = evaluate.Champion(RegisteredModel("m", "2"), test["y"].to_numpy() + signs)
     with mlflow.start_run():
-        same = evaluate.run(test, test["y"].to_numpy() + signs, small_schema, strict, champion=champion)
-        worse = evaluate.run(test, test["y"].to_numpy() + 1.001 * signs, small_schema, strict, champion=champion)
-    assert same.passed, same.reason
-    assert same.checks[-1].detail == "RMSE 1 <= 1, champion version 2's RMSE on the same test split"
-    assert not worse.passed
-    assert worse.reason == "RMSE 1.001 > 1, champion version 2's RMSE on the same test split"
+        same = _judge(test, test["y"].to_numpy() + signs, small_schema, STRICT, champion=champion)
+        better = _judge(test, test["y"].to_numpy() + 0.999 * signs, small_schema, STRICT, champion=champion)
+    assert not same.passed
+    assert same.reason == "RMSE 1 equals champion version 2's 1 on the same test split: an equal model does not replace the champion"
+    assert better.passed, better.reason
+    assert better.checks[-1].detail == "RMSE 0.999 better than champion version 2's 1 on the same test split"
 
 
-def test_a_champion_that_cannot_score_the_split_leaves_the_absolute_thresholds(tracking_uri, small_schema):
+def test_a_champion_that_cannot_score_the_split_leaves_the_other_checks(tracking_uri, small_schema):
     test = make_frame(rows=30, missing=False)
     champion = evaluate.Champion(RegisteredModel("m", "4"), None, "cannot score this test split (KeyError: 'x3')")
     with mlflow.start_run():
-        out = evaluate.run(test, test["y"].to_numpy() + 1.0, small_schema, LENIENT, champion=champion)
+        out = _judge(test, test["y"].to_numpy() + 1.0, small_schema, champion=champion)
     assert out.passed
-    assert [c.name for c in out.checks] == ["min_r2", "max_rmse"]
+    assert [c.name for c in out.checks] == ["baseline"]
     assert out.champion_metrics is None
-    assert out.reason.endswith("; champion version 4 cannot score this test split (KeyError: 'x3'): absolute thresholds only")
+    assert out.reason.endswith("; champion version 4 cannot score this test split (KeyError: 'x3')")
 
 
 def evaluation_result(**changes: object) -> EvaluationResult:
@@ -118,7 +141,10 @@ def evaluation_result(**changes: object) -> EvaluationResult:
             model_name="m", version="3", metrics={"root_mean_squared_error": 1.0, "mean_absolute_error": 0.8, "r2_score": 0.9}
         ),
         "checks": [CheckRecord(name="champion", passed=False, detail="RMSE 2 > 1.01")],
-        "thresholds": {"min_r2": 0.3, "max_rmse": 65.0, "champion_tolerance": 0.01},
+        "task": "regression",
+        "metric": "root_mean_squared_error",
+        "baseline": {"root_mean_squared_error": 3.0, "mean_absolute_error": 2.5, "r2_score": -0.01},
+        "gate": {"metric": "auto", "baseline_margin": 0.05, "champion_tolerance": 0.01},
         "test_rows": 40,
         "test_uri": "runs:/x/data/test.parquet",
         "model_uri": "models:/m-1",
@@ -130,8 +156,8 @@ def evaluation_result(**changes: object) -> EvaluationResult:
 def test_report_shows_both_metric_sets_and_every_check():
     report = evaluate.report_markdown(evaluation_result())
     assert report.startswith("# Evaluation: **rejected**")
-    assert "| metric | candidate | champion (version 3) |" in report
-    assert "| RMSE | 2 | 1 |" in report
+    assert "| metric | candidate | baseline | champion (version 3) |" in report
+    assert "| RMSE (gate) | 2 | 3 | 1 |" in report
     assert "| champion | no | RMSE 2 > 1.01 |" in report
 
 
@@ -206,9 +232,15 @@ def _register_measured(model_uri: str, rmse: float, compared_with: str | None, t
         passed=True, reason="ok", metrics={"root_mean_squared_error": rmse, "r2_score": 0.9}, test_digest=test_digest, champion=None
     )
     verdict = register.Verdict(
-        passed=True, reason="ok", compared_with=compared_with, metrics=evaluation.metrics, test_digest=test_digest, params=STRICT
+        passed=True,
+        reason="ok",
+        compared_with=compared_with,
+        metrics=evaluation.metrics,
+        test_digest=test_digest,
+        params=STRICT,
+        metric="root_mean_squared_error",
     )
-    tags = register.lineage_tags({}, MANIFEST, evaluation)
+    tags = register.lineage_tags({}, MANIFEST, evaluation, "sklearn.linear_model.ElasticNet")
     return register.run(MlflowClient(), model_uri, "unit-model", verdict, tags=tags, by=BY)
 
 
@@ -218,11 +250,11 @@ def test_a_candidate_overtaken_meanwhile_is_compared_with_the_new_champions_reco
     assert (first.decision, first.champion) == ("promoted", "1")
     better = _register_measured(new_model(), rmse=45.0, compared_with=None)
     assert (better.decision, better.champion) == ("promoted", "2")
-    recheck = "champion is now version 1, and by its recorded evaluation: RMSE 45 <= 50, version 1's RMSE on the same test split"
+    recheck = "champion is now version 1, and by its recorded evaluation: RMSE 45 better than version 1's 50 on the same test split"
     assert recheck in better.reason
     worse = _register_measured(new_model(), rmse=47.5, compared_with=None)
     assert (worse.decision, worse.champion) == ("not promoted", "2")
-    assert worse.reason.endswith("which is better by its recorded evaluation: RMSE 47.5 > 45, version 2's RMSE on the same test split")
+    assert worse.reason.endswith("which is better by its recorded evaluation: RMSE 47.5 worse than version 2's 45 on the same test split")
     # Recorded on another split: not comparable, so not promoted.
     other_split = _register_measured(new_model(), rmse=1.0, compared_with="1", test_digest="split-2")
     assert (other_split.decision, other_split.champion) == ("not promoted", "2")
@@ -313,6 +345,7 @@ MANIFEST = Manifest(
     missing_values=0,
     splits={"train": {"rows": 8, "digest": "a"}, "test": {"rows": 2, "digest": "b"}},
     split={"test_size": 0.2, "seed": 42},
+    target={"task": "regression", "mean": 1.0},
     schema={"target": "y", "columns": {"x": {"dtype": "float"}, "y": {"dtype": "float"}}},
 )
 
@@ -325,19 +358,23 @@ def test_verdict_must_be_about_this_model_and_registry_name():
         register.verdict_of(evaluation, "runs:/e/evaluation/result.json", "models:/m-2", "other")
     verdict = register.verdict_of(evaluation, "uri", "models:/m-1", "other")
     assert (verdict.passed, verdict.compared_with) == (True, "2")
-    assert verdict.params == GateSettings(min_r2=0.3, max_rmse=65.0, champion_tolerance=0.01)  # for the re-check
+    assert verdict.params == GateSettings(metric="auto", baseline_margin=0.05, champion_tolerance=0.01)  # for the re-check
+    assert (verdict.task, verdict.metric) == ("regression", "root_mean_squared_error")
 
 
 def test_lineage_tags_link_run_data_code_and_verdict():
     evaluation = evaluation_result(passed=True, reason="ok", metrics={"r2_score": 0.5, "root_mean_squared_error": 50.0, "max_error": 1.0})
-    tags = register.lineage_tags({"mlflow.parentRunId": "parent123", "mlflow.source.git.commit": "deadbeef"}, MANIFEST, evaluation)
+    run_tags = {"mlflow.parentRunId": "parent123", "mlflow.source.git.commit": "deadbeef"}
+    tags = register.lineage_tags(run_tags, MANIFEST, evaluation, "sklearn.linear_model.ElasticNet")
     assert tags["pipeline.run_id"] == "parent123"
     assert tags["git.commit"] == "deadbeef"
     assert tags["data.digest"] == "d1g3st"
     assert tags["evaluation.passed"] == "true"
     assert tags["evaluation.r2_score"] == "0.5"
     assert "evaluation.max_error" not in tags
-    standalone = register.lineage_tags({}, MANIFEST, evaluation_result())
+    assert (tags["model.task"], tags["model.estimator"], tags["data.target"]) == ("regression", "sklearn.linear_model.ElasticNet", "y")
+    assert tags["evaluation.primary_metric"] == "root_mean_squared_error"
+    standalone = register.lineage_tags({}, MANIFEST, evaluation_result(), "unknown")
     assert standalone["pipeline.run_id"].startswith("none")
     assert standalone["git.commit"].startswith("unknown")
 

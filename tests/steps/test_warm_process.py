@@ -311,10 +311,10 @@ def test_a_driver_starts_a_warm_process_unless_pipeline_warm_is_off(monkeypatch,
 
 
 def test_a_failing_step_reports_and_exits_as_if_started_from_scratch(warm, tmp_path, store):
-    warmed = _run(tmp_path, _env(store, tmp_path, warm.environment_value), "train", "--alpha=abc")
-    cold = _run(tmp_path, _env(store, tmp_path, None), "train", "--alpha=abc")
+    warmed = _run(tmp_path, _env(store, tmp_path, warm.environment_value), "ingest", "--test_size=abc")
+    cold = _run(tmp_path, _env(store, tmp_path, None), "ingest", "--test_size=abc")
     assert (warmed.returncode, cold.returncode) == (1, 1)
-    line = "error: train: argument --alpha: invalid float value: 'abc'"
+    line = "error: ingest: argument --test_size: invalid float value: 'abc'"
     assert [x for x in warmed.stderr.splitlines() if x.startswith("error:")] == [line], warmed.stderr
     assert [x for x in cold.stderr.splitlines() if x.startswith("error:")] == [line], cold.stderr
     assert sorted(r.info.status for r in _runs(tmp_path)) == ["FAILED", "FAILED"]
