@@ -122,6 +122,7 @@ class Artifact:
     PREDICTED_VS_ACTUAL = "plots/predicted_vs_actual.png"
     RESIDUALS = "plots/residuals.png"
     CARD = "card.html"
+    SCHEMA = "schema/schema.yaml"  # the schema entry point's draft
 
 
 @dataclass(frozen=True)
@@ -242,4 +243,5 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "predict": ("predictions_uri",),
     "rollback": ("champion_uri",),
     "compare": ("runs_uri",),
+    "schema": ("schema_uri",),
 }

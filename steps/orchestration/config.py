@@ -2,8 +2,8 @@
 
 Each section is the pydantic model of the code that uses it: ``data`` (core/data.py), ``model``
 (core/model.py), ``evaluation`` (core/gate.py), ``registry`` (mlflow_io/registry.py), and the
-drivers' own ``run`` and ``sweep`` below. ``predict`` and ``compare`` belong to those entry
-points, which check them when they run. A ``-P`` value is typed like the value it replaces;
+drivers' own ``run`` and ``sweep`` below. ``predict``, ``compare`` and ``schema`` belong to those
+entry points, which check them when they run. A ``-P`` value is typed like the value it replaces;
 every problem is one :class:`ConfigError` line naming the key and where its value came from (the
 YAML file or a ``-P`` parameter), e.g. ``-P alpha: model.alpha: must be >= 0, got -1.0``.
 """
@@ -160,8 +160,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "run": RunSettings,
     "sweep": SweepSettings,
 }
-# Sections that other entry points read and check themselves (predict, compare).
-OTHER_SECTIONS = ("predict", "compare")
+# Sections that other entry points read and check themselves (predict, compare, schema).
+OTHER_SECTIONS = ("predict", "compare", "schema")
 
 
 @dataclass(frozen=True)

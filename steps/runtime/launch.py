@@ -39,7 +39,7 @@ WARM_SWITCH_ENV = "PIPELINE_WARM"
 WARM_OFF_VALUES = frozenset({"0", "false", "no", "off"})
 # At most this many variable names in the line saying why the warm process declined a step.
 MAX_NAMES_SHOWN = 8
-STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
+STEP_NAMES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare", "schema")
 # Entry points that drive steps (run in this process, with a warm process for their steps): their modules.
 DRIVERS = {"main": "main", "sweep": "steps.sweep"}
 ENTRY_POINTS = (*DRIVERS, *STEP_NAMES)

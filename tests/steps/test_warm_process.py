@@ -323,7 +323,7 @@ def test_a_failing_step_reports_and_exits_as_if_started_from_scratch(warm, tmp_p
 def test_the_launcher_names_the_steps_it_knows(tmp_path, store):
     done = _run(tmp_path, _env(store, tmp_path, None), "deploy")
     assert done.returncode == 2
-    assert "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare>" in done.stderr
+    assert "usage: python -m steps <main|sweep|ingest|featurize|train|evaluate|register|rollback|predict|compare|schema>" in done.stderr
 
 
 def test_variables_that_the_imports_set_themselves_do_not_differ():

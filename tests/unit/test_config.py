@@ -15,7 +15,7 @@ from steps.mlflow_io.step_run import require_inputs
 from steps.orchestration.config import SWEEP_PARAMETERS, load_config, parse_config
 
 # The entry points besides main, each a module of steps/ with a build_parser().
-ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare")
+ENTRY_POINT_MODULES = ("ingest", "featurize", "train", "evaluate", "register", "rollback", "predict", "compare", "schema")
 
 
 def raw_config() -> dict:

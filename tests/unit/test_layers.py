@@ -20,7 +20,7 @@ import pytest
 from steps.core.conf import PROJECT_ROOT
 
 STEPS = PROJECT_ROOT / "steps"
-ENTRY_POINTS = ("ingest", "featurize", "train", "evaluate", "register", "predict", "rollback", "compare", "sweep")
+ENTRY_POINTS = ("ingest", "featurize", "train", "evaluate", "register", "predict", "rollback", "compare", "schema", "sweep")
 DRIVERS = ("main", "sweep")  # drive steps: the only entry points that use orchestration
 ALLOWED = {
     "core": {"core"},
