@@ -83,7 +83,7 @@ def write_output(path: Path, text: str, overwrite: bool) -> None:
 
 def next_command(data_uri: str, schema_file: str) -> str:
     """The pipeline run that uses the reviewed draft."""
-    return shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_uri}", "-P", f"data.schema={schema_file}"])
+    return shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_uri}", "-P", f"schema={schema_file}"])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -276,7 +276,7 @@ def test_own_parquet_data_with_its_own_schema_and_a_text_column(tmp_path):
     run = run_pipeline(
         tmp_path / "store",
         f"data_uri={tmp_path / 'houses.parquet'}",
-        f"data.schema={tmp_path / 'houses.yaml'}",
+        f"schema={tmp_path / 'houses.yaml'}",
         "model_name=houses",
         "alpha=0.01",
         "evaluation.max_rmse=1000",
