@@ -11,7 +11,8 @@ from steps.core.conf import validate
 from steps.core.data import DataSettings
 from steps.core.errors import ConfigError, DataError
 from steps.core.schema import load_schema, parse_schema, validate_frame
-from tests.conftest import PROJECT_ROOT, SMALL_SCHEMA, make_frame
+from steps.core.tasks import REGRESSION
+from tests.conftest import PROJECT_ROOT, SMALL_SCHEMA, data_settings, make_frame
 
 
 def test_bundled_example_data_satisfies_the_bundled_schema():
@@ -138,22 +139,23 @@ def test_target_must_be_a_column_name():
 
 def test_ingest_split_is_deterministic_and_complete(small_schema):
     frame = make_frame(rows=50)
-    params = DataSettings(uri="f.csv", schema="s.yaml", test_size=0.2, seed=3)
-    first, second = ingest.run(frame, small_schema, params, "f.csv"), ingest.run(frame, small_schema, params, "f.csv")
+    params = data_settings(uri="f.csv", schema="s.yaml", test_size=0.2, seed=3)
+    first, second = ingest.run(frame, small_schema, params, "auto", "f.csv"), ingest.run(frame, small_schema, params, "auto", "f.csv")
+    assert first.task is REGRESSION and first.dropped_rows == 0
     assert (len(first.train), len(first.test)) == (40, 10)
     pd.testing.assert_frame_equal(first.train, second.train)
     pd.testing.assert_frame_equal(first.test, second.test)
     together = pd.concat([first.train, first.test]).sort_values("y").reset_index(drop=True)
     pd.testing.assert_frame_equal(together, first.data.sort_values("y").reset_index(drop=True))
-    other = ingest.run(frame, small_schema, params.model_copy(update={"seed": 4}), "f.csv")
+    other = ingest.run(frame, small_schema, params.model_copy(update={"seed": 4}), "auto", "f.csv")
     assert not other.test.equals(first.test)
 
 
 def test_ingest_refuses_too_few_rows_to_split(small_schema):
     with pytest.raises(DataError, match=r"f.csv: 3 row\(s\) are too few to split; train and test need at least 2 rows each"):
-        ingest.run(make_frame(rows=3, missing=False), small_schema, DataSettings(uri="f", schema="s", test_size=0.2, seed=0), "f.csv")
+        ingest.run(make_frame(rows=3, missing=False), small_schema, data_settings(test_size=0.2, seed=0), "auto", "f.csv")
     with pytest.raises(DataError, match=r"f.csv: test_size=0.01 splits 40 rows into 39 train and 1 test rows; each split needs at least 2"):
-        ingest.run(make_frame(rows=40), small_schema, DataSettings(uri="f", schema="s", test_size=0.01, seed=0), "f.csv")
+        ingest.run(make_frame(rows=40), small_schema, data_settings(test_size=0.01, seed=0), "auto", "f.csv")
 
 
 @pytest.mark.parametrize(
@@ -164,9 +166,10 @@ def test_ingest_refuses_too_few_rows_to_split(small_schema):
         ({"uri": " "}, r"^data.uri: must not be empty$"),
         ({"seed": True}, r"^data.seed: expected an integer, got True$"),
         ({"sede": 1}, r"^unknown key 'data.sede' \(did you mean 'data.seed'\?\)$"),
+        ({"drop_missing_target": "yes"}, r"^data.drop_missing_target: expected true or false, got 'yes'$"),
     ],
 )
 def test_data_settings_errors_name_the_key(values, message):
-    good = {"uri": "f.csv", "schema": "conf/schema.yaml", "test_size": 0.2, "seed": 1}
+    good = {"uri": "f.csv", "schema": "conf/schema.yaml", "test_size": 0.2, "seed": 1, "drop_missing_target": False}
     with pytest.raises(ConfigError, match=message):
         validate(DataSettings, "data", good | values)
