@@ -253,6 +253,11 @@ def test_dropping_rows_with_no_target_works_for_a_quantity_too(small_schema):
         ingest.run(frame, small_schema, data_settings(), "auto", "f.csv")
     complete = ingest.run(make_frame(rows=30), small_schema, data_settings(drop_missing_target=True), "auto", "f.csv")
     assert complete.dropped_rows == 0 and len(complete.data) == 30
+    # A numeric column read as text (a blank cell kept as spaces) has no value there either, not a non-number.
+    spaces = make_frame(rows=30).assign(y=lambda f: f["y"].astype(object).where(f.index != 4, "  "))
+    with pytest.raises(DataError, match=r"column 'y': 1 missing value\(s\), first at row 5 \(to drop such rows instead"):
+        ingest.run(spaces, small_schema, data_settings(), "auto", "f.csv")
+    assert ingest.run(spaces, small_schema, data_settings(drop_missing_target=True), "auto", "f.csv").dropped_rows == 1
 
 
 BOOL_SCHEMA = {"target": "y", "columns": {"flag": {"dtype": "bool"}, "x": {}, "y": {}}}
