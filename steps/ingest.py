@@ -55,11 +55,20 @@ class IngestOutputs:
 
 
 def drop_missing_target(raw: pd.DataFrame, schema: DataSchema, params: DataSettings) -> tuple[pd.DataFrame, int]:
-    """``raw`` without the rows that have no target value, when the settings say so; and how many."""
-    if not params.drop_missing_target or schema.target not in raw.columns:
+    """``raw`` without the rows that have no target value (missing, or blank text), when the settings say so; and how many.
+
+    Otherwise blank text in the target is made a missing value, for the schema check to refuse
+    like one (naming the setting that drops such rows), never to read as a class of its own.
+    """
+    if schema.target not in raw.columns:
         return raw, 0
     target = raw[schema.target]
-    missing = target.isna() | (target.astype("string").str.strip() == "")
+    # Only text can be blank: a numeric (or bool) column is not converted to text to look for it.
+    text = not pd.api.types.is_numeric_dtype(target.dtype)
+    blank = (target.astype("string").str.strip() == "").fillna(False).to_numpy(dtype=bool) if text else np.zeros(len(target), bool)
+    if not params.drop_missing_target:
+        return (raw.assign(**{schema.target: target.mask(blank)}), 0) if blank.any() else (raw, 0)
+    missing = target.isna().to_numpy() | blank
     return (raw[~missing].reset_index(drop=True), int(missing.sum())) if missing.any() else (raw, 0)
 
 

@@ -103,17 +103,21 @@ class ModelSettings(BaseModel):
         apply to that estimator only, with ``params`` on top.
         """
         default = self.defaults[task.name]
-        path = default.estimator if self.estimator == AUTO else self.estimator
+        path = (default.estimator if self.estimator == AUTO else self.estimator).strip()
         where = "model.estimator" if self.estimator != AUTO else f"model.defaults.{task.name}.estimator"
-        params = (default.params if path == default.estimator else {}) | self.params
+        inherited = default.params if path == default.estimator.strip() else {}
         try:
             cls = estimator_class(path, task)
         except ValueError as exc:
             raise ConfigError(str(exc).replace("model.estimator", where, 1)) from None
-        problems = parameter_problems(cls, params)
+        # Each problem named by the key that holds the value: model.params, or the default's own.
+        unchanged = {name: value for name, value in inherited.items() if name not in self.params}
+        problems = parameter_problems(cls, self.params) + [
+            problem.replace("model.params.", f"model.defaults.{task.name}.params.", 1) for problem in parameter_problems(cls, unchanged)
+        ]
         if problems:
             raise ConfigError(problems[0])
-        return EstimatorSpec(path.strip(), params, task)
+        return EstimatorSpec(path, inherited | self.params, task)
 
 
 @dataclass(frozen=True)
