@@ -21,7 +21,8 @@ from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from steps.core import model, tasks
+from steps.core import labels, model, tasks
+from steps.core.conf import PROJECT_ROOT
 from steps.core.errors import InputError
 from steps.core.features import load_transformer_file, transform_for_fit
 from steps.core.model import EstimatorSpec, ModelDescription, ModelSettings
@@ -59,12 +60,13 @@ def run(train: pd.DataFrame, transformer: ColumnTransformer, schema: DataSchema,
         target = tasks.labels(target)
     transformed = transform_for_fit(transformer, features)
     # ``transformed`` is this function's own copy: the estimator may work on it in place.
-    estimator = model.fit(model.build(spec, overwrite_input=True), transformed, target)
+    built = model.build(spec, overwrite_input=True)
+    estimator = model.fit(labels.wrap(built) if spec.task.classification else built, transformed, target)
     del transformed
     # Both parts are fitted: the pipeline is built, not re-fitted, so featurize's fit is kept.
     fitted = Pipeline([("preprocess", transformer), (spec.task.model_type, estimator)])
     predictions = model.predict_in_chunks(fitted, features)
-    description = model.describe(estimator, [str(n) for n in transformer.get_feature_names_out()])
+    description = model.describe(labels.unwrap(estimator), [str(n) for n in transformer.get_feature_names_out()])
     return TrainOutputs(fitted, description, model.train_metrics(spec.task, target, predictions) | description.metrics)
 
 
@@ -153,7 +155,9 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
         skops_trusted_types=model.skops_types(out.model),
         signature=infer_signature(sample, out.model.predict(sample)),
         input_example=sample.head(INPUT_EXAMPLE_ROWS),
-        pip_requirements=model.requirements(),
+        pip_requirements=model.requirements() + model.estimator_requirements(spec),
+        # The label wrapper is this project's class: the model carries the code that defines it.
+        code_paths=[str(PROJECT_ROOT / "steps")] if isinstance(out.model[-1], labels.LabelEncodedClassifier) else None,
         params={"task": spec.task.name, "estimator": spec.path, **spec.params},
         metadata={"train_data_digest": manifest.splits["train"].digest, "data_digest": manifest.digest},
     )

@@ -17,6 +17,7 @@ assuming an estimator:
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import numbers
 import re
@@ -177,8 +178,13 @@ def parameter_problems(cls: type[BaseEstimator], params: Mapping[str, Any]) -> l
     said here in the pipeline's words (``must be >= 0, got -1.0``).
     """
     known = cls().get_params(deep=False)
+    # Estimators whose constructor takes **kwargs (LightGBM's, XGBoost's) pass unknown names on
+    # to their library, which checks them itself.
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
     problems = []
     for name, value in params.items():
+        if name not in known and open_ended:
+            continue
         if name not in known:
             hint = did_you_mean(name, known)
             problems.append(f"model.params.{name}: not a parameter of {cls.__name__}{hint}; its parameters: {', '.join(sorted(known))}")
@@ -336,6 +342,15 @@ def skops_types(fitted: Pipeline) -> list[str]:
     from steps.core.features import SKOPS_TRUSTED_TYPES  # noqa: PLC0415 - features imports scikit-learn
 
     return sorted(set(SKOPS_TRUSTED_TYPES) | set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))))
+
+
+def estimator_requirements(spec: EstimatorSpec) -> list[str]:
+    """The pin of the package the estimator comes from, when it is not one of :data:`PACKAGES` (e.g. ``lightgbm==4.6.0``)."""
+    from importlib import metadata  # noqa: PLC0415 - only train pins requirements
+
+    top = spec.path.split(".")[0]
+    names = metadata.packages_distributions().get(top, [])
+    return [f"{name}=={metadata.version(name)}" for name in names if name.lower() not in PACKAGES]
 
 
 def requirements(pinned: str | None = None) -> list[str]:
