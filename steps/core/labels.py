@@ -48,7 +48,7 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     def feature_importances_(self) -> np.ndarray:
         return self.estimator_.feature_importances_
 
-    def __sklearn_tags__(self):  # noqa: ANN204 - scikit-learn's Tags type
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "classifier"
         return tags
