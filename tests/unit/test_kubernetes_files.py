@@ -154,7 +154,7 @@ def test_job_template_takes_the_tracking_credentials_from_a_secret_and_leaves_ml
 def test_mlflow_builds_a_valid_job_from_the_template(mlflow_kubernetes: ModuleType, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("KUBE_MLFLOW_TRACKING_URI", raising=False)
     project = load_project(str(KUBERNETES))
-    command = get_entry_point_command(project, "main", {"alpha": "0.3", "evaluation.min_r2": "0.4"}, None)
+    command = get_entry_point_command(project, "main", {"alpha": "0.3", "evaluation.baseline_margin": "0.4"}, None)
     image = docker_image()
     env = {"MLFLOW_RUN_ID": "0123abcd", "MLFLOW_TRACKING_URI": "https://mlflow.example.com", "MLFLOW_EXPERIMENT_ID": "7"}
     job = mlflow_kubernetes._get_kubernetes_job_definition(
@@ -169,7 +169,7 @@ def test_mlflow_builds_a_valid_job_from_the_template(mlflow_kubernetes: ModuleTy
     argv = main["command"]
     assert argv[:4] == ["python", "-m", "steps", "main"]
     pairs = set(itertools.pairwise(argv))
-    assert {("--alpha", "0.3"), ("--evaluation.min_r2", "0.4")} <= pairs  # -P values as given; defaults come from conf/
+    assert {("--alpha", "0.3"), ("--evaluation.baseline_margin", "0.4")} <= pairs  # -P values as given; defaults come from conf/
     assert "--data_uri" not in argv
     values = {entry["name"]: entry.get("value") for entry in main["env"]}
     assert len(values) == len(main["env"])
