@@ -20,7 +20,7 @@ from steps.core.progress import stage
 from steps.core.schema import DataSchema
 from steps.mlflow_io.artifacts import load_manifest, log_file, log_json, read_split
 from steps.mlflow_io.cards import Card, log_card
-from steps.mlflow_io.contracts import Artifact, LoggedArtifact
+from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Tag
 from steps.mlflow_io.step_run import require_inputs, run_step, step_parser
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     train_uri, manifest_uri = require_inputs(args, INPUTS).values()
-    _, schema = load_manifest(manifest_uri)
+    manifest, schema = load_manifest(manifest_uri)
+    mlflow.set_tag(Tag.TASK, manifest.target.task)
     with stage("read the train split", log=logger):
         train = read_split(train_uri, "train split", schema)
     out = run(train, schema)

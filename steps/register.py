@@ -281,6 +281,7 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
     out = run(client, model_uri, model_name, verdict, tags=tags, by=by)
     mlflow.set_tags(
         {
+            Tag.TASK: evaluation.task,
             Tag.MODEL_NAME: model_name,
             Tag.MODEL_VERSION: out.model.version,
             Tag.CHAMPION_VERSION: out.champion or NO_VERSION,
