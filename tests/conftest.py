@@ -182,16 +182,19 @@ def check_card(document: str, min_images: int = 0) -> tuple[str, list[bytes]]:
     return " ".join(" ".join(parser.text).split()), images
 
 
-def fit_model(frame: pd.DataFrame, schema: DataSchema, **params: object):
-    """The fitted pipeline (preprocessing + ElasticNet, ``params`` its arguments) train would log."""
+def fit_model(frame: pd.DataFrame, schema: DataSchema, estimator: str | None = None, **params: object):
+    """The fitted pipeline train would log: preprocessing + ``estimator`` (default: ElasticNet for a
+    numeric target, LogisticRegression for one that names classes), ``params`` its arguments."""
     from steps import train  # noqa: PLC0415 - only the tests that fit models import the step
-    from steps.core import features  # noqa: PLC0415
-    from steps.core.conf import validate  # noqa: PLC0415
-    from steps.core.model import ModelSettings  # noqa: PLC0415
+    from steps.core import features, tasks  # noqa: PLC0415
+    from steps.core.model import EstimatorSpec, estimator_class, parameter_problems  # noqa: PLC0415
 
+    task = tasks.resolve_task("auto", schema)
+    path = estimator or ("sklearn.linear_model.LogisticRegression" if task.classification else "sklearn.linear_model.ElasticNet")
+    problems = parameter_problems(estimator_class(path, task), params)
+    assert not problems, problems
     transformer = features.fit_preprocessing(frame, schema).transformer
-    settings = validate(ModelSettings, "model", {"estimator": "sklearn.linear_model.ElasticNet", **params})
-    return train.run(frame, transformer, schema, settings).model
+    return train.run(frame, transformer, schema, EstimatorSpec(path, dict(params), task)).model
 
 
 def log_model(fitted: object, **options: object) -> mlflow.models.model.ModelInfo:
