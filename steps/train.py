@@ -155,7 +155,14 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
         input_example=sample.head(INPUT_EXAMPLE_ROWS),
         pip_requirements=model.requirements(),
         params={"task": spec.task.name, "estimator": spec.path, **spec.params},
-        metadata={"train_data_digest": manifest.splits["train"].digest, "data_digest": manifest.digest},
+        # The task, its classes and the data schema (as in conf/schema.yaml): predict checks rows against it.
+        metadata={
+            "train_data_digest": manifest.splits["train"].digest,
+            "data_digest": manifest.digest,
+            "task": spec.task.name,
+            "classes": manifest.target.classes,
+            "schema": schema.to_dict(),
+        },
     )
     mlflow.log_metrics(out.metrics)
     if out.description.weights:
