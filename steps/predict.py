@@ -69,6 +69,7 @@ from steps.core.schema import (
     parse_schema,
     validate_frame,
 )
+from steps.core.tasks import CLASSIFICATION
 from steps.mlflow_io.artifacts import (
     DATASET_DIGEST_CHARS,
     PANDAS_NA_STRINGS,
@@ -121,7 +122,6 @@ TYPE_PROBLEMS = ("non_numeric", "infinite", "non_integer")
 # Keys of the MLmodel metadata train writes: the model's task and the data schema it was trained with.
 METADATA_TASK = "task"
 METADATA_SCHEMA = "schema"
-CLASSIFICATION = "classification"
 # A classifier's probability of each class is written as the column probability_<class>.
 PROBABILITY_PREFIX = "probability_"
 
@@ -202,7 +202,7 @@ def model_output(model: mlflow.pyfunc.PyFuncModel) -> ModelOutput:
 
     estimator = raw_model(model)
     task = (model.metadata.metadata or {}).get(METADATA_TASK)
-    classification = task == CLASSIFICATION if task else estimator is not None and is_classifier(estimator)
+    classification = task == CLASSIFICATION.name if task else estimator is not None and is_classifier(estimator)
     classes = getattr(estimator, "classes_", None) if classification else None
     if classes is None:
         return ModelOutput(classification)
