@@ -1,15 +1,31 @@
 """predict: score a dataset with a registered model (default: the champion); log the predictions.
 
 ``mlflow run . -e predict -P data_uri=new_rows.csv`` reads the rows (any URI ingest accepts),
-checks them against the same schema as ingest (the target column may be absent), scores them
-with ``models:/<model_name>@champion`` or ``-P model_uri``, and logs
+scores them with ``models:/<model_name>@champion`` or ``-P model_uri``, and logs
 ``predictions/predictions.parquet``: the input columns (including ones the schema does not know,
 such as IDs) plus a ``prediction`` column. The run is linked to the model it used (tags and an
 MLflow model input), so the scores can be traced to a model version.
 
-``-P engine=spark`` does the same on Apache Spark (``mlflow.pyfunc.spark_udf``), for rows that do
-not fit one machine: ``predictions/predictions.parquet`` is then a directory of Parquet part
-files. pyspark is imported only on that path (``pip install -r requirements-spark.txt``).
+The rows are checked (the target column may be absent) against the data schema the model was
+trained with, which train records in the model's MLmodel metadata, so scoring with someone else's
+model needs no schema file. ``-P schema`` given explicitly wins over it; a model that records no
+schema (logged outside this pipeline) is checked against ``data.schema`` of conf/pipeline.yaml.
+
+What ``prediction`` holds follows the model's task (its metadata's ``task``; for a model logged
+elsewhere, whether its scikit-learn model is a classifier):
+
+- regression: the predicted quantity, as a float;
+- classification: the label the classifier predicts, as it was in the training data (``"benign"``,
+  ``True``, ``2``; not ``2.0``), plus, when the estimator has ``predict_proba``, one column
+  ``probability_<class>`` per class (in the order of the model's ``classes_``; they sum to 1).
+
+``-P engine=spark`` does the same on Apache Spark, for rows that do not fit one machine:
+``predictions/predictions.parquet`` is then a directory of Parquet part files. The prediction
+comes from ``mlflow.pyfunc.spark_udf`` (typed as the classifier's labels: string, long or
+boolean; double for a regressor); the probability columns, which spark_udf cannot give, from a
+pandas UDF that calls ``predict_proba`` on the model's scikit-learn pipeline, broadcast to the
+executors once. Both engines write the same columns with the same values. pyspark is imported
+only on that path (``pip install -r requirements-spark.txt``).
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +59,17 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from steps.core.conf import defaults, project_path
 from steps.core.errors import ConfigError, DataError, InputError, first_line
-from steps.core.schema import PREDICTION_COLUMN, ColumnSpec, DataSchema, _other_delimiter, _range_text, load_schema, validate_frame
+from steps.core.schema import (
+    PREDICTION_COLUMN,
+    ColumnSpec,
+    DataSchema,
+    _other_delimiter,
+    _range_text,
+    load_schema,
+    parse_schema,
+    validate_frame,
+)
+from steps.core.tasks import CLASSIFICATION
 from steps.mlflow_io.artifacts import (
     DATASET_DIGEST_CHARS,
     PANDAS_NA_STRINGS,
@@ -93,6 +119,11 @@ SPARK_SCHEMES = ("hdfs", "viewfs", "s3a", "abfs", "abfss", "wasb", "wasbs")
 MAX_LISTED = 3
 # The kinds of problem a column's type can have; the others need typed values to be judged.
 TYPE_PROBLEMS = ("non_numeric", "infinite", "non_integer")
+# Keys of the MLmodel metadata train writes: the model's task and the data schema it was trained with.
+METADATA_TASK = "task"
+METADATA_SCHEMA = "schema"
+# A classifier's probability of each class is written as the column probability_<class>.
+PROBABILITY_PREFIX = "probability_"
 
 
 class PredictSettings(BaseModel):
@@ -115,19 +146,140 @@ class PredictOutputs:
     predictions: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class ModelOutput:
+    """What predict writes for a model besides the input columns: ``prediction``, and a classifier's probabilities.
+
+    ``classes``: a classifier's ``classes_`` (as Python values, in the model's order), when it has
+    them; ``estimator``: its scikit-learn model, when it has ``predict_proba``.
+    """
+
+    classification: bool = False
+    classes: tuple[Any, ...] = ()
+    estimator: Any = None
+
+    @property
+    def probability_columns(self) -> list[str]:
+        return [probability_column(label) for label in self.classes] if self.estimator is not None else []
+
+    @property
+    def columns(self) -> list[str]:
+        return [PREDICTION_COLUMN, *self.probability_columns]
+
+    @property
+    def spark_type(self) -> str | None:
+        """The type of ``prediction`` on Spark: a regressor's double, a classifier's labels' own (None: from the signature)."""
+        if not self.classification:
+            return "double"
+        if not self.classes:
+            return None
+        if all(isinstance(label, bool) for label in self.classes):
+            return "boolean"
+        if all(isinstance(label, int) and not isinstance(label, bool) for label in self.classes):
+            return "long"
+        if all(isinstance(label, int | float) and not isinstance(label, bool) for label in self.classes):
+            return "double"
+        return "string"
+
+
+def probability_column(label: Any) -> str:
+    """The column of the probability of class ``label``: ``probability_benign``, ``probability_True``, ``probability_2``."""
+    return f"{PROBABILITY_PREFIX}{label}"
+
+
+def raw_model(model: mlflow.pyfunc.PyFuncModel) -> Any:
+    """The model's own object (a scikit-learn pipeline for this pipeline's models); None if its flavor has none."""
+    try:
+        return model.get_raw_model()
+    except Exception:  # NotImplementedError, or a flavor's own error
+        return None
+
+
+def model_output(model: mlflow.pyfunc.PyFuncModel) -> ModelOutput:
+    """What predict writes for ``model``: its task from its metadata (train records it), else from
+    whether its scikit-learn model is a classifier; a classifier's classes and probabilities."""
+    from sklearn.base import is_classifier  # noqa: PLC0415 - the model's own library, loaded with it
+
+    estimator = raw_model(model)
+    task = (model.metadata.metadata or {}).get(METADATA_TASK)
+    classification = task == CLASSIFICATION.name if task else estimator is not None and is_classifier(estimator)
+    classes = getattr(estimator, "classes_", None) if classification else None
+    if classes is None:
+        return ModelOutput(classification)
+    labels = tuple(label.item() if isinstance(label, np.generic) else label for label in classes)
+    return ModelOutput(True, labels, estimator if hasattr(estimator, "predict_proba") else None)
+
+
+def refuse_written_columns(names: Sequence[Any], written: Sequence[str], source: str) -> None:
+    """An InputError when the rows have a column predict writes (``prediction``, ``probability_<class>``)."""
+    taken = next((name for name in written if name in {str(n) for n in names}), None)
+    if taken is not None:
+        raise InputError(f"{source}: has a column named {taken!r}, which predict writes; rename it")
+
+
 def run(raw: pd.DataFrame, model: mlflow.pyfunc.PyFuncModel, schema: DataSchema, source: str) -> PredictOutputs:
-    """Validate ``raw`` (read from ``source``) and score it; keep every input column."""
-    if PREDICTION_COLUMN in raw.columns:
-        raise InputError(f"{source}: has a column named {PREDICTION_COLUMN!r}, which predict writes; rename it")
+    """Validate ``raw`` (read from ``source``) and score it; keep every input column.
+
+    A regressor's ``prediction`` is a float; a classifier's is its label, followed by the
+    probability of each class when it has ``predict_proba`` (see the module's docstring).
+    """
+    refuse_written_columns(raw.columns, [PREDICTION_COLUMN], source)
     rows = validate_frame(raw, schema, source, require_target=False)
-    predicted = np.asarray(model.predict(rows[schema.features]), dtype="float64").reshape(-1)
+    output_spec = model_output(model)
+    refuse_written_columns(raw.columns, output_spec.probability_columns, source)
+    features = rows[schema.features]
+    predicted = np.asarray(model.predict(features)).reshape(-1)
+    if not output_spec.classification:
+        predicted = predicted.astype("float64")
     if len(predicted) != len(rows):
         raise InputError(f"the model returned {len(predicted)} predictions for {len(rows)} rows of {source}")
     # The schema's columns typed as validated; any other column (e.g. an ID) passed through as read.
     passthrough = raw.reset_index(drop=True)
     output = pd.DataFrame({str(c): rows[str(c)] if str(c) in rows else passthrough[c] for c in raw.columns})
     output[PREDICTION_COLUMN] = predicted
+    if output_spec.estimator is not None:
+        probabilities = np.asarray(output_spec.estimator.predict_proba(features), dtype="float64")
+        if probabilities.shape != (len(rows), len(output_spec.classes)):
+            raise InputError(
+                f"the model returned probabilities of shape {probabilities.shape} for {len(rows)} rows of {source} "
+                f"and {len(output_spec.classes)} classes"
+            )
+        for column, values in zip(output_spec.probability_columns, probabilities.T, strict=True):
+            output[column] = values
     return PredictOutputs(predictions=output)
+
+
+def trained_schema(model: mlflow.pyfunc.PyFuncModel, uri: str) -> DataSchema | None:
+    """The data schema ``model`` was trained with (its MLmodel metadata, written by train); None if it records none."""
+    recorded = (model.metadata.metadata or {}).get(METADATA_SCHEMA)
+    if recorded is None:
+        return None
+    try:
+        schema = parse_schema(recorded, source=f"model {uri}: metadata {METADATA_SCHEMA!r}")
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
+    # MLmodel is YAML with sorted keys: the columns come back in alphabetical order. The model's
+    # signature keeps the features in their training order (the target, not among them, goes last).
+    signature = model.metadata.get_input_schema()
+    names = signature.input_names() if signature is not None and signature.has_input_names() else []
+    position = {name: i for i, name in enumerate(names)}
+    return replace(schema, columns=tuple(sorted(schema.columns, key=lambda c: position.get(c.name, len(position)))))
+
+
+def schema_to_use(model: mlflow.pyfunc.PyFuncModel, uri: str, explicit: DataSchema | None = None, explicit_path: str = "") -> DataSchema:
+    """The schema the rows must satisfy: ``explicit`` (``-P schema``, read from ``explicit_path``)
+    if given, else the one the model was trained with, else ``data.schema``; said in one INFO line."""
+    trained = trained_schema(model, uri)
+    if explicit is not None:
+        instead = f", not the schema {uri} was trained with (recorded in its metadata)" if trained else ""
+        logger.info("checking the rows against -P schema %s%s", explicit_path, instead)
+        return explicit
+    if trained is not None:
+        logger.info("checking the rows against the schema %s was trained with (recorded in its metadata)", uri)
+        return trained
+    fallback = defaults("data")["schema"]
+    logger.info("%s records no schema (not logged by this pipeline's train): checking the rows against data.schema %s", uri, fallback)
+    return load_schema(fallback)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_uri", type=str, default="", help="the model to use; empty: models:/<model_name>@champion")
     add_settings(parser, "registry", model=RegistrySettings)
     parser.add_argument(
-        "--schema", type=str, default=None, help="schema YAML the rows must satisfy (the target may be absent); default: data.schema"
+        "--schema",
+        type=str,
+        default=None,
+        help="schema YAML the rows must satisfy (the target may be absent); default: the model's own, else data.schema",
     )
     add_settings(parser, "predict", model=PredictSettings)
     parser.add_argument(
@@ -166,21 +321,22 @@ def model_to_use(client: MlflowClient, model_uri: str, model_name: str) -> tuple
 def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     if not args.data_uri.strip():
         raise InputError("missing data_uri: pass the rows to score, e.g. -P data_uri=data/new_rows.csv")
-    schema = load_schema(args.schema or defaults("data")["schema"])
+    explicit = load_schema(args.schema) if args.schema else None  # a bad -P schema fails before the model is fetched
     options = settings(args, PredictSettings, "predict")
     client = MlflowClient()
     uri, registered = model_to_use(client, args.model_uri.strip(), settings(args, RegistrySettings, "registry").model_name)
     # Loaded here on either engine: a model that cannot load fails with one line before any scoring.
     model = load_model(uri)
+    schema = schema_to_use(model, uri, explicit, args.schema)
     location = resolve_data_uri(args.data_uri)
     linked = LoggedModelInput(model.metadata.model_id) if model.metadata.model_id else None
     if options.engine == "spark":
-        predictions, rows = _predict_with_spark(args, location, uri, schema, linked)
+        predictions, rows = _predict_with_spark(args, location, uri, schema, output=model_output(model), linked=linked)
     else:
         raw, sha256 = read_table_with_digest(location, what="dataset", text_columns=schema.text_columns)
         out = run(raw, model, schema, source=args.data_uri)
         predictions, rows = log_table(out.predictions, PREDICTIONS_FILE), len(out.predictions)
-        scored = out.predictions.drop(columns=PREDICTION_COLUMN)
+        scored = out.predictions[[str(c) for c in raw.columns]]
         dataset = to_dataset(scored, name="scored", source=location, target=None, sha256=sha256)
         mlflow.log_input(dataset, context="prediction", model=linked)
     mlflow.log_metric("rows", rows)
@@ -210,11 +366,11 @@ def spark_conf(master: str) -> dict[str, str]:
     return SPARK_CONF | (LOCAL_SPARK_CONF if is_local_master(master) else {})
 
 
-def check_columns(names: Sequence[str], schema: DataSchema, source: str) -> list[ColumnSpec]:
+def check_columns(names: Sequence[str], schema: DataSchema, source: str, written: Sequence[str] = (PREDICTION_COLUMN,)) -> list[ColumnSpec]:
     """The schema's columns to check in a table with columns ``names``: the same checks, in the
-    same order and words, as the pandas engine (the target only when present)."""
-    if PREDICTION_COLUMN in names:
-        raise InputError(f"{source}: has a column named {PREDICTION_COLUMN!r}, which predict writes; rename it")
+    same order and words, as the pandas engine (the target only when present). ``written``: the
+    columns predict adds (``prediction``, and a classifier's ``probability_<class>``)."""
+    refuse_written_columns(names, [PREDICTION_COLUMN], source)
     if not names:
         raise DataError(f"{source}: the file is empty (no header, no rows)")
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -230,6 +386,7 @@ def check_columns(names: Sequence[str], schema: DataSchema, source: str) -> list
             )
         label = "target column" if missing == [schema.target] else "column(s)"
         raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema")
+    refuse_written_columns(names, written, source)
     return columns
 
 
@@ -297,24 +454,65 @@ def spark_failure(exc: BaseException | str) -> str:
 
 @dataclass(frozen=True)
 class SparkPredictOutputs:
-    predictions: SparkFrame  # lazy: every input column (the schema's typed) plus ``prediction``
+    predictions: SparkFrame  # lazy: every input column (the schema's typed) plus ``prediction`` (and probabilities)
     rows: int
     digest: str  # of the rows' content, whatever their order
 
 
-def run_spark(raw: SparkFrame, model_uri: str, schema: DataSchema, source: str) -> SparkPredictOutputs:
-    """Validate ``raw`` (read from ``source``) in one pass and score it with ``mlflow.pyfunc.spark_udf``."""
+def run_spark(raw: SparkFrame, model_uri: str, schema: DataSchema, source: str, output: ModelOutput | None = None) -> SparkPredictOutputs:
+    """Validate ``raw`` (read from ``source``) in one pass and score it: ``prediction`` with
+    ``mlflow.pyfunc.spark_udf``, a classifier's probabilities with ``predict_proba`` in a pandas UDF.
+
+    ``output``: what the model writes (:func:`model_output`); None: a regressor's ``prediction``.
+    """
     from pyspark.sql import functions as F  # noqa: PLC0415, N812 - engine=spark only
 
-    specs = check_columns(raw.columns, schema, source)
+    output = output or ModelOutput()
+    specs = check_columns(raw.columns, schema, source, output.columns)
     extra = [name for name in raw.columns if name not in {c.name for c in schema.columns}]
     if extra:
         logger.info("%s: passing through column(s) not in the schema: %s", source, ", ".join(extra))
     typed, rows, digest = _validate_spark_frame(raw, specs, source)
-    udf = mlflow.pyfunc.spark_udf(raw.sparkSession, model_uri, result_type="double", env_manager="local")
+    udf = mlflow.pyfunc.spark_udf(raw.sparkSession, model_uri, result_type=output.spark_type, env_manager="local")
     # A struct of named columns: the model gets a DataFrame with the columns of its signature.
     features = F.struct(*[_column(name) for name in schema.features])
-    return SparkPredictOutputs(predictions=typed.withColumn(PREDICTION_COLUMN, udf(features)), rows=rows, digest=digest)
+    scored = typed.withColumn(PREDICTION_COLUMN, udf(features))
+    if output.estimator is not None:
+        # One struct of every class's probability per row (one call of predict_proba), then its fields as columns.
+        struct = _unused_name(PROBABILITY_PREFIX, scored.columns)
+        scored = scored.withColumn(struct, _probabilities_udf(raw.sparkSession, output)(features))
+        scored = scored.select(
+            *[_column(name) for name in typed.columns],
+            PREDICTION_COLUMN,
+            *[F.col(struct).getField(name).alias(name) for name in output.probability_columns],
+        )
+    return SparkPredictOutputs(predictions=scored, rows=rows, digest=digest)
+
+
+def _unused_name(stem: str, names: Sequence[str]) -> str:
+    """``stem`` followed by underscores until no column of ``names`` has that name."""
+    name = stem + "_"
+    while name in names:
+        name += "_"
+    return name
+
+
+def _probabilities_udf(spark: SparkSession, output: ModelOutput) -> Any:
+    """A pandas UDF of a struct of the features: a struct of the probability of each of the classifier's classes.
+
+    The scikit-learn model is broadcast to the executors once; the UDF's code uses numpy and pandas
+    only, so the executors need scikit-learn but not this project.
+    """
+    from pyspark.sql import functions as F  # noqa: PLC0415, N812
+    from pyspark.sql.types import DoubleType, StructField, StructType  # noqa: PLC0415
+
+    columns = output.probability_columns
+    model = spark.sparkContext.broadcast(output.estimator)
+
+    def probabilities(features: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(np.asarray(model.value.predict_proba(features), dtype="float64"), columns=columns)
+
+    return F.pandas_udf(probabilities, StructType([StructField(name, DoubleType()) for name in columns]))
 
 
 def _column(name: str) -> Column:
@@ -540,7 +738,7 @@ def log_part_files(local: Path, artifact_path: str) -> LoggedArtifact:
 
 
 def _predict_with_spark(
-    args: argparse.Namespace, location: str, model_uri: str, schema: DataSchema, linked: LoggedModelInput | None
+    args: argparse.Namespace, location: str, model_uri: str, schema: DataSchema, *, output: ModelOutput, linked: LoggedModelInput | None
 ) -> tuple[LoggedArtifact, int]:
     """Score the rows at ``location`` on Spark, log them and the dataset; the predictions and the row count."""
     source, master = args.data_uri, spark_master(args.spark_master, os.environ)
@@ -550,17 +748,17 @@ def _predict_with_spark(
         path = spark_input(location, tmp)
         names = local_columns(path, fmt)
         if names is not None:
-            check_columns(names, schema, source)  # before paying for a Spark session
+            check_columns(names, schema, source, output.columns)  # before paying for a Spark session
         spark, started = start_spark(master)
         try:
-            out = run_spark(read_spark_table(spark, path, fmt, source, names), model_uri, schema, source)
+            out = run_spark(read_spark_table(spark, path, fmt, source, names), model_uri, schema, source, output)
             staged = Path(tmp) / Path(PREDICTIONS_FILE).name
             try:
                 out.predictions.write.parquet(staged.as_uri())  # the scoring happens here
             except _spark_errors() as exc:
                 raise InputError(f"model {model_uri}: scoring {source} on Spark failed ({spark_failure(exc)})") from None
             predictions = log_part_files(staged, PREDICTIONS_FILE)
-            dataset = _spark_dataset(out.predictions.drop(PREDICTION_COLUMN), location, out.digest)
+            dataset = _spark_dataset(out.predictions.drop(*output.columns), location, out.digest)
             mlflow.log_input(dataset, context="prediction", model=linked)
         finally:
             if started:

@@ -159,7 +159,14 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
         # The label wrapper is this project's class: the model carries the code that defines it.
         code_paths=[str(PROJECT_ROOT / "steps")] if isinstance(out.model[-1], labels.LabelEncodedClassifier) else None,
         params={"task": spec.task.name, "estimator": spec.path, **spec.params},
-        metadata={"train_data_digest": manifest.splits["train"].digest, "data_digest": manifest.digest},
+        # The task, its classes and the data schema (as in conf/schema.yaml): predict checks rows against it.
+        metadata={
+            "train_data_digest": manifest.splits["train"].digest,
+            "data_digest": manifest.digest,
+            "task": spec.task.name,
+            "classes": manifest.target.classes,
+            "schema": schema.to_dict(),
+        },
     )
     mlflow.log_metrics(out.metrics)
     if out.description.weights:

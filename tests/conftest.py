@@ -200,13 +200,16 @@ def data_settings(**values: object):
     return DataSettings.model_validate(defaults("data") | values)
 
 
-def fit_model(frame: pd.DataFrame, schema: DataSchema, **params: object):
-    """The fitted pipeline (preprocessing + ElasticNet, ``params`` its arguments) train would log."""
+def fit_model(frame: pd.DataFrame, schema: DataSchema, estimator: str | None = None, **params: object):
+    """The fitted pipeline train would log: preprocessing + ``estimator`` (default: the task's
+    default, ElasticNet or LogisticRegression, for the schema's target), ``params`` its arguments."""
     from steps import train  # noqa: PLC0415 - only the tests that fit models import the step
-    from steps.core import features  # noqa: PLC0415
+    from steps.core import features, tasks  # noqa: PLC0415
 
+    task = tasks.resolve_task("auto", schema)
+    spec = estimator_spec(estimator or "auto", task=task.name, **params)
     transformer = features.fit_preprocessing(frame, schema).transformer
-    return train.run(frame, transformer, schema, estimator_spec(**params)).model
+    return train.run(frame, transformer, schema, spec).model
 
 
 def log_model(fitted: object, **options: object) -> mlflow.models.model.ModelInfo:

@@ -1,9 +1,11 @@
 """End to end: ``mlflow run . -e predict -P engine=spark`` scores rows on Apache Spark.
 
 One temporary store holds a registered champion (trained here, in-process, in a few seconds).
-The real CLI then scores a few rows with ``-P engine=spark -P spark_master=local[2]`` (the only
-Spark session of this module) and the predictions must equal the pandas engine's on the same
-rows; a file without a required column must fail like the pandas engine's, before Spark starts.
+The real CLI then scores a few rows with ``-P engine=spark -P spark_master=local[2]`` and the
+predictions must equal the pandas engine's on the same rows; a file without a required column must
+fail like the pandas engine's, before Spark starts. A classifier with string labels, logged with
+the metadata train writes, is scored on Spark too, without ``-P schema``: its labels and
+``probability_<class>`` columns must equal the pandas engine's (two Spark sessions in all).
 
 Skipped only when there is no Java: pyspark itself is a test dependency (requirements-dev.txt).
 """
@@ -24,7 +26,8 @@ from mlflow.entities import Run
 from mlflow.models import infer_signature
 
 from steps import predict
-from steps.core.schema import load_schema, validate_frame
+from steps.core.schema import load_schema, parse_schema, validate_frame
+from steps.core.tasks import classes
 from steps.mlflow_io.artifacts import read_table
 from tests.conftest import PROJECT_ROOT, fit_model, log_model
 from tests.integration.conftest import mlflow_cli
@@ -36,6 +39,7 @@ pytestmark = [
 ]
 
 MODEL = "diabetes-elasticnet"
+CLASSIFIER = "diabetes-progression-classifier"
 ROWS = 30
 ERROR_PREFIX = "error: "
 
@@ -81,6 +85,30 @@ def _register_champion(directory: Path) -> str:
         finally:
             mlflow.set_tracking_uri(None)
     return info.model_id
+
+
+def _register_classifier(directory: Path) -> None:
+    """A classifier of the example data (progression "high" or "low", against the median), logged
+    with the metadata train writes (task, classes, schema), registered as CLASSIFIER's champion."""
+    raw = load_schema("conf/schema.yaml").to_dict()
+    columns = {name: spec for name, spec in raw["columns"].items() if name != "target"}
+    schema = parse_schema({"target": "progression", "columns": {**columns, "progression": {"dtype": "string"}}}, "classifier schema")
+    data = pd.read_csv(PROJECT_ROOT / "data/example_data.csv")
+    data["progression"] = np.where(data.pop("target") > 140, "high", "low")  # 140: about the median
+    data = validate_frame(data, schema, "example_data.csv")
+    model = fit_model(data, schema)
+    features = data[schema.features]
+    metadata = {"task": "classification", "classes": classes(data["progression"]), "schema": schema.to_dict()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(directory)
+        mlflow.set_tracking_uri(f"sqlite:///{directory / 'mlflow.db'}")
+        try:
+            with mlflow.start_run():
+                info = log_model(model, signature=infer_signature(features, model.predict(features)), metadata=metadata)
+            version = mlflow.register_model(info.model_uri, CLASSIFIER)
+            MlflowClient().set_registered_model_alias(CLASSIFIER, "champion", version.version)
+        finally:
+            mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +198,36 @@ def test_spark_rows_without_a_required_column_fail_with_one_clear_line(store, ro
     (failed,) = store.predict_runs("FAILED")
     assert failed.data.params["data_uri"] == str(bad)
     assert failed.data.tags["pipeline.error"] == errors[0].removeprefix(ERROR_PREFIX)
+
+
+@pytest.fixture(scope="module")
+def classifier_run(store: Store, rows: Path) -> Run:
+    _register_classifier(store.path)
+    process = store.predict(rows, "engine=spark", "spark_master=local[2]", f"model_name={CLASSIFIER}")
+    assert process.returncode == 0, process.stderr[-5000:]
+    assert f"checking the rows against the schema models:/{CLASSIFIER}/1 was trained with" in process.stderr
+    (run,) = [r for r in store.predict_runs("FINISHED") if r.data.tags.get("pipeline.model_name") == CLASSIFIER]
+    return store.client.get_run(run.info.run_id)
+
+
+def test_a_classifier_on_spark_writes_the_labels_and_probabilities_of_the_pandas_engine(store, rows, classifier_run):
+    mlflow.set_tracking_uri(store.tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            classifier_run.data.tags["pipeline.output.predictions_uri"], dst_path=str(store.path / "classified")
+        )
+        model = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}/1")
+        schema = predict.trained_schema(model, f"models:/{CLASSIFIER}/1")
+        raw = read_table(str(rows), text_columns=schema.text_columns)
+        expected = predict.run(raw, model, schema, source=str(rows)).predictions
+    finally:
+        mlflow.set_tracking_uri(None)
+    scored = pd.read_parquet(local).sort_values("patient_id", ignore_index=True)
+    labels = model.get_raw_model().classes_.tolist()
+    assert list(scored.columns) == [*raw.columns, "prediction", *[f"probability_{label}" for label in labels]]
+    assert labels == ["high", "low"]
+    assert scored["prediction"].tolist() == expected["prediction"].tolist()
+    assert set(scored["prediction"]) == {"high", "low"}
+    probabilities = scored[["probability_high", "probability_low"]]
+    np.testing.assert_allclose(probabilities, expected[["probability_high", "probability_low"]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)

@@ -1,22 +1,28 @@
-"""The predict core: schema checks on rows to score, every row scored, extra columns kept; and
-the parts of the Spark engine that need no Spark (its end-to-end test: tests/integration/test_spark_predict.py)."""
+"""The predict core: schema checks on rows to score, every row scored, extra columns kept; a
+classifier's labels and probabilities; the schema a model carries in its metadata; and the parts
+of the Spark engine that need no Spark (its end-to-end test: tests/integration/test_spark_predict.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
+from mlflow.models import infer_signature
 
 from steps import predict
 from steps.core.errors import ConfigError, DataError, InputError
+from steps.core.schema import DataSchema, parse_schema
+from steps.core.tasks import classes
 from steps.mlflow_io.registry import RegisteredModel
 from steps.mlflow_io.step_run import settings
-from tests.conftest import PROJECT_ROOT, fit_model, log_model, make_frame
+from tests.conftest import PROJECT_ROOT, SMALL_SCHEMA, fit_model, log_model, make_frame
 
 
 @pytest.fixture
@@ -74,6 +80,189 @@ def test_the_model_defaults_to_the_champion_resolved_to_its_version(model):
     assert predict.model_to_use(client, "runs:/abc/model", "unit-model") == ("runs:/abc/model", None)
     with pytest.raises(InputError, match=r"model models:/other@champion: the alias points at no version yet"):
         predict.model_to_use(client, "", "other")
+
+
+# --- a classifier's outputs, and the schema the model carries -----------------------------------
+
+# The small schema with a target that names classes: string labels by default.
+LABELS = {"string": ("benign", "malignant"), "bool": (True, False), "int": (1, 2, 3)}
+
+
+def classifier_schema(dtype: str = "string") -> DataSchema:
+    target = {"dtype": dtype, "categorical": True}
+    columns = {name: spec for name, spec in SMALL_SCHEMA["columns"].items() if name != "y"}
+    return parse_schema({"target": "label", "columns": {**columns, "label": target}}, source="classifier schema")
+
+
+def labelled_frame(rows: int = 60, seed: int = 0, dtype: str = "string") -> pd.DataFrame:
+    """make_frame's rows with a class label instead of y: the label follows y's tertiles (two classes: its median)."""
+    frame = make_frame(rows=rows, seed=seed, missing=False)
+    labels = LABELS[dtype]
+    bins = np.quantile(frame["y"], np.linspace(0, 1, len(labels) + 1)[1:-1])
+    frame["label"] = [labels[i] for i in np.digitize(frame.pop("y"), bins)]
+    return frame
+
+
+def log_classifier(frame: pd.DataFrame, schema: DataSchema, name: str, estimator: str | None = None, metadata: dict | None = None):
+    """Fit and log a classifier as train does (a signature; the task, classes and schema as its
+    ``metadata`` unless given), register it as ``name``'s champion; the loaded model."""
+    fitted = fit_model(frame, schema, estimator=estimator)
+    sample = frame[schema.features]
+    if metadata is None:
+        metadata = {"task": "classification", "classes": classes(frame[schema.target]), "schema": schema.to_dict()}
+    with mlflow.start_run():
+        info = log_model(fitted, signature=infer_signature(sample, fitted.predict(sample)), metadata=metadata or None)
+    version = mlflow.register_model(info.model_uri, name)
+    MlflowClient().set_registered_model_alias(name, "champion", version.version)
+    return mlflow.pyfunc.load_model(info.model_uri)
+
+
+@pytest.mark.parametrize("dtype", ["string", "bool", "int"])
+def test_a_classifier_writes_its_labels_and_the_probability_of_each_class(tracking_uri, dtype):
+    schema = classifier_schema(dtype)
+    model = log_classifier(labelled_frame(dtype=dtype), schema, "unit-classifier")
+    rows = labelled_frame(rows=15, seed=7, dtype=dtype).drop(columns="label")
+    rows.insert(0, "customer_id", [f"c{i}" for i in range(len(rows))])
+    out = predict.run(rows, model, schema, source="new.csv").predictions
+    sklearn_model = model.get_raw_model()
+    labels = sklearn_model.classes_.tolist()
+    assert list(out.columns) == ["customer_id", "x1", "x2", "color", "prediction", *[f"probability_{label}" for label in labels]]
+    # The labels as they were in the training data: "benign", True, 2 (not 2.0).
+    assert out["prediction"].tolist() == sklearn_model.predict(rows[schema.features]).tolist()
+    assert {type(label) for label in out["prediction"].tolist()} == {type(LABELS[dtype][0])}
+    assert set(out["prediction"]) <= set(LABELS[dtype])
+    probabilities = out[[f"probability_{label}" for label in labels]].to_numpy()
+    np.testing.assert_allclose(probabilities, sklearn_model.predict_proba(rows[schema.features]))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_classifier_without_predict_proba_writes_its_labels_only(tracking_uri):
+    schema = classifier_schema()
+    model = log_classifier(labelled_frame(), schema, "unit-classifier", estimator="sklearn.linear_model.RidgeClassifier")
+    out = predict.run(labelled_frame(rows=8, seed=2).drop(columns="label"), model, schema, source="new.csv").predictions
+    assert list(out.columns) == ["x1", "x2", "color", "prediction"]
+    assert set(out["prediction"]) <= {"benign", "malignant"}
+
+
+def test_a_classifier_logged_elsewhere_is_known_by_its_scikit_learn_model(tracking_uri):
+    schema = classifier_schema()
+    model = log_classifier(labelled_frame(), schema, "unit-classifier", metadata={})
+    assert not model.metadata.metadata
+    output = predict.model_output(model)
+    assert output.classification
+    assert output.classes == ("benign", "malignant")
+    assert output.columns == ["prediction", "probability_benign", "probability_malignant"]
+
+
+def test_a_regressor_writes_a_float_prediction_only(model):
+    output = predict.model_output(model)  # logged without metadata: known by its scikit-learn model
+    assert (output.classification, output.columns, output.spark_type) == (False, ["prediction"], "double")
+
+
+def test_rows_with_a_column_named_like_a_probability_are_refused(tracking_uri):
+    schema = classifier_schema()
+    model = log_classifier(labelled_frame(), schema, "unit-classifier")
+    rows = labelled_frame(rows=5, seed=3).drop(columns="label").assign(probability_benign=0.5)
+    with pytest.raises(InputError, match=r"^new.csv: has a column named 'probability_benign', which predict writes; rename it$"):
+        predict.run(rows, model, schema, source="new.csv")
+    names = [str(c) for c in rows.columns]
+    with pytest.raises(InputError, match=r"^new.csv: has a column named 'probability_benign', which predict writes"):
+        predict.check_columns(names, schema, "new.csv", predict.model_output(model).columns)
+
+
+@pytest.mark.parametrize(
+    ("labels", "spark_type"),
+    [(("benign", "malignant"), "string"), ((False, True), "boolean"), ((1, 2, 3), "long"), ((0.5, 1.5), "double"), ((), None)],
+)
+def test_on_spark_the_prediction_has_the_type_of_the_labels(labels, spark_type):
+    assert predict.ModelOutput(classification=True, classes=labels).spark_type == spark_type
+
+
+def test_the_model_carries_the_schema_it_was_trained_with_in_its_mlmodel_metadata(tracking_uri):
+    schema = classifier_schema()
+    model = log_classifier(labelled_frame(), schema, "unit-classifier")
+    # MLflow keeps the nested mapping and reads it back, for every kind of URI to the model.
+    info = mlflow.models.get_model_info("models:/unit-classifier@champion")
+    assert info.metadata["schema"] == schema.to_dict()
+    assert info.metadata["task"] == "classification"
+    assert info.metadata["classes"] == ["benign", "malignant"]
+    # The columns in the schema's order (MLmodel's YAML sorts mapping keys; the signature does not).
+    assert list(info.metadata["schema"]["columns"]) == ["color", "label", "x1", "x2"]
+    assert predict.trained_schema(model, "models:/unit-classifier/1") == schema
+
+
+def write_schema(path: Path, schema: dict) -> str:
+    path.write_text(yaml.safe_dump(schema, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def predict_in_process(*argv: str) -> dict:
+    """The step's body as ``mlflow run . -e predict`` runs it, in a run of this process."""
+    with mlflow.start_run() as run:
+        outputs = predict._predict(predict.build_parser().parse_args(list(argv)))
+    return {"run_id": run.info.run_id, **outputs}
+
+
+def test_predict_checks_the_rows_against_the_schema_of_the_model_without_minus_p_schema(tracking_uri, tmp_path, caplog):
+    schema = classifier_schema()
+    log_classifier(labelled_frame(), schema, "unit-classifier")
+    rows = tmp_path / "new.csv"
+    labelled_frame(rows=9, seed=4).drop(columns="label").to_csv(rows, index=False)  # not conf/schema.yaml's columns
+    with caplog.at_level("INFO", logger="steps.predict"):
+        outputs = predict_in_process(f"--data_uri={rows}", "--model_name=unit-classifier")
+    assert "checking the rows against the schema models:/unit-classifier/1 was trained with (recorded in its metadata)" in caplog.text
+    local = mlflow.artifacts.download_artifacts(outputs["predictions_uri"].uri, dst_path=str(tmp_path / "out"))
+    scored = pd.read_parquet(local)
+    assert list(scored.columns) == ["x1", "x2", "color", "prediction", "probability_benign", "probability_malignant"]
+    assert set(scored["prediction"]) <= {"benign", "malignant"}
+    np.testing.assert_allclose(scored[["probability_benign", "probability_malignant"]].sum(axis=1), 1.0)
+
+
+def test_an_explicit_schema_wins_over_the_models_own_and_says_so(tracking_uri, tmp_path, caplog):
+    schema = classifier_schema()
+    log_classifier(labelled_frame(), schema, "unit-classifier")
+    stricter = schema.to_dict()
+    stricter["columns"]["x1"]["max"] = 10
+    path = write_schema(tmp_path / "stricter.yaml", stricter)
+    rows = tmp_path / "new.csv"
+    labelled_frame(rows=9, seed=4).drop(columns="label").to_csv(rows, index=False)
+    with (
+        caplog.at_level("INFO", logger="steps.predict"),
+        pytest.raises(DataError, match=r"new.csv: column 'x1': \d+ value\(s\) outside \[0, 10\]"),
+    ):
+        predict_in_process(f"--data_uri={rows}", "--model_name=unit-classifier", f"--schema={path}")
+    expected = f"checking the rows against -P schema {path}, not the schema models:/unit-classifier/1 was trained with"
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("checking the rows")] == [
+        f"{expected} (recorded in its metadata)"
+    ]
+
+
+def test_a_model_that_records_no_schema_is_checked_against_data_schema(model, tmp_path, caplog):
+    rows = tmp_path / "new.csv"
+    make_frame(rows=5, seed=5, missing=False).drop(columns="y").to_csv(rows, index=False)
+    with caplog.at_level("INFO", logger="steps.predict"), pytest.raises(DataError, match=r"new.csv: missing column\(s\) 'age', 'sex'"):
+        predict_in_process(f"--data_uri={rows}", "--model_name=unit-model")
+    assert (
+        "models:/unit-model/1 records no schema (not logged by this pipeline's train): checking the rows against data.schema" in caplog.text
+    )
+    # -P schema still serves such a model.
+    path = write_schema(tmp_path / "small.yaml", SMALL_SCHEMA)
+    with caplog.at_level("INFO", logger="steps.predict"):
+        outputs = predict_in_process(f"--data_uri={rows}", "--model_name=unit-model", f"--schema={path}")
+    assert f"checking the rows against -P schema {path}\n" in caplog.text + "\n"
+    scored = pd.read_parquet(mlflow.artifacts.download_artifacts(outputs["predictions_uri"].uri, dst_path=str(tmp_path / "out")))
+    assert list(scored.columns) == ["x1", "x2", "color", "prediction"]
+    assert scored["prediction"].dtype == "float64"
+
+
+def test_a_schema_in_the_metadata_that_cannot_be_read_is_one_line_naming_the_model(tracking_uri):
+    schema = classifier_schema()
+    broken = {**schema.to_dict(), "target": "diagnosis"}
+    model = log_classifier(labelled_frame(), schema, "unit-classifier", metadata={"task": "classification", "schema": broken})
+    with pytest.raises(
+        InputError, match=r"^model models:/unit-classifier/1: metadata 'schema': target 'diagnosis' is not one of the columns"
+    ):
+        predict.schema_to_use(model, "models:/unit-classifier/1")
 
 
 # --- engine=spark: the parts that need no Spark ------------------------------------------------
