@@ -93,14 +93,19 @@ def degenerate_checks(actual: Any, predicted: Any) -> list[Check]:
     checks = []
     distinct = np.unique(np.asarray(actual))
     if len(distinct) < 2:
-        only = distinct[0] if len(distinct) else None
+        only = _python(distinct[0]) if len(distinct) else None
         checks.append(
             Check("test split", False, f"every test row has the same target value ({only!r}): it cannot tell a model from a constant")
         )
     predictions = np.unique(np.asarray(predicted))
     if len(predictions) == 1 and len(np.asarray(predicted)) > 1:
-        checks.append(Check("constant", False, f"the candidate predicts {predictions[0]!r} for every test row"))
+        checks.append(Check("constant", False, f"the candidate predicts {_python(predictions[0])!r} for every test row"))
     return checks
+
+
+def _python(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``False``, not ``np.False_``), for messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def baseline_check(metric: Metric, metrics: Mapping[str, float], baseline: Mapping[str, float], margin: float, what: str) -> Check:
