@@ -110,7 +110,7 @@ def one_error_line(run: PipelineRun) -> str:
     return errors[0]
 
 
-def assert_finished(run: PipelineRun) -> dict[str, Any]:
+def assert_finished(run: PipelineRun) -> dict[str, Run]:
     """A run that finished: exit 0, no error line, the parent and every step FINISHED; its step runs."""
     assert run.process.returncode == 0, explain(run)
     assert error_lines(run) == [], explain(run)
@@ -141,7 +141,10 @@ def artifact_paths(run: PipelineRun, run_id: str) -> set[str]:
     paths, folders = set(), [None]
     while folders:
         for info in run.client.list_artifacts(run_id, folders.pop()):
-            (folders.append(info.path) if info.is_dir else paths.add(info.path))
+            if info.is_dir:
+                folders.append(info.path)
+            else:
+                paths.add(info.path)
     return paths
 
 
@@ -155,15 +158,19 @@ def champion_predictions(run: PipelineRun, name: str, rows: pd.DataFrame) -> lis
     return list(np.asarray(predictions).reshape(-1))
 
 
-def assert_classifier_evaluation(children: dict[str, Any]) -> None:
-    """evaluate logged MLflow's classifier metrics, the baseline's beside them, and the confusion matrix."""
+def assert_classifier_evaluation(run: PipelineRun, children: dict[str, Run]) -> set[str]:
+    """evaluate logged MLflow's classifier metrics, the baseline's beside them, and the confusion matrix; its artifacts."""
     evaluate = children["evaluate"]
     for metric in CLASSIFIER_METRICS:
         assert metric in evaluate.data.metrics, (metric, sorted(evaluate.data.metrics))
         assert f"baseline_{metric}" in evaluate.data.metrics, (metric, sorted(evaluate.data.metrics))
     assert not set(REGRESSOR_METRICS) & set(evaluate.data.metrics)
+    files = artifact_paths(run, evaluate.info.run_id)
+    assert "confusion_matrix.png" in files, sorted(files)
+    assert "plots/predicted_vs_actual.png" not in files  # a regression plot has no place here
     for step in ("ingest", "train", "evaluate"):
         assert children[step].data.tags["pipeline.task"] == "classification", step
+    return files
 
 
 # --- 1. binary classification, integer labels -------------------------------------------------
@@ -172,18 +179,16 @@ def assert_classifier_evaluation(children: dict[str, Any]) -> None:
 def test_binary_classification_with_int_labels_promotes_a_model_that_predicts_ints(tmp_path):
     run = run_pipeline(tmp_path / "store", *breast_cancer(tmp_path), "model_name=breast-cancer")
     children = assert_finished(run)
-    assert_classifier_evaluation(children)
+    files = assert_classifier_evaluation(run, children)
     evaluate = children["evaluate"]
     metrics = evaluate.data.metrics
     assert evaluate.data.tags["pipeline.evaluation.passed"] == "true", evaluate.data.tags["pipeline.evaluation.reason"]
     assert metrics["log_loss"] < metrics["baseline_log_loss"]
     assert metrics["roc_auc"] > 0.95
     assert metrics["baseline_roc_auc"] == 0.5
-    # MLflow's classifier plots: a confusion matrix and, for two classes, the ROC and PR curves.
-    files = artifact_paths(run, evaluate.info.run_id)
-    for plot in ("confusion_matrix.png", "roc_curve_plot.png", "precision_recall_curve_plot.png"):
+    # MLflow's plots for two classes: the ROC and precision-recall curves.
+    for plot in ("roc_curve_plot.png", "precision_recall_curve_plot.png"):
         assert plot in files, (plot, sorted(files))
-    assert "plots/predicted_vs_actual.png" not in files  # a regression plot has no place here
     assert children["train"].data.tags["pipeline.estimator"] == "sklearn.linear_model.LogisticRegression"
 
     assert aliases(run, "breast-cancer") == {"champion": "1", "challenger": "1"}
@@ -220,7 +225,7 @@ def test_multiclass_with_string_labels_and_a_chosen_estimator(tmp_path):
         "model.params.n_estimators=20",
     )
     children = assert_finished(run)
-    assert_classifier_evaluation(children)
+    assert_classifier_evaluation(run, children)
     train = children["train"]
     assert train.data.tags["pipeline.estimator"] == "sklearn.ensemble.RandomForestClassifier"
     # The step's own options: the estimator's import path and its arguments (as YAML text).
@@ -235,7 +240,6 @@ def test_multiclass_with_string_labels_and_a_chosen_estimator(tmp_path):
     logged = run.client.get_logged_model(model_id).params
     assert logged["estimator"] == "sklearn.ensemble.RandomForestClassifier"
     assert logged["n_estimators"] == "20"
-    assert "confusion_matrix.png" in artifact_paths(run, children["evaluate"].info.run_id)
 
     assert aliases(run, "wine")["champion"] == "1", run.process.stdout
     version = run.client.get_model_version("wine", "1")
