@@ -28,6 +28,11 @@ from steps.orchestration.runner import StepResult, StepRunner
 
 # MLflow's metric name -> its label, for the metrics of every task (a run has its own task's).
 REPORTED_METRICS = metric_names()
+# The plot of evaluate's run the pipeline's card shows, by task (the confusion matrix is MLflow's).
+EVALUATE_PLOTS = {
+    "regression": (Artifact.PREDICTED_VS_ACTUAL, "Predicted vs actual on the test split (from evaluate)"),
+    "classification": ("confusion_matrix.png", "Confusion matrix on the test split (from evaluate)"),
+}
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +137,7 @@ class PipelineReport:
                 card.text(line)
             plot = self._evaluate_plot()
             if plot:
-                card.image(plot, "Predicted vs actual on the test split (from evaluate)")
+                card.image(*plot)
         register = self.result("register")
         if register and register.status in ("FINISHED", "REUSED"):
             card.heading("Registry")
@@ -140,20 +145,19 @@ class PipelineReport:
                 card.text(line)
         return card
 
-    def _evaluate_plot(self) -> bytes | None:
+    def _evaluate_plot(self) -> tuple[bytes, str] | None:
+        """evaluate's headline plot for its task (predicted vs actual, or the confusion matrix) and its caption."""
         run = self._step_run("evaluate")
         if run is None:
             return None
+        path, caption = EVALUATE_PLOTS.get(run.data.tags.get(Tag.TASK, ""), EVALUATE_PLOTS["regression"])
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                return Path(
-                    mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=Artifact.PREDICTED_VS_ACTUAL, dst_path=tmp)
-                ).read_bytes()
+                png = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp)).read_bytes()
         except (MlflowException, OSError) as exc:
-            logger.warning(
-                "the pipeline card shows no plot: cannot read %s of run %s (%s)", Artifact.PREDICTED_VS_ACTUAL, run.info.run_id, exc
-            )
+            logger.warning("the pipeline card shows no plot: cannot read %s of run %s (%s)", path, run.info.run_id, exc)
             return None
+        return png, caption
 
     def _step_run(self, name: str) -> Run | None:
         """The run that did step ``name``'s work in this pipeline run (reused or not), if it finished."""
