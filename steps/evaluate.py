@@ -82,6 +82,7 @@ class Candidate:
     model_id: str | None = None
     has_proba: bool = False
     estimator: str = "the estimator"
+    probabilities: np.ndarray | None = None  # a classifier's, on the test split
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def run(
         note = f"champion version {champion.model.version} {champion.problem}"
     baseline = tasks.baseline_metrics(task, summary, actual)
     scores = Scores(metrics, baseline, champion_metrics, f"champion version {champion.model.version}" if champion else "")
-    degenerate = gate.degenerate_checks(actual, candidate.predictions)
+    degenerate = gate.degenerate_checks(actual, candidate.predictions, candidate.probabilities)
     checks = gate.judge(params, task, metric, scores, thresholds=schema.thresholds, degenerate=degenerate)
     passed, reason = gate.verdict(checks, note)
     figures = (
@@ -340,11 +341,13 @@ def load_champion(uri: str, features: pd.DataFrame, task: Task, target: str) -> 
         return Champion(model, None, f"cannot score this test split ({type(exc).__name__}: {first_line(exc)})")
 
 
-def _candidate(model_uri: str, features: pd.DataFrame) -> Candidate:
+def _candidate(model_uri: str, features: pd.DataFrame, task: Task) -> Candidate:
     loaded = load_model(model_uri)
     raw = loaded.get_raw_model() if hasattr(loaded, "get_raw_model") else None
     name = type(raw.steps[-1][1]).__name__ if hasattr(raw, "steps") else "the model"
-    return Candidate(np.asarray(loaded.predict(features)), loaded, loaded.metadata.model_id, hasattr(raw, "predict_proba"), name)
+    has_proba = hasattr(raw, "predict_proba")
+    probabilities = raw.predict_proba(features) if task.classification and has_proba else None
+    return Candidate(np.asarray(loaded.predict(features)), loaded, loaded.metadata.model_id, has_proba, name, probabilities)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
@@ -356,7 +359,7 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     test = read_split(test_uri, "test split", schema)
     features = test[schema.features]
     champion = load_champion(args.champion_uri.strip(), features, task, schema.target)
-    candidate = _candidate(model_uri, features)
+    candidate = _candidate(model_uri, features, task)
     out = run(test, schema, params, manifest.target.summary(), candidate, champion=champion)
 
     plots = {artifact_file: figure_png(figure, dpi=100) for artifact_file, figure in out.figures.items()}

@@ -88,19 +88,31 @@ def _text(value: float) -> str:
     return format_value(value) if math.isfinite(value) else str(value)
 
 
-def degenerate_checks(actual: Any, predicted: Any) -> list[Check]:
-    """A test split whose target has one value cannot tell models apart; a constant candidate is no model."""
+def _item(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def degenerate_checks(actual: Any, predicted: Any, probabilities: Any = None) -> list[Check]:
+    """A test split whose target has one value cannot tell models apart; a constant candidate is no model.
+
+    A classifier with ``probabilities`` is constant only when they are the same for every row: one
+    that always predicts the majority class can still rank the rows (its log loss and ROC AUC
+    then judge it against the baseline).
+    """
     checks = []
     distinct = np.unique(np.asarray(actual))
     if len(distinct) < 2:
-        only = distinct[0].item() if len(distinct) and isinstance(distinct[0], np.generic) else (distinct[0] if len(distinct) else None)
+        only = _item(distinct[0]) if len(distinct) else None
         checks.append(
             Check("test split", False, f"every test row has the same target value ({only!r}): it cannot tell a model from a constant")
         )
-    predictions = np.unique(np.asarray(predicted))
-    if len(predictions) == 1 and len(np.asarray(predicted)) > 1:
-        only = predictions[0].item() if isinstance(predictions[0], np.generic) else predictions[0]
-        checks.append(Check("constant", False, f"the candidate predicts {only!r} for every test row"))
+    predictions = np.asarray(predicted).reshape(len(np.asarray(predicted)), -1)
+    constant_labels = len(predictions) > 1 and len(np.unique(predictions)) == 1
+    if probabilities is not None and constant_labels:
+        scores = np.asarray(probabilities, dtype="float64")
+        constant_labels = bool(np.all(scores.max(axis=0) - scores.min(axis=0) == 0))
+    if constant_labels:
+        checks.append(Check("constant", False, f"the candidate predicts {_item(predictions.reshape(-1)[0])!r} for every test row"))
     return checks
 
 

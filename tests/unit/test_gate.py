@@ -102,6 +102,12 @@ def test_degenerate_splits_and_candidates_are_refused_with_a_reason():
     assert "every test row has the same target value (3.0)" in constant_target[0].detail
     constant_model = gate.degenerate_checks(np.array(["a", "b", "a"]), np.array(["a", "a", "a"]))
     assert [(c.name, c.detail) for c in constant_model] == [("constant", "the candidate predicts 'a' for every test row")]
+    # Always the majority class, but with probabilities that rank the rows: judged on its metrics.
+    ranking = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    assert gate.degenerate_checks(np.array(["a", "b", "a"]), np.array(["a", "a", "a"]), ranking) == []
+    flat = np.array([[0.7, 0.3]] * 3)
+    assert [c.name for c in gate.degenerate_checks(np.array(["a", "b", "a"]), np.array(["a", "a", "a"]), flat)] == ["constant"]
+    assert "np." not in gate.degenerate_checks(np.array([True, False]), np.array([False, False]))[0].detail
 
 
 def test_the_verdict_names_the_failed_checks_or_all_of_them():
