@@ -148,7 +148,8 @@ def estimator_class(path: str, task: Task | None = None) -> type[BaseEstimator]:
     except ImportError as exc:
         raise ValueError(f"model.estimator: cannot import {path!r} ({exc})") from None
     except AttributeError:
-        cls = None
+        names = [name for name in dir(importlib.import_module(module_name)) if not name.startswith("_")]
+        raise ValueError(f"model.estimator: {module_name} has no {class_name!r}{did_you_mean(class_name, names)}") from None
     if not isinstance(cls, type):
         raise ValueError(f"model.estimator: {path!r} is not a class; give its import path, e.g. sklearn.ensemble.RandomForestClassifier")
     if not (hasattr(cls, "fit") and hasattr(cls, "predict") and hasattr(cls, "get_params")):

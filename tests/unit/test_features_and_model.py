@@ -140,7 +140,8 @@ def test_bad_estimator_parameters_are_one_line_naming_the_key(values, message):
 @pytest.mark.parametrize(
     ("estimator", "message"),
     [
-        ("sklearn.linear_model.Nope", r"model.estimator: 'sklearn.linear_model.Nope' is not a class"),
+        ("sklearn.linear_model.Nope", r"model.estimator: sklearn.linear_model has no 'Nope'"),
+        ("sklearn.ensemble.RandomWoodsRegressor", r"model.estimator: sklearn.ensemble has no 'RandomWoodsRegressor' \(did you mean 'RandomForestRegressor'\?\)"),
         ("nope.Estimator", r"model.estimator: cannot import 'nope.Estimator' \(No module named 'nope'\)"),
         (
             "sklearn.linear_model.LogisticRegression",
@@ -229,7 +230,7 @@ def test_a_task_left_to_the_data_is_checked_when_the_task_is_known():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"estimator": "sklearn.linear_model.Nope"}, r"^model.estimator: 'sklearn.linear_model.Nope' is not a class; give its import path"),
+        ({"estimator": "sklearn"}, r"^model.estimator: 'sklearn' is not a class; give its import path"),
         ({"estimator": "math.pi"}, r"^model.estimator: 'math.pi' is not a class"),
         ({"estimator": "nope.Estimator"}, r"^model.estimator: cannot import 'nope.Estimator' \(No module named 'nope'\)$"),
         ({"estimator": "collections.OrderedDict"}, r"^model.estimator: collections.OrderedDict is not a scikit-learn-compatible estimator"),
@@ -263,7 +264,7 @@ def test_every_estimator_problem_is_one_line_naming_its_key(values, message):
 
 def test_a_bad_default_is_named_by_its_own_key():
     wrong = defaults("model")["defaults"] | {"regression": {"estimator": "sklearn.linear_model.Nope", "params": {}}}
-    with pytest.raises(ConfigError, match=r"^model.defaults.regression.estimator: 'sklearn.linear_model.Nope' is not a class"):
+    with pytest.raises(ConfigError, match=r"^model.defaults.regression.estimator: sklearn.linear_model has no 'Nope'"):
         model_settings(task="regression", estimator="auto", params={}, defaults=wrong)
     negative = defaults("model")["defaults"] | {"regression": {"estimator": ELASTICNET, "params": {"alpha": -1.0}}}
     with pytest.raises(ConfigError, match=r"^model.defaults.regression.params.alpha: must be >= 0, got -1.0$"):
