@@ -262,6 +262,8 @@ def parse_config(
 
     ``overrides`` maps a dotted key (``model.alpha``) or a parameter of the entry point
     (``parameters``, e.g. main's ``alpha``) to its value as text, as it arrives from ``mlflow run -P``.
+    A ``model.params.<name>`` value is added to the file's arguments; ``sweep.grid.<name>`` values
+    (or ``alphas``, ``l1_ratios``) make up the grid on their own, replacing the file's.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
