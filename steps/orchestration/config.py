@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,8 @@ class PipelineConfig:
     task: Task
     estimator: EstimatorSpec
     metric: Metric
+    # Where the -P values went: dotted key -> the parameter that set it (``model.params.alpha`` -> ``-P alpha``).
+    given: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The YAML form: sections of keys, as in conf/pipeline.yaml."""
@@ -278,6 +280,8 @@ def parse_config(
 
     ``overrides`` maps a dotted key (``model.alpha``) or a parameter of the entry point
     (``parameters``, e.g. main's ``alpha``) to its value as text, as it arrives from ``mlflow run -P``.
+    A ``model.params.<name>`` value is added to the file's arguments; ``sweep.grid.<name>`` values
+    (or ``alphas``, ``l1_ratios``) make up the grid on their own, replacing the file's.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
@@ -292,6 +296,9 @@ def parse_config(
     values = {section: dict(raw[section]) for section in SECTIONS}
     keys = _keys(raw)
     given: dict[str, str] = {}  # dotted key -> the -P name that set it
+    if any(_mapping_entry(parameters.get(name, name)) == "sweep.grid" for name in overrides or {}):
+        # A grid given by -P replaces the file's: another estimator's grid never sweeps the file's entries too.
+        values["sweep"]["grid"] = {}
     for name, text in (overrides or {}).items():
         dotted = parameters.get(name, name)
         mapping = _mapping_entry(dotted)
@@ -318,7 +325,7 @@ def parse_config(
     built = {section: validate(model, section, values[section], origin) for section, model in SECTIONS.items()}
     try:
         schema = load_schema(built["data"].schema_file)
-        return PipelineConfig(**built, **_resolve(built, schema))
+        return PipelineConfig(**built, **_resolve(built, schema), given=given)
     except ConfigError as exc:
         dotted = str(exc).split(":", 1)[0]
         if dotted not in given:

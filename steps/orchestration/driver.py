@@ -13,7 +13,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -51,10 +51,12 @@ class Driver:
     title: str  # of the parent run's card
     description: str  # of its command line
     parameters: Mapping[str, str]  # -P name -> configuration key
-    # Configuration keys (or mappings, e.g. sweep.grid) this driver does not use -> what to do
-    # instead; refused as -P values and not logged as params (a sweep parent showing
-    # model.params.alpha=0.5 would plot at the wrong alpha).
+    # Configuration keys (or whole mappings, e.g. sweep.grid) and -P names this driver does not
+    # use -> what to do instead; refused as -P values and not logged as params.
     unused: Mapping[str, str] = field(default_factory=dict)
+    # Keys of the resolved configuration its runs replace (a sweep's trials take model.params.<name>
+    # from the grid): not logged on the parent, where model.params.alpha=0.5 would name no trial's alpha.
+    overridden: Callable[[PipelineConfig], Iterable[str]] = lambda config: ()
 
     @property
     def interrupted(self) -> str:
@@ -106,8 +108,8 @@ def log_config(config: PipelineConfig, driver: Driver) -> None:
     already = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     flat = config.flat()
     names = {name: flat[key] for name, key in driver.parameters.items() if key in flat}
-    unused = tuple(driver.unused)
-    logged = {key: value for key, value in (flat | names).items() if key not in already and not key.startswith(unused)}
+    unused, skipped = tuple(driver.unused), set(driver.overridden(config))
+    logged = {key: value for key, value in (flat | names).items() if key not in already and key not in skipped and not key.startswith(unused)}
     mlflow.log_params(logged)
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 

@@ -2,8 +2,9 @@
 (and logged as ``summary.txt``), the dry-run plan, and the parent run's card.
 
 It reads what the steps recorded (evaluate's metrics and verdict, register's decision) from their
-runs, once each, and says it in a few lines: each step with its status, time and why it ran or
-was reused; the evaluation; the registered version and the champion; how to serve it.
+runs, once each, and says it in a few lines: the model (its task, estimator and arguments, as the
+driver logged them on its run); each step with its status, time and why it ran or was reused;
+the evaluation, in the task's metrics; the registered version and the champion; how to serve it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from steps.core.tasks import metric_names
-
+from steps.core.tasks import TASKS, Task, metric_names
 from steps.mlflow_io.cards import Card, artifact_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
 from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
 from steps.orchestration.runner import StepResult, StepRunner
 
-# MLflow's metric name -> its label, for the metrics of every task (a run has its own task's).
+# MLflow's metric name -> its label, for the metrics of every task: a run whose task is unknown.
 REPORTED_METRICS = metric_names()
-# The plot of evaluate's run the pipeline's card shows, by task (the confusion matrix is MLflow's).
+# The parent run's params that say the model (logged by the driver, orchestration/config.py's flat()).
+TASK_PARAM, ESTIMATOR_PARAM, MODEL_PARAM_PREFIX = "model.task", "model.estimator", "model.params."
+# The test-split plot the card shows, by task: evaluate's own, or the one MLflow's classifier evaluation logs.
 EVALUATE_PLOTS = {
     "regression": (Artifact.PREDICTED_VS_ACTUAL, "Predicted vs actual on the test split (from evaluate)"),
     "classification": ("confusion_matrix.png", "Confusion matrix on the test split (from evaluate)"),
@@ -82,6 +84,9 @@ class PipelineReport:
         status = "FAILED" if error else "FINISHED"
         elapsed = time.monotonic() - self.runner.started
         lines = [f"{title} {self.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
+        model = self.model_line()
+        if model:
+            lines.append(model)
         lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
         for r in self.results:
             run_id = r.reused_run_id or r.run_id or "-"
@@ -96,10 +101,33 @@ class PipelineReport:
             lines.append(f"Error: {error}")
         return "\n".join(lines)
 
-    def evaluation_metrics(self) -> dict[str, float]:
-        """evaluate's test-split metrics (RMSE, MAE, R²) in this pipeline run, if it ran or was reused."""
+    def model_line(self) -> str | None:
+        """``Model: <task>, <estimator> (<name>=<value>, ...)``, as the run's params say; None before they are logged."""
+        params = self.client.get_run(self.run_id).data.params
+        if TASK_PARAM not in params or ESTIMATOR_PARAM not in params:
+            return None
+        arguments = ", ".join(
+            f"{name.removeprefix(MODEL_PARAM_PREFIX)}={params[name]}" for name in sorted(params) if name.startswith(MODEL_PARAM_PREFIX)
+        )
+        return f"Model: {params[TASK_PARAM]}, {params[ESTIMATOR_PARAM]}" + (f" ({arguments})" if arguments else "")
+
+    def task(self) -> Task | None:
+        """The task evaluate scored (its run's tag), else the one the run's params name; None if neither says."""
         run = self._step_run("evaluate")
-        return {name: run.data.metrics[name] for name in REPORTED_METRICS if run and name in run.data.metrics}
+        name = run.data.tags.get(Tag.TASK) if run else None
+        if name is None:
+            name = self.client.get_run(self.run_id).data.params.get(TASK_PARAM)
+        return TASKS.get(name or "")
+
+    def _labels(self) -> dict[str, str]:
+        """MLflow's name -> label of the metrics to report: the task's, in its order (every task's when it is unknown)."""
+        task = self.task()
+        return {m.name: m.label for m in task.metrics} if task else REPORTED_METRICS
+
+    def evaluation_metrics(self) -> dict[str, float]:
+        """evaluate's test-split metrics in this pipeline run (its task's, in order), if it ran or was reused."""
+        run = self._step_run("evaluate")
+        return {name: run.data.metrics[name] for name in self._labels() if run and name in run.data.metrics}
 
     def card(self, title: str, error: str | None = None, status: str = "FINISHED") -> Card:
         """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision.
@@ -111,6 +139,9 @@ class PipelineReport:
         card = Card(title, f"run {self.run_id} {status} in {time.monotonic() - self.runner.started:.1f} s")
         if error:
             card.heading("Error").text(error)
+        model = self.model_line()
+        if model:
+            card.text(model)
         rows = []
         for r in self.results:
             run_id = r.reused_run_id or r.run_id
@@ -146,18 +177,18 @@ class PipelineReport:
         return card
 
     def _evaluate_plot(self) -> tuple[bytes, str] | None:
-        """evaluate's headline plot for its task (predicted vs actual, or the confusion matrix) and its caption."""
-        run = self._step_run("evaluate")
+        """evaluate's plot of the test split for the task, and its caption."""
+        run, task = self._step_run("evaluate"), self.task()
         if run is None:
             return None
-        path, caption = EVALUATE_PLOTS.get(run.data.tags.get(Tag.TASK, ""), EVALUATE_PLOTS["regression"])
+        artifact, caption = EVALUATE_PLOTS[task.name if task else "regression"]
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                png = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp)).read_bytes()
+                path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact, dst_path=tmp)
+                return Path(path).read_bytes(), caption
         except (MlflowException, OSError) as exc:
-            logger.warning("the pipeline card shows no plot: cannot read %s of run %s (%s)", path, run.info.run_id, exc)
+            logger.warning("the pipeline card shows no plot: cannot read %s of run %s (%s)", artifact, run.info.run_id, exc)
             return None
-        return png, caption
 
     def _step_run(self, name: str) -> Run | None:
         """The run that did step ``name``'s work in this pipeline run (reused or not), if it finished."""
@@ -181,13 +212,11 @@ class PipelineReport:
         run = self._step_run("evaluate")
         if run is None:
             return []
-        metrics, tags = run.data.metrics, run.data.tags
-        line = "Evaluation (test split): " + ", ".join(
-            f"{label} {metrics[key]:.4g}" for key, label in REPORTED_METRICS.items() if key in metrics
-        )
+        metrics, tags, labels = run.data.metrics, run.data.tags, self._labels()
+        line = "Evaluation (test split): " + ", ".join(f"{label} {metrics[key]:.4g}" for key, label in labels.items() if key in metrics)
         champion = [
             f"{label} {metrics[CHAMPION_METRIC_PREFIX + key]:.4g}"
-            for key, label in REPORTED_METRICS.items()
+            for key, label in labels.items()
             if CHAMPION_METRIC_PREFIX + key in metrics
         ]
         if champion:
