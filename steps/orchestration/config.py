@@ -219,10 +219,10 @@ def _keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     """
     keys = {}
     for section, model in SECTIONS.items():
-        for name, field in model.model_fields.items():
+        for name, declared in model.model_fields.items():
             like = sample(model, name)
             if not isinstance(like, dict):
-                keys[f"{section}.{field.alias or name}"] = like
+                keys[f"{section}.{declared.alias or name}"] = like
     for dotted in MAPPING_FIELDS:
         keys.update({f"{dotted}.{name}": Loose(value) for name, value in _mapping_values(raw, dotted).items()})
     return keys
@@ -280,8 +280,10 @@ def parse_config(
 
     ``overrides`` maps a dotted key (``model.alpha``) or a parameter of the entry point
     (``parameters``, e.g. main's ``alpha``) to its value as text, as it arrives from ``mlflow run -P``.
-    A ``model.params.<name>`` value is added to the file's arguments; ``sweep.grid.<name>`` values
-    (or ``alphas``, ``l1_ratios``) make up the grid on their own, replacing the file's.
+    A ``model.params.<name>`` value is added to the file's arguments. ``sweep.grid.<name>`` values
+    (or ``alphas``, ``l1_ratios``) replace those entries of the file's grid; when one names a
+    parameter the file's grid does not have (another estimator's), the -P values make up the grid
+    on their own.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
@@ -296,8 +298,9 @@ def parse_config(
     values = {section: dict(raw[section]) for section in SECTIONS}
     keys = _keys(raw)
     given: dict[str, str] = {}  # dotted key -> the -P name that set it
-    if any(_mapping_entry(parameters.get(name, name)) == "sweep.grid" for name in overrides or {}):
-        # A grid given by -P replaces the file's: another estimator's grid never sweeps the file's entries too.
+    swept = [parameters.get(name, name) for name in overrides or {} if _mapping_entry(parameters.get(name, name)) == "sweep.grid"]
+    if any(key.removeprefix("sweep.grid.") not in (values["sweep"].get("grid") or {}) for key in swept):
+        # Another estimator's grid: it never sweeps the file's (ElasticNet's) entries too.
         values["sweep"]["grid"] = {}
     for name, text in (overrides or {}).items():
         dotted = parameters.get(name, name)

@@ -109,7 +109,8 @@ def log_config(config: PipelineConfig, driver: Driver) -> None:
     flat = config.flat()
     names = {name: flat[key] for name, key in driver.parameters.items() if key in flat}
     unused, skipped = tuple(driver.unused), set(driver.overridden(config))
-    logged = {key: value for key, value in (flat | names).items() if key not in already and key not in skipped and not key.startswith(unused)}
+    skipped |= {key for key in flat | names if key.startswith(unused)}
+    logged = {key: value for key, value in (flat | names).items() if key not in already and key not in skipped}
     mlflow.log_params(logged)
     mlflow.log_text(yaml.safe_dump(config.to_dict(), sort_keys=False), "conf/resolved.yaml")
 

@@ -141,7 +141,10 @@ def test_bad_estimator_parameters_are_one_line_naming_the_key(values, message):
     ("estimator", "message"),
     [
         ("sklearn.linear_model.Nope", r"model.estimator: sklearn.linear_model has no 'Nope'"),
-        ("sklearn.ensemble.RandomWoodsRegressor", r"model.estimator: sklearn.ensemble has no 'RandomWoodsRegressor' \(did you mean 'RandomForestRegressor'\?\)"),
+        (
+            "sklearn.ensemble.RandomWoodsRegressor",
+            r"model.estimator: sklearn.ensemble has no 'RandomWoodsRegressor' \(did you mean 'RandomForestRegressor'\?\)",
+        ),
         ("nope.Estimator", r"model.estimator: cannot import 'nope.Estimator' \(No module named 'nope'\)"),
         (
             "sklearn.linear_model.LogisticRegression",

@@ -133,9 +133,10 @@ def test_values_are_written_short():
 # --- the grid and the estimator, checked before any step runs ---
 
 
-def test_a_grid_given_by_minus_p_replaces_the_files_grid():
+def test_a_grid_given_by_minus_p_replaces_the_files_entries_or_for_another_estimator_the_whole_grid():
     assert sweep_config().sweep.grid == {"alpha": [0.01, 0.1, 0.3, 1.0], "l1_ratio": [0.2, 0.5, 0.8]}
-    assert sweep_config(alphas="0.1,1").sweep.grid == {"alpha": [0.1, 1.0]}
+    # ElasticNet's -P alphas replaces the file's alphas and keeps its l1_ratios, as it always has.
+    assert sweep_config(alphas="0.1,1").sweep.grid == {"alpha": [0.1, 1.0], "l1_ratio": [0.2, 0.5, 0.8]}
     tree = sweep_config(**{"model.estimator": TREE, "sweep.grid.max_depth": "2,4", "sweep.grid.criterion": "squared_error,poisson"})
     assert tree.sweep.grid == {"max_depth": [2, 4], "criterion": ["squared_error", "poisson"]}
     check_grid(tree)
