@@ -76,6 +76,8 @@ def add_settings(parser: argparse.ArgumentParser, section: str, names: Mapping[s
     for key, value in defaults(section).items():
         declared = key in declared_keys
         like = sample(model, key) if declared else value
+        if isinstance(like, dict) and isinstance(parser, ArgumentParser):
+            parser.mapping_options.add(renamed.get(key, key))
         kind = {bool: _bool, int: int if declared else _number, float: float}.get(type(like), str)
         option = renamed.get(key, key)
         parser.add_argument(f"--{option}", dest=option, type=kind, default=None, help=f"default: {section}.{key} in {DEFAULT_CONFIG}")
@@ -112,17 +114,29 @@ def settings(args: argparse.Namespace, model: type[Section], section: str, names
     values = defaults(section)
     renamed = {key: option for option, key in (names or {}).items()}
     declared_keys = _declared(model)
+    entries = getattr(args, ENTRIES, {})
     from_file = {}
     for key in values:
         option = renamed.get(key, key)
         given = getattr(args, option, None)
-        if given is None:
+        mapping = key in declared_keys and isinstance(sample(model, key), dict)
+        if mapping and (given is not None or option in entries):
+            # The file's mapping, replaced by -P <option>='{...}' if given, then -P <option>.<name> entries on top.
+            base = from_text(given, {}, f"-P {option}") if given is not None else dict(values[key] or {})
+            like = dict(values[key] or {})
+            typed = {
+                name: from_text(text, None if like.get(name) is None else like[name], f"-P {option}.{name}", loose=True)
+                for name, text in entries.get(option, {}).items()
+            }
+            values[key] = base | typed
+        elif mapping:
+            continue  # the file's mapping as it is; its entries are the step's own params when given
+        elif given is None:
             from_file[option] = values[key]
         else:
             # A string option of an estimator's argument whose default is not a number: read as YAML.
             loose = key not in declared_keys and isinstance(given, str) and not isinstance(values[key], str)
-            mapping = key in declared_keys and isinstance(sample(model, key), dict)
-            values[key] = from_text(given, {} if mapping else None, f"-P {option}") if loose or mapping else given
+            values[key] = from_text(given, None, f"-P {option}") if loose else given
     resolved = validate(model, section, values)
     if mlflow.active_run() is not None and from_file:
         mlflow.log_params({option: as_text(value) for option, value in from_file.items()})
@@ -148,9 +162,32 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, error_type: type[PipelineError] = InputError, **kwargs: Any):
         super().__init__(*args, allow_abbrev=False, **kwargs)
         self.error_type = error_type
+        # Options whose value is a mapping: ``--params.alpha 0.3`` sets one entry (see :func:`add_settings`).
+        self.mapping_options: set[str] = set()
 
     def error(self, message: str) -> NoReturn:
         raise self.error_type(message)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """argparse's parsing, plus ``--<mapping option>.<name> value`` pairs, kept as ``ENTRIES[<option>][<name>]``."""
+        tokens, rest, entries = list(sys.argv[1:] if args is None else args), [], {}
+        while tokens:
+            token = tokens.pop(0)
+            flag, equals, inline = token.partition("=")
+            option, dot, name = flag.removeprefix("--").partition(".")
+            if not (token.startswith("--") and dot and name and option in self.mapping_options):
+                rest.append(token)
+                continue
+            if not equals and not tokens:
+                self.error(f"argument {flag}: expected one argument")
+            entries.setdefault(option, {})[name] = inline if equals else tokens.pop(0)
+        parsed = super().parse_args(rest, namespace)
+        setattr(parsed, ENTRIES, entries)
+        return parsed
+
+
+# Where :meth:`ArgumentParser.parse_args` keeps the entries of mapping options it was given.
+ENTRIES = "_mapping_entries"
 
 
 def report_error(message: str) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steps.core.conf import as_text
 from steps.orchestration.config import PipelineConfig
 from steps.orchestration.runner import ArtifactRef, StepRunner
 
@@ -55,8 +54,8 @@ def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, 
         transformer_uri=data.transformer_uri,
         manifest_uri=data.manifest_uri,
         estimator=estimator.path,
-        # Every argument, resolved: the step's cache key names exactly what it trains.
-        params=as_text(estimator.params | dict(params or {})),
+        # Every argument, resolved, one -P each (the train run's params): the cache key names exactly what it trains.
+        **{f"params.{name}": value for name, value in (estimator.params | dict(params or {})).items()},
     )
     return train["model_uri"]
 

@@ -132,7 +132,7 @@ CASES = [
         ("main: -P model.alpah", "unknown parameter", "did you mean 'alpha'?"),
         params=("model.alpah=0.3",),
     ),
-    Case("negative-alpha", ("main: -P alpha", "model.alpha", "must be >= 0", "got -1.0"), params=("alpha=-1",)),
+    Case("negative-alpha", ("main: -P alpha", "model.params.alpha", "must be >= 0", "got -1.0"), params=("alpha=-1",)),
 ]
 
 

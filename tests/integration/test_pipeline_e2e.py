@@ -44,7 +44,9 @@ def test_one_parent_and_five_finished_children(default_store_run):
         assert child.data.tags["mlflow.project.entryPoint"] == step
         assert child.info.experiment_id == parent.info.experiment_id
         assert parent.data.tags[f"pipeline.{step}.run_id"] == child.info.run_id
-    assert children["train"].data.params["alpha"] == "0.3"
+    assert children["train"].data.params["params.alpha"] == "0.3"  # every argument, one param each
+    assert children["train"].data.params["estimator"] == "sklearn.linear_model.ElasticNet"
+    assert {child.data.tags["pipeline.task"] for child in children.values()} == {"regression"}
 
 
 def test_every_downstream_input_is_an_artifact_uri_of_its_upstream_run(default_store_run):
@@ -120,8 +122,11 @@ def test_steps_log_what_they_promise(default_store_run):
     assert plots == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
     result = json.loads(mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/result.json"))
     assert result["passed"] is True
-    assert result["thresholds"] == {"min_r2": 0.3, "max_rmse": 65.0, "champion_tolerance": 0.0}
-    assert result["champion"] is None  # the first model: judged on the absolute thresholds only
+    assert result["gate"] == {"metric": "rmse", "baseline_margin": 0.05, "champion_tolerance": 0.0}
+    assert (result["task"], result["metric"]) == ("regression", "root_mean_squared_error")
+    assert result["baseline"]["root_mean_squared_error"] > result["metrics"]["root_mean_squared_error"]
+    assert [c["name"] for c in result["checks"]] == ["baseline", "min r2", "max rmse"]  # conf/schema.yaml's thresholds
+    assert result["champion"] is None  # the first model: no champion to beat
     report = mlflow.artifacts.load_text(f"runs:/{evaluate.info.run_id}/evaluation/report.md")
     assert report.startswith("# Evaluation: **passed**")
 
@@ -158,16 +163,23 @@ def test_every_run_has_a_card_that_renders(default_store_run):
 
 def test_parent_logs_resolved_config_and_prints_a_summary(default_store_run):
     parent = default_store_run.parent()
-    assert parent.data.params["model.alpha"] == "0.3"
-    assert parent.data.params["evaluation.min_r2"] == "0.3"
+    assert parent.data.params["model.params.alpha"] == "0.3"
+    assert (parent.data.params["model.task"], parent.data.params["model.estimator"]) == ("regression", "sklearn.linear_model.ElasticNet")
+    assert parent.data.params["evaluation.metric"] == "rmse"
     mlflow.set_tracking_uri(default_store_run.tracking_uri)
     resolved = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/conf/resolved.yaml"))
-    assert resolved["model"]["alpha"] == 0.3
+    assert resolved["model"]["params"] == {"alpha": 0.3}
     out = default_store_run.process.stdout
     for step, child in default_store_run.children().items():
         assert re.search(rf"{step}\s+{child.info.run_id}\s+FINISHED\s+[\d.]+s", out), out
     assert re.search(r"Evaluation \(test split\): RMSE [\d.]+, MAE [\d.]+, R² [\d.]+\n", out), out
-    assert re.search(r"Verdict: passed: R² [\d.]+ >= min_r2 0.3; RMSE [\d.]+ <= max_rmse 65; no champion yet", out), out
+    assert "Model: regression, sklearn.linear_model.ElasticNet (alpha=0.3, l1_ratio=0.5, max_iter=5000)" in out, out
+    assert re.search(
+        r"Verdict: passed: RMSE [\d.]+ reaches [\d.]+, 5% of the way from [\d.]+ \(the baseline: the train split's mean\) to 0", out
+    )
+    assert re.search(
+        r"R² [\d.]+ >= min 0.3 \(the schema's threshold\); RMSE [\d.]+ <= max 65 \(the schema's threshold\); no champion yet", out
+    )
     assert "Registered: diabetes-elasticnet version 1, alias challenger\nDecision: promoted to champion\n" in out
     assert "Champion: diabetes-elasticnet version 1 (this run's model)" in out
     assert 'mlflow models serve -m "models:/diabetes-elasticnet@champion"' in out
@@ -184,11 +196,11 @@ def test_a_step_runs_alone_from_upstream_uris(default_store_run):
         "-P", f"train_uri={outputs['train_uri']}",
         "-P", f"transformer_uri={outputs['transformer_uri']}",
         "-P", f"manifest_uri={outputs['manifest_uri']}",
-        "-P", "alpha=0.05",
+        "-P", "params.alpha=0.05",
         workdir=default_store_run.workdir,
     )  # fmt: skip
     assert process.returncode == 0, process.stderr[-3000:]
-    standalone = [r for r in default_store_run.runs() if r.data.params.get("alpha") == "0.05"]
+    standalone = [r for r in default_store_run.runs() if r.data.params.get("params.alpha") == "0.05"]
     assert len(standalone) == 1
     assert standalone[0].info.status == "FINISHED"
     assert standalone[0].data.tags["pipeline.output.model_uri"].startswith("models:/")
@@ -225,7 +237,7 @@ def test_schema_violation_fails_in_ingest_and_registers_nothing(tmp_path):
     [
         ("alpha=abc", "error: main: -P alpha: expected a number, got 'abc'"),
         ("alhpa=0.3", "error: main: -P alhpa: unknown parameter (did you mean 'alpha'?)"),
-        ("evaluation.min_r2=2", "error: main: -P evaluation.min_r2: evaluation.min_r2: must be <= 1"),
+        ("evaluation.baseline_margin=2", "error: main: -P evaluation.baseline_margin: evaluation.baseline_margin: must be between 0"),
     ],
 )
 def test_bad_parameters_fail_before_any_step_runs(tmp_path, param, message):
@@ -279,7 +291,6 @@ def test_own_parquet_data_with_its_own_schema_and_a_text_column(tmp_path):
         f"schema={tmp_path / 'houses.yaml'}",
         "model_name=houses",
         "alpha=0.01",
-        "evaluation.max_rmse=1000",
     )
     assert run.process.returncode == 0, explain(run)
     mlflow.set_tracking_uri(run.tracking_uri)
