@@ -67,7 +67,7 @@ def test_each_grid_point_is_a_trial_run_under_one_parent_with_its_own_train_and_
         assert (params["evaluation.metric"], params["registry.model_name"]) == ("rmse", "diabetes-elasticnet")
         steps = {r.data.tags["mlflow.project.entryPoint"]: r for r in _children(sweep, trial.info.run_id)}
         assert set(steps) == {"train", "evaluate"}, trial.info.run_id
-        assert f'"alpha": {params["model.params.alpha"]}' in steps["train"].data.params["params"]
+        assert steps["train"].data.params["params.alpha"] == params["model.params.alpha"]
         # The trial carries its evaluation's metrics, the task's (for compare and the UI's chart view).
         assert set(trial.data.metrics) == {RMSE, "mean_absolute_error", "r2_score"}
         assert trial.data.metrics[RMSE] == pytest.approx(steps["evaluate"].data.metrics[RMSE])
