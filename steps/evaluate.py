@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import io
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -169,6 +170,28 @@ def score(
     return _evaluate_predictions(test[schema.target].to_numpy(dtype="float64"), predictions, schema.target, model_id)
 
 
+def _score_champion(
+    task: Task, test: pd.DataFrame, schema: DataSchema, champion: Champion, *, labels: list, metric: Metric
+) -> tuple[dict[str, float] | None, str]:
+    """The champion's metrics on the same split (a nested run), or None and why it cannot be compared.
+
+    A champion that cannot be scored, or has no value of the gate's metric (e.g. log loss of a
+    model without ``predict_proba``), is no reason to block every future model: the other checks
+    decide, and the reason says so.
+    """
+    version = f"champion version {champion.model.version}"
+    try:
+        with mlflow.start_run(nested=True, run_name=f"{champion.model} (champion, same test split)"):
+            scored = score(task, test, schema, champion.predictions, champion.loaded, labels=labels, model_id=None)
+    except Exception as exc:
+        logger.warning("%s cannot be scored on the test split: %s", champion.model, exc)
+        return None, f"{version} cannot score this test split ({type(exc).__name__}: {first_line(exc)})"
+    metrics = {name: float(value) for name, value in scored.metrics.items()}
+    if math.isnan(metrics.get(metric.name, math.nan)):
+        return None, f"{version} has no {metric.label} on this test split, so it cannot be compared by evaluation.metric"
+    return metrics, ""
+
+
 def _images(result: MlflowEvaluation) -> dict[str, bytes]:
     """MLflow's classifier plots as PNG bytes, for the card."""
     images = {}
@@ -205,9 +228,7 @@ def run(
     metrics = {name: float(value) for name, value in result.metrics.items()}
     champion_metrics, note = None, NO_CHAMPION
     if champion is not None and champion.predictions is not None:
-        with mlflow.start_run(nested=True, run_name=f"{champion.model} (champion, same test split)"):
-            scored = score(task, test, schema, champion.predictions, champion.loaded, labels=labels, model_id=None)
-        champion_metrics, note = {name: float(value) for name, value in scored.metrics.items()}, ""
+        champion_metrics, note = _score_champion(task, test, schema, champion, labels=labels, metric=metric)
     elif champion is not None:
         note = f"champion version {champion.model.version} {champion.problem}"
     baseline = tasks.baseline_metrics(task, summary, actual)
@@ -272,7 +293,7 @@ def card(
     result.table(rows)
     result.text(f"The baseline predicts {task.baseline} for every row.", note=True)
     if out.champion_metrics is None:
-        result.text(champion.problem if champion and champion.problem else NO_CHAMPION, note=True)
+        result.text((champion.problem or "the champion could not be compared: see the reason") if champion else NO_CHAMPION, note=True)
     else:
         result.text("The champion was scored on the same test split, in a nested run of this one.", note=True)
     checks = [{"check": c.name, "result": "passed" if c.passed else "failed", "detail": c.detail} for c in out.checks]

@@ -501,7 +501,8 @@ def _probabilities_udf(spark: SparkSession, output: ModelOutput) -> Any:
     """A pandas UDF of a struct of the features: a struct of the probability of each of the classifier's classes.
 
     The scikit-learn model is broadcast to the executors once; the UDF's code uses numpy and pandas
-    only, so the executors need scikit-learn but not this project.
+    only, so the executors need scikit-learn, and this project's ``steps`` package only for a
+    model whose classifier is wrapped by steps/core/labels.py (one from outside scikit-learn).
     """
     from pyspark.sql import functions as F  # noqa: PLC0415, N812
     from pyspark.sql.types import DoubleType, StructField, StructType  # noqa: PLC0415

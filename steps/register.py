@@ -5,7 +5,7 @@ lineage (the pipeline run, the data digest, the git commit) and the verdict. ``c
 to it only when evaluation passed *and* it still beats the champion now: normally that is the
 champion evaluate compared it with; when another pipeline promoted its own model in the
 meantime, the candidate is compared with that champion's recorded metrics on the same test split
-and promoted only if it is not worse (if they cannot be compared, it is not promoted and the
+and promoted only if it is better (if they cannot be compared, it is not promoted and the
 summary says why). The aliases move under a lease that every process using the store respects
 (steps/mlflow_io/registry.py).
 """

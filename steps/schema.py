@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shlex
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import mlflow
 import pandas as pd
@@ -82,8 +83,10 @@ def write_output(path: Path, text: str, overwrite: bool) -> None:
 
 
 def next_command(data_uri: str, schema_file: str) -> str:
-    """The pipeline run that uses the reviewed draft."""
-    return shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_uri}", "-P", f"schema={schema_file}"])
+    """The pipeline run that uses the reviewed draft, under a model name of the data's own (a
+    champion of other data, e.g. the example's, cannot be compared with it)."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", PurePosixPath(urllib.parse.urlparse(data_uri).path).name.split(".")[0]).strip("-") or "my-data"
+    return shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_uri}", "-P", f"schema={schema_file}", "-P", f"model_name={name}"])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,6 +86,7 @@ class Trial:
     metrics: dict[str, float] = field(default_factory=dict)
     model_uri: ArtifactRef | None = None
     reused: bool = False  # train and evaluate both reused from the cache
+    passed: bool = False  # its evaluation passed the checks it was judged by
 
     @property
     def name(self) -> str:
@@ -109,10 +110,16 @@ class Trials:
         return ranking.task_of(self.metric).metrics
 
     def best(self) -> Trial | None:
-        """The finished trial with the best test score by :attr:`metric` (the earlier one on a tie)."""
+        """The finished trial with the best test score by :attr:`metric` (the earlier one on a tie).
+
+        Trials that passed their checks (baseline, thresholds) come first: a better score that the
+        gate refuses would only register a rejected model while a passing one exists.
+        """
         best = None
         name = self.metric.name
-        for trial in (t for t in self.trials if t.status == "FINISHED" and not math.isnan(t.metrics.get(name, math.nan))):
+        scored = [t for t in self.trials if t.status == "FINISHED" and not math.isnan(t.metrics.get(name, math.nan))]
+        passed = [t for t in scored if t.passed]
+        for trial in passed or scored:
             if best is None or self.metric.better(trial.metrics[name], than=best.metrics[name]):
                 best = trial
         return best
@@ -248,6 +255,7 @@ def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, tr
         trial.model_uri = train_model(steps, config, data, params)
         evaluate_model(steps, config, data, trial.model_uri, champion_uri="")
         trial.metrics = steps_report.evaluation_metrics()
+        trial.passed = steps_report.evaluation_passed()
         trial.reused = all(r.cache_hit for r in steps.results)
         mlflow.log_metrics(trial.metrics)
         status = "FINISHED"

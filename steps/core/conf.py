@@ -5,7 +5,7 @@ Every entry point reads its defaults from that file (a section each: ``data``, `
 as ``--alpha 0.3``) replaces the file's value, typed like it. The sections are pydantic models
 defined beside the code that uses them (``core/data.py``, ``core/model.py``, ``core/gate.py``
 ...); :func:`validate` turns pydantic's report into the one-line errors users see, naming the
-key and where its value came from, e.g. ``-P alpha: model.alpha: must be >= 0, got -1.0``.
+key and where its value came from, e.g. ``-P alpha: model.params.alpha: must be >= 0, got -1.0``.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def problem(exc: ValidationError, section: str, model: type[BaseModel], origin: 
         # Our own validators raise ValueError("must be >= 0, got -1.0"): pydantic prefixes it.
         message = str(error["msg"]).removeprefix("Value error, ")
         named = message.startswith((f"{section}.", f"{section}:"))
-        # A check of a whole section names its key itself (``model.alpha: ...``, ``sweep: ...``).
+        # A check of a whole section names its key itself (``model.params.alpha: ...``, ``sweep: ...``).
         dotted = message.split(":", 1)[0] if named else dotted
         text = message if named else f"{dotted}: {message}"
     where = origin(dotted) if origin else ""

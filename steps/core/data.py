@@ -77,4 +77,11 @@ def split(data: pd.DataFrame, test_size: float, seed: int, source: str, stratify
             "each split needs a row of every class"
         )
     train, test = train_test_split(data, test_size=n_test, random_state=seed, shuffle=True, stratify=data[stratify])
+    for name, part in (("test", test), ("train", train)):
+        absent = [label for label in counts.index if label not in set(part[stratify])]
+        if absent:
+            raise DataError(
+                f"{source}: column {stratify!r}: class {absent[0]!r} ({int(counts[absent[0]])} rows) has no row in the {name} split "
+                f"(test_size={test_size}); every class needs rows in both: use a larger test_size, or more rows of the rare classes"
+            )
     return train.reset_index(drop=True), test.reset_index(drop=True)

@@ -138,7 +138,7 @@ def absolute_checks(thresholds: Mapping[str, Mapping[str, float]], task: Task, m
     """Each bound the data's schema declares (``thresholds: {r2: {min: 0.3}}``), in words."""
     checks = []
     for name, bounds in thresholds.items():
-        metric = task.metric(name)
+        metric = task.metric(name, where=f"the schema's thresholds.{name}")
         value = _value(metric, metrics)
         for bound, limit in bounds.items():
             ok = math.isfinite(value) and (value >= limit if bound == "min" else value <= limit)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from sklearn.utils._param_validation import Interval
 
 # scikit-learn is imported where an estimator is built, checked or scored, not with this module:
-# the driver reads the settings from it, and importing scikit-learn costs ~1 s a run.
+# a step that only reads the settings (register, predict) does not pay its ~1 s import.
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from steps.core.conf import did_you_mean
 from steps.core.errors import ConfigError, DataError
+from steps.core.tasks import AMBIGUOUS_MAX_VALUES
 
 # Column names taken for the target when none is given (any case), in this order of preference;
 # without any of them, the last column.
@@ -137,7 +138,7 @@ def draft(frame: pd.DataFrame, target: str | None, max_categories: int, source: 
         if name not in empty:
             columns.append(_column(name, frame[column].reset_index(drop=True), max_categories, is_target=name == chosen))
     spec = next(c for c in columns if c.name == chosen)
-    task, reason = _task(spec, max_categories)
+    task, reason = _task(spec)
     return SchemaDraft(
         rows=len(frame),
         target=chosen,
@@ -231,11 +232,11 @@ def _as_bool(value: Any) -> bool | None:
     return BOOL_WORDS.get(value.strip().lower()) if isinstance(value, str) else None
 
 
-def _task(target: ColumnDraft, max_categories: int) -> tuple[str, str]:
-    """The task the target suggests, and why."""
+def _task(target: ColumnDraft) -> tuple[str, str]:
+    """The task the target suggests, and why: ingest's own rule (steps/core/tasks.py) for ``model.task: auto``."""
     if target.dtype in ("string", "bool"):
         return "classification", f"the target holds labels ({target.dtype}, {target.distinct} distinct)"
-    if target.dtype == "int" and target.distinct <= max_categories:
+    if target.dtype == "int" and target.distinct <= AMBIGUOUS_MAX_VALUES:
         counted = f"an integer with {target.distinct} distinct value(s)"
         return "ambiguous", f"set model.task or categorical: true (the target is {counted}: classes, or a quantity?)"
     which = "a float" if target.dtype == "float" else f"an integer with {target.distinct} distinct values"

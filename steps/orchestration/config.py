@@ -5,7 +5,7 @@ Each section is the pydantic model of the code that uses it: ``data`` (core/data
 drivers' own ``run`` and ``sweep`` below. ``predict``, ``compare`` and ``schema`` belong to those
 entry points, which check them when they run. A ``-P`` value is typed like the value it replaces;
 every problem is one :class:`ConfigError` line naming the key and where its value came from (the
-YAML file or a ``-P`` parameter), e.g. ``-P alpha: model.alpha: must be >= 0, got -1.0``.
+YAML file or a ``-P`` parameter), e.g. ``-P alpha: model.params.alpha: must be >= 0, got -1.0``.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class Loose:
 
 
 def config_keys(raw: Mapping[str, Any] | None = None) -> list[str]:
-    """Every valid dotted key, e.g. ``model.alpha``."""
+    """Every valid dotted key, e.g. ``model.params.alpha``."""
     return list(_keys(raw if raw is not None else read_yaml(DEFAULT_CONFIG)))
 
 
@@ -278,7 +278,7 @@ def parse_config(
 ) -> PipelineConfig:
     """Validate ``raw`` (parsed YAML from ``source``) with ``overrides`` applied on top.
 
-    ``overrides`` maps a dotted key (``model.alpha``) or a parameter of the entry point
+    ``overrides`` maps a dotted key (``model.params.alpha``) or a parameter of the entry point
     (``parameters``, e.g. main's ``alpha``) to its value as text, as it arrives from ``mlflow run -P``.
     A ``model.params.<name>`` value is added to the file's arguments. ``sweep.grid.<name>`` values
     (or ``alphas``, ``l1_ratios``) replace those entries of the file's grid; when one names a

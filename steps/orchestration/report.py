@@ -129,6 +129,11 @@ class PipelineReport:
         run = self._step_run("evaluate")
         return {name: run.data.metrics[name] for name in self._labels() if run and name in run.data.metrics}
 
+    def evaluation_passed(self) -> bool:
+        """Whether evaluate passed the candidate in this pipeline run."""
+        run = self._step_run("evaluate")
+        return run is not None and run.data.tags.get(Tag.PASSED) == "true"
+
     def card(self, title: str, error: str | None = None, status: str = "FINISHED") -> Card:
         """The pipeline's card: each step's run (linked, with its card), the evaluation and the decision.
 

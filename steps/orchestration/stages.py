@@ -53,6 +53,7 @@ def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, 
         train_uri=data.train_uri,
         transformer_uri=data.transformer_uri,
         manifest_uri=data.manifest_uri,
+        task=config.task.name,
         estimator=estimator.path,
         # Every argument, resolved, one -P each (the train run's params): the cache key names exactly what it trains.
         **{f"params.{name}": value for name, value in (estimator.params | dict(params or {})).items()},

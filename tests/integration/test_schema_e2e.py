@@ -69,7 +69,8 @@ def test_the_draft_is_written_logged_and_says_what_to_run_next(tmp_path, data_fi
     assert drafted.data.tags["pipeline.output.schema_uri"] == f"runs:/{drafted.info.run_id}/{ARTIFACT}"
     assert run.artifact_text(drafted.info.run_id, ARTIFACT) == text
     assert drafted.data.metrics["rows"] == 30 and drafted.data.metrics["columns_left_out"] == 1
-    next_run = shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_file}", "-P", f"schema={output}"])
+    name = data_file.name.split(".")[0]
+    next_run = shlex.join(["mlflow", "run", ".", "-P", f"data_uri={data_file}", "-P", f"schema={output}", "-P", f"model_name={name}"])
     assert f"wrote a draft schema to {output} (target 'outcome', task classification); review every line, then run: {next_run}" in (
         run.process.stderr
     ), explain(run)

@@ -314,7 +314,7 @@ def test_relative_outputs_resolve_inside_the_project_and_the_next_command_uses_t
     assert schema_step.output_path(options, "data/x.csv") == PROJECT_ROOT / "conf/mine.yaml"
     assert schema_step.output_path(validate(DraftSettings, "schema", defaults("schema")), "x.csv") == PROJECT_ROOT / "conf/x.schema.yaml"
     command = schema_step.next_command("data/my rows.csv", "conf/x.schema.yaml")
-    assert command == "mlflow run . -P 'data_uri=data/my rows.csv' -P schema=conf/x.schema.yaml"
+    assert command == "mlflow run . -P 'data_uri=data/my rows.csv' -P schema=conf/x.schema.yaml -P model_name=my-rows"
 
 
 def test_run_guesses_the_target_when_the_option_is_empty(people):

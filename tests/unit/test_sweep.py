@@ -62,6 +62,13 @@ def test_a_trial_without_the_metric_or_with_nan_is_never_the_best():
     assert scored(LOG_LOSS, None, math.nan).best() is None
 
 
+def test_a_trial_that_passed_its_checks_beats_a_better_score_the_gate_refused():
+    report = scored(RMSE, 40.0, 45.0, 50.0)
+    assert report.best().number == 1  # none passed: the best score
+    report.trials[1].passed = report.trials[2].passed = True
+    assert report.best().number == 2  # trial 1's RMSE failed a threshold: registering it would be a rejection
+
+
 # --- progress, summary, card ---
 
 

@@ -200,3 +200,16 @@ def test_each_task_names_its_metrics_and_refuses_the_others():
         ConfigError, match=r"^s.yaml: thresholds.roc_aoc: 'roc_aoc' is not a classification metric \(did you mean 'roc_auc'\?\)"
     ):
         CLASSIFICATION.metric("roc_aoc", where="s.yaml: thresholds.roc_aoc")
+
+
+def test_a_stratified_split_that_leaves_a_class_out_of_a_split_is_refused_by_name():
+    import pandas as pd  # noqa: PLC0415
+
+    from steps.core.data import split  # noqa: PLC0415
+    from steps.core.errors import DataError  # noqa: PLC0415
+
+    frame = pd.DataFrame({"y": ["a"] * 100 + ["b"] * 2 + ["c"] * 2, "x": range(104)})
+    with pytest.raises(DataError, match=r"^f.csv: column 'y': class 'b' \(2 rows\) has no row in the test split \(test_size=0.03\)"):
+        split(frame, 0.03, 0, "f.csv", stratify="y")
+    train, test = split(frame, 0.5, 0, "f.csv", stratify="y")
+    assert set(test["y"]) == set(train["y"]) == {"a", "b", "c"}
