@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -432,3 +433,36 @@ def test_model_uris_resolve_to_registered_versions(new_model):
     with pytest.raises(InputError, match="champion_uri 'runs:/abc/model': expected models:/<name>/<version>"):
         resolve(client, "runs:/abc/model", "champion_uri")
     assert champion_to_compare(client, "no-such-model", "models:/m-1") == ""
+
+
+def test_a_champion_without_the_gates_metric_is_not_compared_and_does_not_block_the_gate(tracking_uri):
+    # The champion, a RidgeClassifier, has no predict_proba, so no log loss: the candidate cannot
+    # be better than a NaN, and must not be refused for it.
+    from steps.core.model import skops_types  # noqa: PLC0415
+    from steps.core.schema import parse_schema  # noqa: PLC0415
+
+    schema = parse_schema({"target": "y", "columns": {"x1": {}, "x2": {}, "y": {"dtype": "string"}}}, "s.yaml")
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x1": rng.normal(size=120), "x2": rng.normal(size=120)})
+    frame["y"] = np.where(frame["x1"] + 0.3 * rng.normal(size=120) > 0, "yes", "no")
+    train, test = frame.iloc[:80], frame.iloc[80:].reset_index(drop=True)
+
+    def logged(estimator: str | None) -> mlflow.pyfunc.PyFuncModel:
+        fitted = fit_model(train, schema, estimator=estimator)
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(fitted, name="model", serialization_format="skops", skops_trusted_types=skops_types(fitted))
+        return mlflow.pyfunc.load_model(info.model_uri)
+
+    champion_model, candidate_model = logged("sklearn.linear_model.RidgeClassifier"), logged(None)
+    features = test[schema.features]
+    champion = evaluate.Champion(RegisteredModel("m", "1"), np.asarray(champion_model.predict(features)), loaded=champion_model)
+    raw = candidate_model.get_raw_model()
+    candidate = evaluate.Candidate(
+        np.asarray(candidate_model.predict(features)), candidate_model, None, True, "LogisticRegression", raw.predict_proba(features)
+    )
+    with mlflow.start_run():
+        out = evaluate.run(test, schema, STRICT, tasks.summarize(tasks.CLASSIFICATION, train["y"]), candidate, champion=champion)
+    assert out.metric.short == "log_loss"
+    assert out.passed, out.reason
+    assert out.champion_metrics is None
+    assert out.reason.endswith("champion version 1 has no log loss on this test split, so it cannot be compared by evaluation.metric")
