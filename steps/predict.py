@@ -83,7 +83,7 @@ from steps.mlflow_io.artifacts import (
     table_format,
     to_dataset,
 )
-from steps.mlflow_io.contracts import LoggedArtifact, Tag
+from steps.mlflow_io.contracts import LoggedArtifact, ModelMetadata, Tag
 from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, resolve
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
@@ -119,9 +119,6 @@ SPARK_SCHEMES = ("hdfs", "viewfs", "s3a", "abfs", "abfss", "wasb", "wasbs")
 MAX_LISTED = 3
 # The kinds of problem a column's type can have; the others need typed values to be judged.
 TYPE_PROBLEMS = ("non_numeric", "infinite", "non_integer")
-# Keys of the MLmodel metadata train writes: the model's task and the data schema it was trained with.
-METADATA_TASK = "task"
-METADATA_SCHEMA = "schema"
 # A classifier's probability of each class is written as the column probability_<class>.
 PROBABILITY_PREFIX = "probability_"
 
@@ -201,7 +198,7 @@ def model_output(model: mlflow.pyfunc.PyFuncModel) -> ModelOutput:
     from sklearn.base import is_classifier  # noqa: PLC0415 - the model's own library, loaded with it
 
     estimator = raw_model(model)
-    task = (model.metadata.metadata or {}).get(METADATA_TASK)
+    task = (model.metadata.metadata or {}).get(ModelMetadata.TASK)
     classification = task == CLASSIFICATION.name if task else estimator is not None and is_classifier(estimator)
     classes = getattr(estimator, "classes_", None) if classification else None
     if classes is None:
@@ -251,11 +248,11 @@ def run(raw: pd.DataFrame, model: mlflow.pyfunc.PyFuncModel, schema: DataSchema,
 
 def trained_schema(model: mlflow.pyfunc.PyFuncModel, uri: str) -> DataSchema | None:
     """The data schema ``model`` was trained with (its MLmodel metadata, written by train); None if it records none."""
-    recorded = (model.metadata.metadata or {}).get(METADATA_SCHEMA)
+    recorded = (model.metadata.metadata or {}).get(ModelMetadata.SCHEMA)
     if recorded is None:
         return None
     try:
-        schema = parse_schema(recorded, source=f"model {uri}: metadata {METADATA_SCHEMA!r}")
+        schema = parse_schema(recorded, source=f"model {uri}: metadata {ModelMetadata.SCHEMA!r}")
     except ConfigError as exc:
         raise InputError(str(exc)) from None
     # MLmodel is YAML with sorted keys: the columns come back in alphabetical order. The model's

@@ -30,7 +30,7 @@ from steps.core.progress import stage
 from steps.core.schema import DataSchema
 from steps.mlflow_io.artifacts import fetch, load_manifest, log_json, read_split
 from steps.mlflow_io.cards import Card, bar_figure, log_card
-from steps.mlflow_io.contracts import Artifact, Tag
+from steps.mlflow_io.contracts import Artifact, ModelMetadata, Tag
 from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
@@ -161,11 +161,11 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
         params={"task": spec.task.name, "estimator": spec.path, **spec.params},
         # The task, its classes and the data schema (as in conf/schema.yaml): predict checks rows against it.
         metadata={
-            "train_data_digest": manifest.splits["train"].digest,
-            "data_digest": manifest.digest,
-            "task": spec.task.name,
-            "classes": manifest.target.classes,
-            "schema": schema.to_dict(),
+            ModelMetadata.TRAIN_DATA_DIGEST: manifest.splits["train"].digest,
+            ModelMetadata.DATA_DIGEST: manifest.digest,
+            ModelMetadata.TASK: spec.task.name,
+            ModelMetadata.CLASSES: manifest.target.classes,
+            ModelMetadata.SCHEMA: schema.to_dict(),
         },
     )
     mlflow.log_metrics(out.metrics)

@@ -29,11 +29,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from steps.core.errors import ConfigError
-from steps.core.tasks import Metric, Task
+from steps.core.tasks import AUTO, Metric, Task
 from steps.core.text import format_value
 
 NO_CHAMPION = "no champion yet"
-AUTO = "auto"
 
 
 class GateSettings(BaseModel):

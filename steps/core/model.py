@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from steps.core.conf import did_you_mean, project_path
 from steps.core.errors import ConfigError
 from steps.core.progress import LARGE_FIT_ROWS, Progress, stage
-from steps.core.tasks import CLASSIFICATION, REGRESSION, TASK_CHOICES, TASKS, Task
+from steps.core.tasks import AUTO, CLASSIFICATION, REGRESSION, TASK_CHOICES, TASKS, Task
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 250_000
 # Packages the served model needs, pinned as in requirements.txt.
 PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
-# ``model.estimator: auto``: the task's entry of ``model.defaults``.
-AUTO = "auto"
 
 
 class EstimatorChoice(BaseModel):

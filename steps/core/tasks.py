@@ -25,7 +25,9 @@ from steps.core.conf import did_you_mean
 from steps.core.errors import ConfigError, DataError
 from steps.core.schema import DataSchema
 
-TASK_CHOICES = ("auto", "regression", "classification")
+# A setting that the data or the task decides (model.task, model.estimator, evaluation.metric).
+AUTO = "auto"
+TASK_CHOICES = (AUTO, "regression", "classification")
 # An int target with at most this many distinct values could be classes or a quantity.
 AMBIGUOUS_MAX_VALUES = 20
 
@@ -123,7 +125,7 @@ def resolve_task(setting: str, schema: DataSchema, where: str = "model.task") ->
     if choice not in TASK_CHOICES:
         raise ConfigError(f"{where}: expected one of {', '.join(TASK_CHOICES)}, got {setting!r}{did_you_mean(choice, TASK_CHOICES)}")
     spec = schema.target_spec
-    if choice == "auto":
+    if choice == AUTO:
         return CLASSIFICATION if spec.labels else REGRESSION
     if choice == "regression" and not spec.numeric:
         raise ConfigError(f"{where}: regression needs a numeric target; column {spec.name!r} is {spec.dtype} (its values name classes)")

@@ -72,6 +72,16 @@ class Tag:
         return f"pipeline.{step}.{what}"
 
 
+class ModelMetadata:
+    """Keys of the metadata train writes into the logged model's MLmodel file (read by predict)."""
+
+    TRAIN_DATA_DIGEST = "train_data_digest"
+    DATA_DIGEST = "data_digest"
+    TASK = "task"  # regression or classification
+    CLASSES = "classes"  # a classifier's labels, sorted
+    SCHEMA = "schema"  # the data schema the model was trained with, in its YAML form
+
+
 class VersionTag:
     """Tags on registered model versions (and the registered model)."""
 
