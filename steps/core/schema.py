@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -283,6 +284,18 @@ def _as_bool(raw: pd.Series) -> pd.Series:
     return text.map(BOOL_TEXT, na_action="ignore").astype(object).where(text.isin(list(BOOL_TEXT)), np.nan)
 
 
+def _near_misses(missing: list[str], names: list[str]) -> str:
+    """`` (the file has ' bmi' for 'bmi')``: file columns that differ from a missing one only in
+    case or surrounding spaces, else the closest spelling of the first missing one."""
+    folded = {name.strip().lower(): name for name in names}
+    near = [(folded[want.strip().lower()], want) for want in missing if want.strip().lower() in folded]
+    if near:
+        pairs = ", ".join(f"{have!r} for {want!r}" for have, want in near)
+        return f" (the file has {pairs}: check case and spaces in its header)"
+    close = difflib.get_close_matches(missing[0], names, n=1, cutoff=0.6)
+    return f" (the file has {close[0]!r}: misspelt?)" if close else ""
+
+
 def _other_delimiter(names: list[str]) -> str | None:
     """The delimiter a file read as one column seems to use instead of ',', if any."""
     if len(names) != 1:
@@ -313,7 +326,7 @@ def validate_frame(
             header = f"its header reads as one column {names[0]!r}"
             raise DataError(f"{source}: the file looks delimited by {delimiter!r} instead of ',' ({header})")
         label = "target column" if missing == [schema.target] else "column(s)"
-        raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema")
+        raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema{_near_misses(missing, names)}")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows (only a header)")
     extra = [n for n in names if n not in {c.name for c in schema.columns}]

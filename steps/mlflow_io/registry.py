@@ -73,6 +73,9 @@ class RegistrySettings(BaseModel):
             raise ValueError(f"must be a non-empty name without surrounding spaces, got {name!r}")
         if any(c in name for c in "/:%"):
             raise ValueError(f"must not contain '/', ':' or '%', got {name!r}")
+        if any(c in name for c in "'\"`\\"):
+            # The registry is searched by name (name = '...'), and MLflow's filter strings cannot escape these.
+            raise ValueError(f"must not contain quotes or backslashes, got {name!r}")
         return name
 
 

@@ -133,6 +133,14 @@ CASES = [
         params=("model.alpah=0.3",),
     ),
     Case("negative-alpha", ("main: -P alpha", "model.params.alpha", "must be >= 0", "got -1.0"), params=("alpha=-1",)),
+    # A column name that differs only in spaces or case is named, not just reported missing.
+    Case(
+        "near-miss-column",
+        ("{data}", "missing column(s) 'bmi'", "the file has ' bmi' for 'bmi'", "check case and spaces"),
+        frame_csv(lambda f: f.rename(columns={"bmi": " bmi"})),
+    ),
+    # The registry is searched by name: a quote in it would break the search after registering.
+    Case("quote-in-model-name", ("main: -P model_name", "registry.model_name", "must not contain quotes"), params=("model_name=o'brien",)),
 ]
 
 

@@ -125,6 +125,7 @@ def test_overrides_by_parameter_name_and_dotted_key_are_typed():
         ({"l1_ratio": "2"}, r"model.params.l1_ratio: must be between 0 and 1"),
         ({"test_size": "1"}, r"data.test_size: must be between 0 and 1"),
         ({"model_name": "a/b"}, r"registry.model_name: must not contain"),
+        ({"model_name": "o'brien"}, r"-P model_name: registry.model_name: must not contain quotes or backslashes, got \"o'brien\""),
     ],
 )
 def test_bad_overrides_name_the_parameter_and_the_problem(overrides, expected):

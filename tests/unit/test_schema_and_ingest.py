@@ -290,3 +290,18 @@ def test_a_bool_target_is_a_classification_target():
     out = ingest.run(frame, schema, data_settings(), "auto", "f.csv")
     assert out.task is CLASSIFICATION
     assert out.test["y"].value_counts().to_dict() == {True: 2, False: 2}
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        (" x1", "(the file has ' x1' for 'x1': check case and spaces in its header)"),
+        ("X1", "(the file has 'X1' for 'x1': check case and spaces in its header)"),
+        ("x11", "(the file has 'x11': misspelt?)"),
+    ],
+)
+def test_a_near_miss_column_name_is_named(small_schema, header, hint):
+    frame = make_frame(rows=10).rename(columns={"x1": header})
+    with pytest.raises(DataError) as info:
+        validate_frame(frame, small_schema, "f.csv")
+    assert str(info.value) == f"f.csv: missing column(s) 'x1' required by the schema {hint}"
