@@ -224,6 +224,7 @@ def test_multiclass_with_string_labels_and_a_chosen_estimator(tmp_path):
         "model_name=wine",
         "model.estimator=sklearn.ensemble.RandomForestClassifier",
         "model.params.n_estimators=20",
+        "model.params.random_state=0",  # the same forest on every run
     )
     children = assert_finished(run)
     assert_classifier_evaluation(run, children)
@@ -247,10 +248,12 @@ def test_multiclass_with_string_labels_and_a_chosen_estimator(tmp_path):
     assert version.tags["model.estimator"] == "sklearn.ensemble.RandomForestClassifier"
     assert version.tags["model.task"] == "classification"
     frame = datasets.load_wine(as_frame=True).frame
-    rows = frame.drop(columns=["target"]).iloc[[0, 70, 170]]  # one of each cultivar
-    predictions = champion_predictions(run, "wine", rows)
-    assert all(isinstance(p, str) for p in predictions), predictions
-    assert predictions == [WINE_CULTIVARS[c] for c in frame["target"].iloc[[0, 70, 170]]]
+    predictions = champion_predictions(run, "wine", frame.drop(columns=["target"]))
+    assert all(isinstance(p, str) for p in predictions), predictions[:3]
+    assert set(predictions) == set(WINE_CULTIVARS.values())
+    # The labels are the right ones, not a shuffle of them: nearly every row gets its own cultivar.
+    expected = [WINE_CULTIVARS[c] for c in frame["target"]]
+    assert np.mean(np.asarray(predictions) == np.asarray(expected)) > 0.95
     assert "Champion: wine version 1 (this run's model)" in run.process.stdout
 
 
