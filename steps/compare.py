@@ -87,8 +87,7 @@ _RUN_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 def resolve_metric(text: str) -> Metric:
     """The metric ``-P metric`` names: a short name (rmse, log_loss, ...) or MLflow's full name, any case, of any task."""
-    wanted = text.strip().lower()
-    metric = next((m for task in TASKS.values() for m in task.metrics if wanted in (m.short, m.name)), None)
+    metric = next((m for task in TASKS.values() for m in task.metrics if m.called(text)), None)
     if metric is None:
         choices = "; ".join(f"{', '.join(m.short for m in task.metrics)} ({task.name})" for task in TASKS.values())
         raise InputError(f"-P metric: unknown metric {text!r}; valid: {choices} (or MLflow's names, e.g. {REGRESSION.default_metric.name})")

@@ -54,6 +54,10 @@ class Metric:
     def better(self, value: float, than: float) -> bool:
         return value > than if self.higher_is_better else value < than
 
+    def called(self, text: str) -> bool:
+        """Whether ``text`` names this metric: its short name or MLflow's, in any case."""
+        return text.strip().lower() in (self.short, self.name)
+
 
 RMSE = Metric("root_mean_squared_error", "rmse", "RMSE", higher_is_better=False, best=0.0)
 MAE = Metric("mean_absolute_error", "mae", "MAE", higher_is_better=False, best=0.0)
@@ -84,13 +88,11 @@ class Task:
 
     def metric(self, text: str, where: str = "evaluation.metric") -> Metric:
         """The metric called ``text`` (short or MLflow name, any case); a ConfigError naming ``where`` if none is."""
-        wanted = text.strip().lower()
-        found = next((m for m in self.metrics if wanted in (m.short, m.name)), None)
+        found = next((m for m in self.metrics if m.called(text)), None)
         if found is None:
             shorts = [m.short for m in self.metrics]
-            raise ConfigError(
-                f"{where}: {text!r} is not a {self.name} metric{did_you_mean(wanted, shorts)}; choose one of {', '.join(shorts)}"
-            )
+            hint = did_you_mean(text.strip().lower(), shorts)
+            raise ConfigError(f"{where}: {text!r} is not a {self.name} metric{hint}; choose one of {', '.join(shorts)}")
         return found
 
 
@@ -216,11 +218,6 @@ def baseline_metrics(task: Task, summary: TargetSummary, test_target: Any) -> di
         F1.name: float(sk.f1_score(test, predicted, average=average, pos_label=positive, zero_division=0)),
         ACCURACY.name: float(sk.accuracy_score(test, predicted)),
     }
-
-
-def metric_values(task: Task, metrics: dict[str, float]) -> list[tuple[Metric, float]]:
-    """The task's metrics found in ``metrics``, in the task's order."""
-    return [(m, float(metrics[m.name])) for m in task.metrics if m.name in metrics]
 
 
 def metric_names(tasks: Sequence[Task] = (REGRESSION, CLASSIFICATION)) -> dict[str, str]:
