@@ -200,8 +200,10 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     location = resolve_data_uri(params.uri)
     with stage(f"read {params.uri}", log=logger):
         raw, source_sha256 = read_table_with_digest(
-            location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns
+            location, what="dataset", text_columns=schema.text_columns, float_columns=schema.float_columns, timeout=params.download_timeout
         )
+    # What was read, which the cache keys this run by, whatever the driver saw before.
+    mlflow.set_tag(Tag.READ_DIGEST + "data_uri", source_sha256)
     # run() in two halves, so that the file as read is freed before the split copies the rows.
     with stage(f"checked {len(raw):,} rows against the schema", log=logger):
         data, task, dropped = validate(raw, schema, params, task_setting, params.uri)

@@ -179,6 +179,11 @@ class ModelOutput:
         return "string"
 
 
+def download_timeout() -> float:
+    """Seconds a download of the rows may take in all: the pipeline's ``data.download_timeout``."""
+    return float(defaults("data")["download_timeout"])
+
+
 def probability_column(label: Any) -> str:
     """The column of the probability of class ``label``: ``probability_benign``, ``probability_True``, ``probability_2``."""
     return f"{PROBABILITY_PREFIX}{label}"
@@ -330,7 +335,7 @@ def _predict(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     if options.engine == "spark":
         predictions, rows = _predict_with_spark(args, location, uri, schema, output=model_output(model), linked=linked)
     else:
-        raw, sha256 = read_table_with_digest(location, what="dataset", text_columns=schema.text_columns)
+        raw, sha256 = read_table_with_digest(location, what="dataset", text_columns=schema.text_columns, timeout=download_timeout())
         out = run(raw, model, schema, source=args.data_uri)
         predictions, rows = log_table(out.predictions, PREDICTIONS_FILE), len(out.predictions)
         scored = out.predictions[[str(c) for c in raw.columns]]
@@ -663,7 +668,7 @@ def spark_input(location: str, download_dir: str | Path) -> str:
         if not path.exists():
             raise InputError(f"dataset {location}: file not found")
         return path.resolve().as_uri()
-    return fetch(location, download_dir, "dataset").resolve().as_uri()
+    return fetch(location, download_dir, "dataset", download_timeout()).resolve().as_uri()
 
 
 def local_columns(path: str, fmt: str) -> list[str] | None:

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import mlflow
 import pandas as pd
 
-from steps.core.conf import display_path, project_path
+from steps.core.conf import defaults, display_path, project_path
 from steps.core.errors import InputError
 from steps.core.progress import stage
 from steps.core.schema_draft import DraftSettings, SchemaDraft, draft, render
@@ -110,7 +110,7 @@ def _schema(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     path = output_path(options, uri)
     check_output(path, options.overwrite)  # before reading what may be a large file
     with stage(f"read {uri}", log=logger):
-        raw, _ = read_table_with_digest(resolve_data_uri(uri), what="dataset")
+        raw, _ = read_table_with_digest(resolve_data_uri(uri), what="dataset", timeout=defaults("data")["download_timeout"])
     out = run(raw, options, uri)
     write_output(path, out.text, options.overwrite)
     logged = log_bytes(out.text.encode("utf-8"), Artifact.SCHEMA)

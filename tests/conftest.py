@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html.parser
 import http.server
@@ -102,6 +103,84 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ScriptedServer:
+    """An HTTP server on 127.0.0.1 that answers the n-th request with the n-th of ``bodies``
+    (the last one from then on), or trickles: one byte of a ``size``-byte body per ``every`` s.
+    ``requests`` counts the requests it got."""
+
+    def __init__(self, bodies: list[bytes] | None = None, *, trickle_every: float | None = None, size: int = 10_000):
+        self.bodies, self.trickle_every, self.size = bodies or [], trickle_every, size
+        self.requests = 0
+        self.stopping = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_ScriptedHandler, self))
+        self.server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/data.csv"
+
+    def __enter__(self) -> ScriptedServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    def __init__(self, script: ScriptedServer, *args: object, **kwargs: object):
+        self.script = script
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        script = self.script
+        script.requests += 1
+        body = script.bodies[min(script.requests, len(script.bodies)) - 1] if script.bodies else b""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) if script.bodies else script.size))
+        self.end_headers()
+        if script.bodies:
+            self.wfile.write(body)
+            return
+        with contextlib.suppress(OSError):  # the client gave up
+            for _ in range(script.size):
+                if script.stopping.wait(script.trickle_every):
+                    return
+                self.wfile.write(b"1")
+                self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers; counts them."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/data.csv"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                self.connections.append(self.listener.accept()[0])
+
+    def __enter__(self) -> SilentServer:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
 
 
 # Elements that have no end tag in HTML.

@@ -23,6 +23,7 @@ class DataSettings(BaseModel):
     test_size: float
     seed: int
     drop_missing_target: bool
+    download_timeout: float
 
     @field_validator("uri", "schema_file")
     @classmethod
@@ -36,6 +37,13 @@ class DataSettings(BaseModel):
     def _fraction(cls, value: float) -> float:
         if not 0 < value < 1:
             raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+        return value
+
+    @field_validator("download_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be a number of seconds > 0, got {value}")
         return value
 
     @field_validator("seed")

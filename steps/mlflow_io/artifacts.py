@@ -12,13 +12,15 @@ import ctypes
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +84,12 @@ def resolve_data_uri(uri: str) -> str:
     return uri
 
 
-def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
+def fetch(uri: str, dst_dir: str | Path, what: str, timeout: float | None = None) -> Path:
     """A local file with the content at ``uri``; downloads when it is not already local.
 
     ``what`` says what the URI is for ("train split", "dataset", ...) in error messages.
+    ``timeout``: seconds the whole download may take (a server that trickles bytes, or never
+    answers, fails it then); None: each HTTP read may wait ``HTTP_TIMEOUT_SECONDS``, no limit in all.
     """
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("", "file"):
@@ -95,11 +99,18 @@ def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
         if path.is_dir():
             raise InputError(f"{what} {uri}: is a directory, expected a file")
         return path
+    if timeout is None:
+        return _download(uri, Path(dst_dir), what, HTTP_TIMEOUT_SECONDS)
+    return _within(timeout, lambda: _download(uri, Path(dst_dir), what, min(timeout, HTTP_TIMEOUT_SECONDS)), f"{what} {uri}")
+
+
+def _download(uri: str, dst_dir: Path, what: str, read_timeout: float) -> Path:
+    parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
-        target = Path(dst_dir) / (Path(parsed.path).name or "download")
+        target = dst_dir / (Path(parsed.path).name or "download")
         try:
-            with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_SECONDS) as response:
-                target.write_bytes(response.read())
+            with urllib.request.urlopen(uri, timeout=read_timeout) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out)
         except urllib.error.HTTPError as exc:
             raise InputError(f"{what} {uri}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
@@ -112,6 +123,31 @@ def fetch(uri: str, dst_dir: str | Path, what: str) -> Path:
         raise InputError(f"{what} {uri}: cannot download: the Python package {exc.name!r} is not installed (pip install it)") from None
     except (MlflowException, OSError) as exc:
         raise InputError(f"{what} {uri}: cannot download ({describe(exc)})") from None
+
+
+def _within(seconds: float, work: Callable[[], Path], what: str) -> Path:
+    """``work()``, or an InputError once ``seconds`` have passed.
+
+    Socket timeouts bound each read, not a download: a server sending a byte every few seconds
+    never trips them. The work runs in a daemon thread that is left behind when it is late (the
+    run is failing then; the thread ends with the process).
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["path"] = work()
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"download {what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise InputError(f"{what}: cannot download: not complete after {seconds:g} s (data.download_timeout)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["path"]
 
 
 def table_format(uri: str) -> str:
@@ -240,16 +276,29 @@ def read_table(uri: str, what: str = "dataset", text_columns: Sequence[str] = ()
 
 
 def read_table_with_digest(
-    uri: str, what: str = "dataset", text_columns: Sequence[str] = (), float_columns: Sequence[str] = ()
+    uri: str, what: str = "dataset", text_columns: Sequence[str] = (), float_columns: Sequence[str] = (), timeout: float | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """:func:`read_table`, and the SHA-256 of the file that was read.
+    """:func:`read_table`, and the SHA-256 of exactly the bytes that were parsed.
 
     ``float_columns`` are read from CSV straight as float64 when they all parse as numbers (else
     as pandas would read them, for the schema check to explain): no integer copy to convert.
+    A download is parsed from its own copy; a local file rewritten while it is read is refused
+    (its digest would not describe the rows), not copied first (that would double the I/O).
     """
     with tempfile.TemporaryDirectory() as tmp:
-        path = fetch(uri, tmp, what)
-        return _parse_table(path, uri, text_columns, float_columns), sha256_file(path)
+        path = fetch(uri, tmp, what, timeout)
+        before = _version_of(path)
+        digest = sha256_file(path)
+        frame = _parse_table(path, uri, text_columns, float_columns)
+        if _version_of(path) != before:
+            raise DataError(f"{uri}: the file changed while it was read; run again once it is written")
+        return frame, digest
+
+
+def _version_of(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten, in place or replaced."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _parse_table(path: Path, uri: str, text_columns: Sequence[str], float_columns: Sequence[str] = ()) -> pd.DataFrame:

@@ -37,6 +37,8 @@ class Tag:
     ERROR = ERROR_TAG  # the one-line reason a run failed (core/errors.py: the step runs record it)
     OUTPUT = "pipeline.output."  # + output name: the output's URI (or value)
     DIGEST = "pipeline.digest."  # + output name: the content digest of that output
+    # + input name: the SHA-256 of the input as the step read it (the cache keys the run by it).
+    READ_DIGEST = "pipeline.read_digest."
     DATA_DIGEST = "pipeline.data_digest"
     TASK = "pipeline.task"  # regression or classification, as ingest resolved it for the data
     ESTIMATOR = "pipeline.estimator"  # the import path of the estimator a run trained or judged

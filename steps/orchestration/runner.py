@@ -42,14 +42,22 @@ PROCESS_FAILURE = "the step's process ended without reporting an error (killed o
 
 
 class ArtifactRef(str):
-    """An artifact URI that also knows the digest of its content (``None`` when not known yet)."""
+    """An artifact URI that also knows the digest of its content (``None`` when not known yet),
+    or, for a file the driver could not read, why (``problem``)."""
 
     digest: str | None
+    problem: str | None
 
-    def __new__(cls, uri: str, digest: str | None) -> ArtifactRef:
+    def __new__(cls, uri: str, digest: str | None, problem: str | None = None) -> ArtifactRef:
         ref = super().__new__(cls, uri)
         ref.digest = digest
+        ref.problem = problem
         return ref
+
+
+class Unkeyed(str):
+    """A parameter that changes how a step runs, never what it computes (a timeout): passed to
+    the step, left out of its cache key."""
 
 
 @dataclass
@@ -84,6 +92,12 @@ def _outputs(run: Run) -> dict[str, ArtifactRef]:
         for key, value in run.data.tags.items()
         if key.startswith(Tag.OUTPUT)
     }
+
+
+def _split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, ArtifactRef], dict[str, Any]]:
+    """A step's parameters as its cache key sees them: input files (by content) and the others."""
+    inputs = {k: v for k, v in parameters.items() if isinstance(v, ArtifactRef)}
+    return inputs, {k: v for k, v in parameters.items() if k not in inputs and not isinstance(v, Unkeyed)}
 
 
 def launched_run_id(client: MlflowClient, experiment_id: str, parent_run_id: str, name: str) -> str | None:
@@ -155,25 +169,26 @@ class StepRunner:
     def experiment_id(self) -> str:
         return self.parent.info.experiment_id
 
-    def input_file(self, uri: str, what: str) -> ArtifactRef:
+    def input_file(self, uri: str, what: str, timeout: float | None = None) -> ArtifactRef:
         """A file the pipeline reads from outside (data, schema), with the digest of its content.
 
-        An unreadable file gets no digest: the step then runs (no cache) and reports the problem
-        itself, as a FAILED step run, like any other bad input.
+        An unreadable file gets the reason instead: the step that reads it fails with it, without
+        starting (a download that timed out here would only time out again in the step).
+        ``timeout``: seconds its download may take in all.
         """
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what)))
+                return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what, timeout)))
             except PipelineError as exc:
-                logger.warning("cannot digest %s (%s); the step will run without the cache", uri, exc)
-                return ArtifactRef(uri, None)
+                return ArtifactRef(uri, None, problem=str(exc))
 
     def step(self, name: str, **parameters: Any) -> dict[str, ArtifactRef]:
         """Reuse or run entry point ``name``; return its outputs or raise StepFailedError."""
         logger.info("=== step %s ===", name)
         start = time.monotonic()
-        inputs = {k: v for k, v in parameters.items() if isinstance(v, ArtifactRef)}
-        params = {k: v for k, v in parameters.items() if k not in inputs}
+        inputs, params = _split_parameters(parameters)
+        if problems := [v.problem for v in inputs.values() if v.problem]:
+            return self._refuse(name, f"{name}: {problems[0]}", start)
         unknown = [k for k, v in inputs.items() if v.digest is None]
         key = (
             None
@@ -203,6 +218,22 @@ class StepRunner:
             self._record(StepResult(name=name, run_id=None, status="PLANNED", seconds=0.0, reason=reason))
             return _PendingOutputs(name)
         return self._run(name, parameters, key, reason, start)
+
+    def _refuse(self, name: str, problem: str, start: float) -> dict[str, ArtifactRef]:
+        """Fail step ``name`` without starting it: an input it needs could not be read.
+
+        Its run records the reason, as if the step had failed on it, so the pipeline ends as for
+        any bad input (the step FAILED, nothing after it).
+        """
+        if self.options.dry_run:
+            self._record(StepResult(name=name, run_id=None, status="PLANNED", seconds=0.0, reason=f"would fail: {problem}"))
+            return _PendingOutputs(name)
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent.info.run_id, MLFLOW_PROJECT_ENTRY_POINT: name, ERROR_TAG: problem[:MAX_TAG_LENGTH]}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
+        result = StepResult(name=name, run_id=run.info.run_id, status="FAILED", seconds=time.monotonic() - start, error=problem)
+        self._record(result)
+        raise StepFailedError(result)
 
     def _reuse(self, name: str, reused: Run, key: CacheKey, start: float) -> dict[str, ArtifactRef]:
         """Record, as a child of this parent, that ``reused`` stands in for this step."""
@@ -274,6 +305,7 @@ class StepRunner:
         if run_id is not None:
             launch_error = None  # the step started: its run says why it failed, if it did
             if key is not None:
+                key = self._as_read(key, self.client.get_run(run_id), name, parameters)
                 self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
             run = terminate(self.client, run_id, "FINISHED" if succeeded else "FAILED", None if succeeded else f"{name}: {PROCESS_FAILURE}")
         result = StepResult(
@@ -289,6 +321,27 @@ class StepRunner:
         if not succeeded:
             raise StepFailedError(result)
         return result.outputs
+
+    def _as_read(self, key: CacheKey, run: Run, name: str, parameters: dict[str, Any]) -> CacheKey:
+        """``key`` with the digests of the inputs as the step read them (``Tag.READ_DIGEST``).
+
+        A source that changed between the driver's read and the step's (an HTTP server serving
+        new data, a file rewritten) must not leave a run keyed by content it never saw.
+        """
+        inputs, params = _split_parameters(parameters)
+        digests = {k: run.data.tags.get(Tag.READ_DIGEST + k, v.digest) for k, v in inputs.items()}
+        for changed in [k for k in inputs if digests[k] != inputs[k].digest]:
+            logger.warning(
+                "%s: %s changed while this run read it (the step read content %s..., not %s... as when the cache was checked); "
+                "its run is keyed by what it read",
+                name,
+                inputs[changed],
+                digests[changed][:12],
+                (inputs[changed].digest or "")[:12],
+            )
+        if digests == {k: v.digest for k, v in inputs.items()}:
+            return key
+        return cache_key(name, params, digests, key.parts["code"], key.parts["env"])
 
     def _record(self, result: StepResult) -> None:
         self.results.append(result)

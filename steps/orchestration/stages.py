@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from steps.orchestration.config import PipelineConfig
-from steps.orchestration.runner import ArtifactRef, StepRunner
+from steps.orchestration.runner import ArtifactRef, StepRunner, Unkeyed
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,12 @@ def prepare_data(runner: StepRunner, config: PipelineConfig) -> PreparedData:
     data = config.data
     ingest = runner.step(
         "ingest",
-        data_uri=runner.input_file(data.uri, "dataset"),
+        data_uri=runner.input_file(data.uri, "dataset", data.download_timeout),
         schema=runner.input_file(data.schema_file, "schema"),
         test_size=data.test_size,
         seed=data.seed,
         drop_missing_target=data.drop_missing_target,
+        download_timeout=Unkeyed(data.download_timeout),
         task=config.model.task,
     )
     featurize = runner.step("featurize", train_uri=ingest["train_uri"], manifest_uri=ingest["manifest_uri"])

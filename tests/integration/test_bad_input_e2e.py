@@ -139,6 +139,17 @@ CASES = [
         ("{data}", "missing column(s) 'bmi'", "the file has ' bmi' for 'bmi'", "check case and spaces"),
         frame_csv(lambda f: f.rename(columns={"bmi": " bmi"})),
     ),
+    # A broken export after a good champion exists: RMSE 0 and R² 1 on it must not replace the champion.
+    Case(
+        "constant-target",
+        ("{data}", "column 'target'", "every row has the same target value (100.0)", "cannot learn from it"),
+        frame_csv(lambda f: f.assign(target=100.0)),
+    ),
+    Case(
+        "100k-identical-rows",
+        ("{data}", "column 'target'", "every row has the same target value"),
+        frame_csv(lambda f: pd.concat([f.head(1)] * 100_000, ignore_index=True)),
+    ),
     # The registry is searched by name: a quote in it would break the search after registering.
     Case("quote-in-model-name", ("main: -P model_name", "registry.model_name", "must not contain quotes"), params=("model_name=o'brien",)),
 ]

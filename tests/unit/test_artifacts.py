@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import mlflow
 import numpy as np
@@ -14,7 +15,7 @@ from pandas._libs.parsers import STR_NA_VALUES
 from steps.core.conf import PROJECT_ROOT
 from steps.core.errors import DataError, InputError
 from steps.mlflow_io import artifacts
-from tests.conftest import make_frame
+from tests.conftest import ScriptedServer, SilentServer, make_frame
 
 
 def test_relative_paths_resolve_inside_the_project_not_the_cwd(tmp_path, monkeypatch):
@@ -134,3 +135,35 @@ def test_object_columns_are_written_whole_whatever_their_first_rows_hold(tmp_pat
     frame = pd.DataFrame({"x": np.arange(6, dtype="float64"), "flag": [None, None, None, True, False, True]})
     artifacts.write_parquet(frame, tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), frame)
+
+
+@pytest.mark.parametrize("server", [lambda: ScriptedServer(trickle_every=0.1), SilentServer], ids=["trickling", "silent"])
+def test_a_download_ends_at_its_overall_deadline_however_the_server_trickles(server, tmp_path):
+    with server() as running:
+        start = time.monotonic()
+        with pytest.raises(InputError, match=r"dataset http://127\.0\.0\.1:\d+/data\.csv: cannot download: not complete after 0\.5 s"):
+            artifacts.fetch(running.url, tmp_path, "dataset", timeout=0.5)
+        assert time.monotonic() - start < 2
+
+
+def test_a_download_within_its_deadline_is_read_and_digested_as_served(tmp_path):
+    body = make_frame(5).to_csv(index=False).encode()
+    with ScriptedServer([body]) as running:
+        frame, digest = artifacts.read_table_with_digest(running.url, timeout=5)
+    assert len(frame) == 5
+    assert digest == artifacts.sha256_bytes(body)
+
+
+def test_a_local_file_rewritten_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "data.csv"
+    make_frame(5).to_csv(path, index=False)
+    parse = artifacts._parse_table
+
+    def parse_then_rewrite(*args, **kwargs):
+        frame = parse(*args, **kwargs)
+        make_frame(7).to_csv(path, index=False)  # another process finishes writing the file
+        return frame
+
+    monkeypatch.setattr(artifacts, "_parse_table", parse_then_rewrite)
+    with pytest.raises(DataError, match="the file changed while it was read; run again once it is written"):
+        artifacts.read_table_with_digest(str(path))
