@@ -29,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from steps.runtime.exits import record_signal
+
 logger = logging.getLogger(__name__)
 
 # Set by the driver: ``<address>#<token>`` of its warm process's Unix socket.
@@ -114,7 +116,11 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
         finished = reader.readline()
     if not finished:
         return 1  # the warm process died while the step ran; the driver reports the step failed
-    return int(json.loads(finished)["status"])
+    ended = json.loads(finished)
+    if "signal" in ended:
+        # Killed or crashed: the step recorded nothing, and only this process learns how it ended.
+        record_signal(step, str(ended["signal"]))
+    return int(ended["status"])
 
 
 def _log_refusal(step: str, reply: dict) -> None:
