@@ -260,13 +260,15 @@ class StepRunner:
                 synchronous=True,
             )
             succeeded = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C or SIGTERM while the step starts or runs: MLflow stopped the step (SIGTERM),
             # which marks its run KILLED itself (steps/mlflow_io/step_run.py); MLflow then marks it FAILED.
+            # The step's row says so too (a step stopped before it could record why gets this driver's reason).
             ignore_stop_signals()
+            interrupted = f"{name}: interrupted ({exc or 'stopped by SIGINT'})"
             run_id = launched_run_id(self.client, self.experiment_id, self.parent.info.run_id, name)
-            run = terminate(self.client, run_id, "KILLED", f"{name}: interrupted", force=True) if run_id is not None else None
-            error = run.data.tags.get(ERROR_TAG) if run else f"{name}: interrupted"
+            run = terminate(self.client, run_id, "KILLED", interrupted, force=True) if run_id is not None else None
+            error = run.data.tags.get(ERROR_TAG) if run else interrupted
             seconds = time.monotonic() - start
             self._record(StepResult(name=name, run_id=run_id, status="KILLED", seconds=seconds, error=error, reason=reason))
             raise
