@@ -4,12 +4,13 @@ Every MLproject entry point's command is ``python -m steps <entry point> <argume
 here. Under a driver (``main``, ``sweep``), the environment names a warm process
 (steps/runtime/warm.py) that has already imported MLflow, pandas, scikit-learn and the steps: this
 process hands it its arguments, environment, working directory and standard streams, waits for the
-step to finish there, and exits with its status. That saves each step the 2-3 s of starting Python
+step to finish there, and exits with its status (after recording on the step's run the signal
+that ended it, if one did: steps/runtime/exits.py). That saves each step the 2-3 s of starting Python
 and importing those libraries. Run alone (``mlflow run . -e train ...``), with ``PIPELINE_WARM=0``,
 when the warm process cannot be reached, or when it declines the step (its code or its import-time
 environment differ from the step's), the step runs here as before. docs/warm-process.md explains it.
 
-This module imports only the standard library: it must start in milliseconds.
+This module imports only the standard library: it must start in milliseconds (MLflow only to record a killed step).
 """
 
 from __future__ import annotations

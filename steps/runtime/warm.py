@@ -8,7 +8,9 @@ starts it when the first step must run); it imports all of that once and waits o
 child that takes over the launcher's standard streams, working directory, environment
 (``MLFLOW_RUN_ID`` and the rest) and arguments, and runs the step; the launcher exits with the
 child's status. The step's run, outputs, errors and exit status are those of a step started
-from scratch.
+from scratch; and a step killed by a signal (SIGKILL) has its run say so, which on its own it
+could not: this process tells the launcher the signal, and the launcher records it
+(steps/runtime/exits.py).
 
 Stopping: a stop signal sent to the launcher is forwarded to the child; a launcher that dies
 takes the child with it (SIGTERM, so its run ends KILLED); the warm process ends with the driver
