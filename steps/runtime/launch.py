@@ -115,6 +115,10 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, forward)
         finished = reader.readline()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # The step has ended: nothing to forward to (its pid may be reused), and the short
+            # record below, if any, is not to be cut in half.
+            signal.signal(signum, signal.SIG_IGN)
     if not finished:
         return 1  # the warm process died while the step ran; the driver reports the step failed
     ended = json.loads(finished)
