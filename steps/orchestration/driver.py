@@ -150,7 +150,7 @@ def drive(driver: Driver, argv: Sequence[str] | None, body: Body) -> int:
     finally:
         runner.close()
     dry_run = runner.options.dry_run and not error
-    summary = report.plan() if dry_run else report.summary(error, driver.title)
+    summary = report.plan() if dry_run else report.summary(error, driver.title, status)
     sys.stdout.write(summary + "\n")  # the product's output, not a log line
     finish(report, driver, summary, error, status, dry_run=dry_run)
     if status == "KILLED":

@@ -39,6 +39,19 @@ EVALUATE_PLOTS = {
 logger = logging.getLogger(__name__)
 
 
+def run_status(error: str | None, status: str) -> str:
+    """The status a driver's run ends with (driver.finish): ``status``, but FAILED for a FINISHED run with an ``error``."""
+    return "FAILED" if error and status == "FINISHED" else status
+
+
+def step_why(result: StepResult) -> str:
+    """What a step's row says after its status: why it ended so when it failed or was killed
+    (its error, without the step's name the row already shows), else why it ran or was reused."""
+    if result.status in ("FAILED", "KILLED") and result.error:
+        return result.error.removeprefix(f"{result.name}: ")
+    return result.reason
+
+
 class Report(Protocol):
     """More to say in a driver's summary and card than the steps' table (e.g. a sweep's trials)."""
 
@@ -79,18 +92,20 @@ class PipelineReport:
             lines.append(f"  {r.name:<10} {action:<40} {r.reason}")
         return "\n".join(lines)
 
-    def summary(self, error: str | None = None, title: str = "Pipeline run") -> str:
-        """What ran or was reused, the metrics, the registered model and how to serve it."""
-        status = "FAILED" if error else "FINISHED"
+    def summary(self, error: str | None = None, title: str = "Pipeline run", status: str = "FINISHED") -> str:
+        """What ran or was reused, the metrics, the registered model and how to serve it.
+
+        ``status``: how the run ends (KILLED when interrupted); an ``error`` makes FINISHED FAILED.
+        """
         elapsed = time.monotonic() - self.runner.started
-        lines = [f"{title} {self.run_id} {status} in {elapsed:.1f} s (experiment {self.experiment_id})"]
+        lines = [f"{title} {self.run_id} {run_status(error, status)} in {elapsed:.1f} s (experiment {self.experiment_id})"]
         model = self.model_line()
         if model:
             lines.append(model)
         lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
         for r in self.results:
             run_id = r.reused_run_id or r.run_id or "-"
-            lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {r.reason}")
+            lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {step_why(r)}")
         for report in self.reports:
             lines += report.summary_lines()
         lines += self._evaluation_lines()
@@ -140,8 +155,7 @@ class PipelineReport:
         ``status``: how the run ends (KILLED when interrupted); an ``error`` makes FINISHED FAILED.
         """
         tracking_uri = mlflow.get_tracking_uri()
-        status = "FAILED" if error and status == "FINISHED" else status
-        card = Card(title, f"run {self.run_id} {status} in {time.monotonic() - self.runner.started:.1f} s")
+        card = Card(title, f"run {self.run_id} {run_status(error, status)} in {time.monotonic() - self.runner.started:.1f} s")
         if error:
             card.heading("Error").text(error)
         model = self.model_line()
@@ -159,7 +173,7 @@ class PipelineReport:
                     "seconds": round(r.seconds, 1),
                     "run": link,
                     "card": (Artifact.CARD, artifact_url(tracking_uri, self.experiment_id, run_id)) if has_card else "-",
-                    "why": r.reason,
+                    "why": step_why(r),
                 }
             )
         card.heading("Steps").table(rows, ["step", "status", "seconds", "run", "card", "why"], links=("run", "card"))

@@ -32,6 +32,7 @@ from steps.mlflow_io.artifacts import fetch, resolve_data_uri, sha256_file
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Tag
 from steps.orchestration.cache import CacheKey, cache_key, code_digest, env_digest, find_reusable_run, miss_reason, output_digests
 from steps.orchestration.config import STEPS
+from steps.runtime.exits import SIGNAL_TAG, signal_outcome
 from steps.runtime.launch import WarmProcess, ensure_warm_process
 from steps.runtime.signals import ignore_stop_signals
 
@@ -117,8 +118,11 @@ def launched_run_id(client: MlflowClient, experiment_id: str, parent_run_id: str
 def terminate(client: MlflowClient, run_id: str, status: str, error: str | None = None, *, force: bool = False) -> Run:
     """Mark ``run_id`` terminated unless its process (or MLflow) already did, or as ``status``
     anyway with ``force``; give it ``error`` as its reason if it recorded none (a killed
-    process cannot)."""
+    process cannot). A run whose launcher recorded the signal that ended its process ends as that
+    signal says (KILLED, or FAILED for a crash), although ``mlflow.run`` marked it FAILED."""
     run = client.get_run(run_id)
+    if status == "FAILED" and SIGNAL_TAG in run.data.tags:
+        status, force = signal_outcome(run.data.tags[SIGNAL_TAG])[0], True
     changed = False
     if error and ERROR_TAG not in run.data.tags:
         client.set_tag(run_id, ERROR_TAG, error[:MAX_TAG_LENGTH])
@@ -287,13 +291,17 @@ class StepRunner:
                 synchronous=True,
             )
             succeeded = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C or SIGTERM while the step starts or runs: MLflow stopped the step (SIGTERM),
             # which marks its run KILLED itself (steps/mlflow_io/step_run.py); MLflow then marks it FAILED.
+            # The step's row says so too (a step stopped before it could record why gets this driver's reason).
             ignore_stop_signals()
+            interrupted = f"{name}: interrupted ({exc or 'stopped by SIGINT'})"
             run_id = launched_run_id(self.client, self.experiment_id, self.parent.info.run_id, name)
-            if run_id is not None:
-                terminate(self.client, run_id, "KILLED", f"{name}: interrupted", force=True)
+            run = terminate(self.client, run_id, "KILLED", interrupted, force=True) if run_id is not None else None
+            error = run.data.tags.get(ERROR_TAG) if run else interrupted
+            seconds = time.monotonic() - start
+            self._record(StepResult(name=name, run_id=run_id, status="KILLED", seconds=seconds, error=error, reason=reason))
             raise
         except MlflowException as exc:
             # The step's process exited non-zero, or MLflow refused to start it (e.g. a parameter

@@ -4,12 +4,13 @@ Every MLproject entry point's command is ``python -m steps <entry point> <argume
 here. Under a driver (``main``, ``sweep``), the environment names a warm process
 (steps/runtime/warm.py) that has already imported MLflow, pandas, scikit-learn and the steps: this
 process hands it its arguments, environment, working directory and standard streams, waits for the
-step to finish there, and exits with its status. That saves each step the 2-3 s of starting Python
+step to finish there, and exits with its status (after recording on the step's run the signal
+that ended it, if one did: steps/runtime/exits.py). That saves each step the 2-3 s of starting Python
 and importing those libraries. Run alone (``mlflow run . -e train ...``), with ``PIPELINE_WARM=0``,
 when the warm process cannot be reached, or when it declines the step (its code or its import-time
 environment differ from the step's), the step runs here as before. docs/warm-process.md explains it.
 
-This module imports only the standard library: it must start in milliseconds.
+This module imports only the standard library: it must start in milliseconds (MLflow only to record a killed step).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+
+from steps.runtime.exits import record_signal
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +115,17 @@ def run_in_warm_process(address: str, step: str, args: Sequence[str]) -> int | N
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, forward)
         finished = reader.readline()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # The step has ended: nothing to forward to (its pid may be reused), and the short
+            # record below, if any, is not to be cut in half.
+            signal.signal(signum, signal.SIG_IGN)
     if not finished:
         return 1  # the warm process died while the step ran; the driver reports the step failed
-    return int(json.loads(finished)["status"])
+    ended = json.loads(finished)
+    if "signal" in ended:
+        # Killed or crashed: the step recorded nothing, and only this process learns how it ended.
+        record_signal(step, str(ended["signal"]))
+    return int(ended["status"])
 
 
 def _log_refusal(step: str, reply: dict) -> None:

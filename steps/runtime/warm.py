@@ -8,7 +8,9 @@ starts it when the first step must run); it imports all of that once and waits o
 child that takes over the launcher's standard streams, working directory, environment
 (``MLFLOW_RUN_ID`` and the rest) and arguments, and runs the step; the launcher exits with the
 child's status. The step's run, outputs, errors and exit status are those of a step started
-from scratch.
+from scratch; and a step killed by a signal (SIGKILL) has its run say so, which on its own it
+could not: this process tells the launcher the signal, and the launcher records it
+(steps/runtime/exits.py).
 
 Stopping: a stop signal sent to the launcher is forwarded to the child; a launcher that dies
 takes the child with it (SIGTERM, so its run ends KILLED); the warm process ends with the driver
@@ -40,6 +42,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 
+from steps.runtime.exits import signal_name
 from steps.runtime.launch import PROJECT_ROOT, STEP_NAMES, WARM_SOCKET_ENV, WARM_SWITCH_ENV, socket_address
 from steps.runtime.signals import stop_like_ctrl_c
 
@@ -182,9 +185,9 @@ def _serve_one(
             connection.close()
             _run_step(request, fds)  # never returns
         _reply(connection, {"pid": pid})
-        status = _wait(pid, connection)
+        ended = _wait(pid, connection)
         with contextlib.suppress(OSError):
-            _reply(connection, {"status": status})
+            _reply(connection, ended)
     except Exception:  # a bad request must not end the warm process
         logger.warning("warm process: ignored a malformed request")
     finally:
@@ -236,8 +239,10 @@ def _run_step(request: dict, fds: Sequence[int]) -> None:
         os._exit(code)
 
 
-def _wait(pid: int, connection: socket.socket) -> int:
-    """The child's exit status (128 + signal number if a signal ended it, as a shell says).
+def _wait(pid: int, connection: socket.socket) -> dict[str, int | str]:
+    """How the child ended: ``{"status": <exit status>}``, and ``"signal": <its name>`` if a signal
+    ended it (the status is then 128 + its number, as a shell says). The launcher records the
+    signal on the step's run, which the step, killed, could not (steps/runtime/exits.py).
 
     If the launcher goes away meanwhile (killed), the child is stopped too.
     """
@@ -245,7 +250,9 @@ def _wait(pid: int, connection: socket.socket) -> int:
     while True:
         done, wait_status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(wait_status) if os.WIFEXITED(wait_status) else 128 + os.WTERMSIG(wait_status)
+            if os.WIFSIGNALED(wait_status):
+                return {"status": 128 + os.WTERMSIG(wait_status), "signal": signal_name(os.WTERMSIG(wait_status))}
+            return {"status": os.waitstatus_to_exitcode(wait_status)}
         if not launcher_gone and select.select([connection], [], [], POLL_SECONDS)[0]:
             if not connection.recv(1):
                 launcher_gone = True

@@ -1,7 +1,8 @@
 """Faults: a step killed mid-run, Ctrl-C and SIGTERM on `mlflow run`.
 
 Each test starts the real `mlflow run` CLI, waits until the `train` step is running (watching the
-tracking store), interrupts it, and checks that no run is left RUNNING and no process lingers.
+tracking store), interrupts it, and checks that no run is left RUNNING, that the summary says
+what the runs say, and that no process lingers.
 """
 
 from __future__ import annotations
@@ -153,18 +154,58 @@ def _statuses(store: Path, after: int) -> Iterator[tuple[str, str]]:
             yield run.data.tags.get("mlflow.project.entryPoint", "?"), run.info.status
 
 
-def test_a_step_killed_with_sigkill_fails_its_run_and_the_next_run_resumes_from_the_cache(store, slow_data):
+def _warm_token(store: Path, step: str) -> str:
+    """The warm process's token, as ``step``'s launcher (``python -m steps <step>``) got it: in its environment."""
+    for pid in _pipeline_processes(store):
+        if f"\0-m\0steps\0{step}\0".encode() in _cmdline(pid):
+            variables = dict(v.partition(b"=")[::2] for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v)
+            return variables[b"PIPELINE_WARM_SOCKET"].decode().partition("#")[2]
+    pytest.fail(f"no launcher of {step} is running")
+
+
+def _summary(store: Path, stdout: str, after: int) -> tuple[str, dict[str, list[str]]]:
+    """The pipeline's summary (printed, and logged as summary.txt: the same): its first line, and
+    each step's row as [run id, status, time, why]."""
+    parent = next(r for r in _all_runs(store) if r.info.start_time >= after and r.data.tags.get("mlflow.project.entryPoint") == "main")
+    logged = MlflowClient(f"sqlite:///{store / 'mlflow.db'}").download_artifacts(parent.info.run_id, "summary.txt", str(store))
+    text = Path(logged).read_text()
+    assert text.splitlines()[0] in stdout.splitlines(), stdout[-3000:]
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["step", "run"])
+    rows = {}
+    for line in lines[header + 1 :]:
+        if not line.startswith("  "):
+            break
+        name, run_id, status, seconds, why = line.split(maxsplit=4)
+        rows[name] = [run_id, status, seconds, why]
+    return lines[0], rows
+
+
+def test_a_step_killed_with_sigkill_ends_killed_fails_the_pipeline_run_and_the_next_run_resumes_from_the_cache(store, slow_data):
     started = int(time.time() * 1000)
     process = _start(store, "alpha=0.7", slow_data)
     _wait_for_running_step(store, process, "train", started)
+    # The warm process serves the step (its child does the work) though its token is on no command line.
+    token = _warm_token(store, "train")
+    assert len(token) >= 32
+    assert not [pid for pid in _pipeline_processes(store) if token.encode() in _cmdline(pid)]
     os.kill(_step_process(store, "train"), signal.SIGKILL)
-    _, stderr = process.communicate(timeout=WAIT_SECONDS)
-    assert process.returncode != 0
-    assert "error: step train failed: train: the step's process ended without reporting an error (killed or crashed" in stderr, stderr[
-        -3000:
-    ]
+    stdout, stderr = process.communicate(timeout=WAIT_SECONDS)
+    assert process.returncode == 1
+    reason = "the step's process was killed (SIGKILL: kill -9, or the system ran out of memory)"
+    assert f"error: step train failed: train: {reason}" in stderr, stderr[-3000:]
+    # The step was killed; the pipeline run, which nobody stopped, failed because of it.
     statuses = dict(_statuses(store, started))
-    assert statuses == {"main": "FAILED", "ingest": "FINISHED", "featurize": "FINISHED", "train": "FAILED"}, statuses
+    assert statuses == {"main": "FAILED", "ingest": "FINISHED", "featurize": "FINISHED", "train": "KILLED"}, statuses
+    first_line, rows = _summary(store, stdout, started)
+    assert first_line.startswith("Pipeline run ") and first_line.split()[3] == "FAILED", first_line
+    train = next(r for r in _all_runs(store) if r.info.start_time >= started and r.data.tags.get("mlflow.project.entryPoint") == "train")
+    assert rows["train"][:2] == [train.info.run_id, "KILLED"], rows
+    assert float(rows["train"][2].removesuffix("s")) > 0
+    assert rows["train"][3] == reason
+    assert (rows["ingest"][1], rows["featurize"][1]) == ("FINISHED", "FINISHED"), rows
+    assert train.data.tags["pipeline.error"] == f"train: {reason}"
+    assert train.data.tags["pipeline.exit_signal"] == "SIGKILL"
     _wait_until_gone(store)
 
     resumed = run_pipeline(store, "alpha=0.7", slow_data)
@@ -190,7 +231,7 @@ def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, slo
         process.send_signal(signal.SIGTERM)
     else:
         os.killpg(process.pid, signal.SIGINT)
-    process.communicate(timeout=WAIT_SECONDS)
+    stdout, _ = process.communicate(timeout=WAIT_SECONDS)
     assert process.returncode != 0
     _wait_until_gone(store)  # the step did not go on without the CLI
     statuses = dict(_statuses(store, started))
@@ -199,6 +240,12 @@ def test_stopping_mlflow_run_stops_the_step_and_marks_the_runs_killed(store, slo
     assert "evaluate" not in statuses and "register" not in statuses, statuses
     parent = next(r for r in _all_runs(store) if r.info.start_time >= started and r.data.tags.get("mlflow.project.entryPoint") == "main")
     assert parent.data.tags["pipeline.error"].startswith("main: interrupted"), parent.data.tags["pipeline.error"]
+    # The summary says what the runs say: the pipeline run KILLED, and the stopped step's row.
+    first_line, rows = _summary(store, stdout, started)
+    assert first_line.split()[3] == "KILLED", first_line
+    assert rows["train"][1] == "KILLED", rows
+    assert rows["train"][3].startswith("interrupted (stopped by SIG"), rows  # the step's reason or the driver's
+    assert parent.data.tags["pipeline.train.status"] == "KILLED"
 
 
 def test_an_unreachable_tracking_server_fails_within_seconds_with_bounded_retries(tmp_path, unused_port):

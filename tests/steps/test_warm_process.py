@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from steps.mlflow_io.contracts import Tag
 from steps.mlflow_io.step_run import PARENT_RUN_ENV
 from steps.orchestration.driver import EXPERIMENT_NAME_VARIABLE
 from steps.runtime import launch
+from steps.runtime.exits import SIGNAL_TAG
 from steps.runtime.launch import WARM_SOCKET_ENV, WARM_SWITCH_ENV, WarmProcess, warm_enabled, warm_process
 from steps.runtime.warm import RUN_TIME_VARIABLES, differing_variables
 
@@ -336,3 +338,35 @@ def test_variables_that_the_imports_set_themselves_do_not_differ():
     assert differing_variables({**driver, "KMP_INIT_AT_FORK": "TRUE"}, started, after_imports) == ["KMP_INIT_AT_FORK"]
     assert differing_variables({**driver, "OMP_NUM_THREADS": "8"}, started, after_imports) == ["OMP_NUM_THREADS"]
     assert differing_variables({"KMP_DUPLICATE_LIB_OK": "True"}, started, after_imports) == ["OMP_NUM_THREADS"]  # removed
+
+
+def test_a_step_killed_in_the_warm_process_has_its_run_say_so(warm, tmp_path, store):
+    """The step cannot record its own SIGKILL; its launcher, told by the warm process, does."""
+    link, err = tmp_path / "schema.yaml", tmp_path / "stderr.txt"
+    link.symlink_to("/dev/stdin")
+    env = _env(store, tmp_path, warm.environment_value)
+    # The step's run made beforehand and named in its environment, as mlflow.run does.
+    run_id = MlflowClient(env["MLFLOW_TRACKING_URI"]).create_run(env["MLFLOW_EXPERIMENT_ID"]).info.run_id
+    with err.open("w") as stderr:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "steps", *INGEST, "--schema", str(link)],
+            cwd=tmp_path,
+            env={**env, "MLFLOW_RUN_ID": run_id},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        worker = _reader(os.readlink(f"/proc/{launcher.pid}/fd/0"), launcher, err)  # waits for its schema
+        assert _parent(worker) == warm.pid
+        os.kill(worker, signal.SIGKILL)
+        returncode = launcher.wait(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert returncode == 128 + signal.SIGKILL, err.read_text()
+    (run,) = _runs(tmp_path)
+    assert (run.info.run_id, run.info.status) == (run_id, "KILLED")
+    assert run.data.tags["pipeline.error"] == "ingest: the step's process was killed (SIGKILL: kill -9, or the system ran out of memory)"
+    assert run.data.tags[SIGNAL_TAG] == "SIGKILL"
