@@ -27,7 +27,7 @@ from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Tag
 from steps.mlflow_io.registry import REJECTED
 from steps.mlflow_io.step_run import INTERRUPTED_EXIT_STATUS, PARENT_RUN_ENV, ArgumentParser, configure_logging
 from steps.orchestration.config import PipelineConfig, load_config
-from steps.orchestration.report import PipelineReport
+from steps.orchestration.report import PipelineReport, run_status
 from steps.orchestration.runner import ChainStopped, RunOptions, StepFailedError, StepRunner
 from steps.runtime.lock import lock_path, pipeline_lock
 from steps.runtime.signals import ignore_stop_signals, keep_killed_after_parent_exits, stop_like_ctrl_c
@@ -207,7 +207,7 @@ def finish(report: PipelineReport, driver: Driver, summary: str, error: str | No
         mlflow.log_text(summary + "\n", "summary.txt")
         if error:
             mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
-        mlflow.end_run("FAILED" if error and status == "FINISHED" else status)
+        mlflow.end_run(run_status(error, status))
     except Exception as exc:
         # E.g. the tracking server went away: the line above already said what happened.
         logger.warning("could not record the outcome on the parent run: %s", server_problem(exc) or first_line(exc))

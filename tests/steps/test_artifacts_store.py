@@ -61,4 +61,5 @@ def test_a_step_alone_logs_the_values_it_took_from_the_config_file(tracking_uri)
         "schema": "conf/schema.yaml",
         "test_size": "0.2",
         "drop_missing_target": "false",
+        "download_timeout": "600",
     }
