@@ -36,6 +36,7 @@ import mlflow
 import numpy as np
 from markupsafe import Markup
 
+from steps.core.errors import storage_error
 from steps.core.text import format_value
 from steps.mlflow_io.contracts import Artifact
 
@@ -198,11 +199,15 @@ def log_card(build: Callable[[], Card], artifact_file: str = CARD_FILE) -> None:
     run's Artifacts tab).
 
     A card reports on work already done: if building or logging it fails (a plot numpy cannot
-    draw, an upload that times out), the run goes on and a warning says why it has no card.
+    draw, an upload that times out), the run goes on and a warning says why it has no card. A
+    store that is full, read-only or not ours to write is the exception: it fails the run (the
+    caller says so in one line), as it would fail the next artifact.
     """
     try:
         mlflow.log_text(build().render(), artifact_file)
     except Exception as exc:
+        if storage_error(exc, artifact_file) is not None:
+            raise
         logger.warning("no %s for this run: %s: %s", artifact_file, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
