@@ -211,26 +211,25 @@ def log_report(report: PipelineReport, driver: Driver, error: str | None, status
             mlflow.log_metrics(report.evaluation_metrics())
             log_card(lambda: report.card(driver.title, error, status))
         except Exception as exc:
-            error, summary = _report_failed(exc, "the card", report, driver, (error, summary))
+            summary, error = _not_logged(exc, "the card", report=report, driver=driver, summary=summary, error=error)
     try:
         mlflow.log_text(summary + "\n", "summary.txt")
     except Exception as exc:
-        error, summary = _report_failed(exc, "summary.txt", report, driver, (error, summary))
+        summary, error = _not_logged(exc, "summary.txt", report=report, driver=driver, summary=summary, error=error)
     return summary, error
 
 
-def _report_failed(
-    exc: Exception, what: str, report: PipelineReport, driver: Driver, outcome: tuple[str | None, str]
-) -> tuple[str | None, str]:
-    """The (error, summary) after ``what`` could not be logged: a storage problem is the error if there was none."""
-    error, summary = outcome
+def _not_logged(
+    exc: Exception, what: str, *, report: PipelineReport, driver: Driver, summary: str, error: str | None
+) -> tuple[str, str | None]:
+    """The summary and the error after ``what`` could not be logged: a storage problem is the error, if there was none."""
     problem = storage_problem(exc)
     if error is None and problem is not None:
         error = f"{driver.entry_point}: {problem}"
-        return error, report.summary(error, driver.title)
+        return report.summary(error, driver.title), error
     # The outcome matters more than the report.
     logger.warning("could not log %s: %s", what, problem or server_problem(exc) or first_line(exc))
-    return error, summary
+    return summary, error
 
 
 def finish(error: str | None, status: str) -> None:
