@@ -32,8 +32,9 @@ from steps.core.errors import InputError, first_line
 from steps.core.gate import NO_CHAMPION, Check, GateSettings, Scores
 from steps.core.schema import PREDICTION_COLUMN, DataSchema
 from steps.core.tasks import Metric, TargetSummary, Task
+from steps.core.text import format_value
 from steps.mlflow_io.artifacts import load_manifest, load_model, log_bytes, log_record, read_split, to_dataset
-from steps.mlflow_io.cards import Card, figure_png, histogram, log_card
+from steps.mlflow_io.cards import Card, drawing_unit, figure_png, histogram, label_ticks, log_card
 from steps.mlflow_io.contracts import (
     CHAMPION_METRIC_PREFIX,
     MAX_TAG_LENGTH,
@@ -103,8 +104,12 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     """Predicted-vs-actual and residual plots (figures built without pyplot's global state).
 
     Scatter plots show a fixed random sample of at most PLOTTED_POINTS rows (millions of points
-    take minutes to draw and show nothing more); the histogram counts every row.
+    take minutes to draw and show nothing more); the histogram counts every row. Values near the
+    largest float are drawn in a unit matplotlib can handle (``cards.drawing_unit``), so their
+    residuals stay finite; the ticks still read in the target's own terms.
     """
+    unit = drawing_unit(actual, predicted)
+    actual, predicted = actual / unit, predicted / unit
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     shown = np.arange(len(actual))
     if len(shown) > PLOTTED_POINTS:
@@ -116,6 +121,8 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     ax.plot([low, high], [low, high], color="grey", linestyle="--", label="perfect prediction")
     ax.set(xlabel=f"actual {target}", ylabel=f"predicted {target}", title=f"Predicted vs actual (test split){sample}")
     ax.legend(loc="upper left")
+    label_ticks(ax.xaxis, unit)
+    label_ticks(ax.yaxis, unit)
 
     residuals = actual - predicted
     resid = Figure(figsize=(9, 4), layout="constrained")
@@ -123,7 +130,9 @@ def plot_predictions(actual: np.ndarray, predicted: np.ndarray, target: str) -> 
     left.scatter(predicted[shown], residuals[shown], s=12, alpha=0.7)
     left.axhline(0, color="grey", linestyle="--")
     left.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title=f"Residuals vs predicted{sample}")
-    histogram(right, residuals, bins=min(30, max(5, len(residuals) // 5)))
+    label_ticks(left.xaxis, unit)
+    label_ticks(left.yaxis, unit)
+    histogram(right, residuals, bins=min(30, max(5, len(residuals) // 5)), unit=unit)
     right.set(xlabel="residual", ylabel="count", title="Residual distribution")
     return {Artifact.PREDICTED_VS_ACTUAL: scatter, Artifact.RESIDUALS: resid}
 
@@ -266,7 +275,7 @@ def report_markdown(result: EvaluationResult) -> str:
 
 
 def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return "-" if value is None else format_value(value)
 
 
 def card(

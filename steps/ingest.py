@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,12 +110,22 @@ def column_profile(data: pd.DataFrame, schema: DataSchema) -> list[dict[str, obj
         if spec.numeric and not spec.categorical:
             values = column.to_numpy(dtype="float64", na_value=np.nan)
             present = values[~np.isnan(values)]
-            row |= {"min": present.min(), "mean": present.mean(), "max": present.max()} if len(present) else {}
+            row |= {"min": present.min(), "mean": _mean(present), "max": present.max()} if len(present) else {}
         else:
             counts = column.value_counts().head(TOP_CATEGORIES)
             row["most frequent"] = ", ".join(f"{value} ({count:,})" for value, count in counts.items())
         rows.append(row)
     return rows
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of finite ``values``, also of values near the largest float, whose sum overflows."""
+    with np.errstate(over="ignore"):
+        mean = float(values.mean())
+    if math.isfinite(mean):
+        return mean
+    unit = float(np.abs(values).max())
+    return float((values / unit).mean()) * unit
 
 
 def distributions(data: pd.DataFrame, schema: DataSchema) -> Figure:

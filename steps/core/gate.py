@@ -84,7 +84,7 @@ def _value(metric: Metric, metrics: Mapping[str, float]) -> float:
 
 
 def _text(value: float) -> str:
-    return format_value(value) if math.isfinite(value) else str(value)
+    return format_value(value)
 
 
 def _item(value: Any) -> Any:

@@ -22,6 +22,7 @@ import functools
 import html
 import io
 import logging
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import mlflow
 import numpy as np
 from markupsafe import Markup
 
+from steps.core.errors import storage_error
 from steps.core.text import format_value
 from steps.mlflow_io.contracts import Artifact
 
@@ -197,11 +199,15 @@ def log_card(build: Callable[[], Card], artifact_file: str = CARD_FILE) -> None:
     run's Artifacts tab).
 
     A card reports on work already done: if building or logging it fails (a plot numpy cannot
-    draw, an upload that times out), the run goes on and a warning says why it has no card.
+    draw, an upload that times out), the run goes on and a warning says why it has no card. A
+    store that is full, read-only or not ours to write is the exception: it fails the run (the
+    caller says so in one line), as it would fail the next artifact.
     """
     try:
         mlflow.log_text(build().render(), artifact_file)
     except Exception as exc:
+        if storage_error(exc, artifact_file) is not None:
+            raise
         logger.warning("no %s for this run: %s: %s", artifact_file, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
@@ -232,28 +238,74 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, xlabe
 
     fig = Figure(figsize=(6, 0.6 + 0.3 * max(1, len(labels))), layout="constrained")
     ax = fig.add_subplot()
+    values = np.asarray(values, dtype="float64")
+    unit = drawing_unit(values)
+    values = values / unit
     colors = ["#cf222e" if v < 0 else "#0969da" for v in values]
     ax.barh(list(labels), list(values), color=colors)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.invert_yaxis()
     ax.set(title=title, xlabel=xlabel)
+    label_ticks(ax.xaxis, unit)
     return fig
 
 
-def histogram(ax: Axes, values: np.ndarray, bins: int, **style: Any) -> None:
+# matplotlib computes an axis's span, margins and transform in float64: values near the largest
+# float (1.8e308) overflow them (a singular transform, an infinite span). Beyond this magnitude,
+# values are drawn in a unit of their own (a power of ten), which the axis shows.
+DRAWABLE_MAGNITUDE = 1e300
+
+
+def drawing_unit(*arrays: np.ndarray) -> float:
+    """What to divide ``arrays`` by for matplotlib to draw them: 1.0 for ordinary values.
+
+    Beyond DRAWABLE_MAGNITUDE, the power of ten that brings the largest finite magnitude below
+    10, so that differences between the values stay finite too (residuals of -1e308 and 1e308);
+    :func:`label_ticks` then shows the unit at the axis's end, like matplotlib's own ``1e6``.
+    """
+    largest = max((float(np.abs(a[np.isfinite(a)]).max(initial=0.0)) for a in arrays), default=0.0)
+    return 10.0 ** math.floor(math.log10(largest)) if largest > DRAWABLE_MAGNITUDE else 1.0
+
+
+def label_ticks(axis: Any, unit: float) -> None:
+    """Show on ``axis`` (e.g. ``ax.xaxis``) the unit its values were drawn in (``×1e308``), if not 1."""
+    if unit != 1.0:
+        from matplotlib.ticker import FuncFormatter  # noqa: PLC0415 - see the import at the top
+
+        formatter = FuncFormatter(lambda tick, _: format_value(float(tick), 3))
+        formatter.set_offset_string(f"×1e{round(math.log10(unit))}")
+        axis.set_major_formatter(formatter)
+
+
+def histogram(ax: Axes, values: np.ndarray, bins: int, *, unit: float | None = None, **style: Any) -> None:
     """A histogram of ``values`` as one filled outline (``ax.stairs``: one shape, not a patch per
-    bar, several times faster to draw), also for (nearly) equal values: one bar then, where
-    numpy's equal-width bins would be narrower than float precision and raise."""
-    with np.errstate(over="ignore"):
-        spread = float(values.max() - values.min()) if len(values) else 0.0
-    if not np.isfinite(spread):
-        # E.g. -1e308 and 1e308: equal-width bins of an infinite range; bin by rank instead.
-        values = np.argsort(np.argsort(values)) / max(1, len(values) - 1)
-        ax.set_xlabel("quantile (range too wide to draw)", fontsize=8)
-        counts, edges = np.histogram(values, bins=bins)
-    elif spread <= 1e-9 * max(1.0, float(np.abs(values).max(initial=0.0))):
-        middle = float(values.mean()) if len(values) else 0.0
-        counts, edges = np.histogram(values, bins=1, range=(middle - 0.5, middle + 0.5))
-    else:
-        counts, edges = np.histogram(values, bins=bins)
+    bar, several times faster to draw), for any finite values: also (nearly) equal ones, and ones
+    near the largest float.
+
+    ``unit``: the values were already divided by it (:func:`drawing_unit`); by default the
+    histogram finds its own. Non-finite values are left out.
+    """
+    values = np.asarray(values, dtype="float64")
+    values = values[np.isfinite(values)]
+    if unit is None:
+        unit = drawing_unit(values)
+        values = values / unit
+    counts, edges = np.histogram(values, bins=_bin_edges(values, bins))
     ax.stairs(counts, edges, fill=True, **style)
+    label_ticks(ax.xaxis, unit)
+
+
+def _bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """``bins`` equal-width edges over ``values``; one bar around them when they are (nearly) equal.
+
+    numpy's own equal-width bins of a range narrower than float precision at the values'
+    magnitude (1e300 and its next float, 1e16 and 1e16 + 2) are not distinct, and it raises.
+    """
+    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+    magnitude = max(abs(low), abs(high))
+    if high - low > 1e-9 * max(1.0, magnitude):
+        return np.linspace(low, high, bins + 1)
+    middle = low + (high - low) / 2
+    half = max(0.5, 1e-9 * magnitude)  # wide enough to be drawn at this magnitude
+    largest = np.finfo("float64").max
+    return np.array([max(middle - half, -largest), min(middle + half, largest)])

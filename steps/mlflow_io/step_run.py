@@ -3,25 +3,29 @@
 It attaches to the MLflow run that ``mlflow run`` created for the step, runs the step body,
 records the body's outputs as run tags (``pipeline.output.<name>``) so the driver can pass them
 downstream, and turns a :class:`PipelineError` into one clear line on stderr, a
-``pipeline.error`` tag, a FAILED run and exit status 1.
+``pipeline.error`` tag, a FAILED run and exit status 1; so too a failing environment: a refusing
+tracking server, or a disk that is full, read-only or not ours to write (:func:`environment_problem`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import mlflow
+from mlflow.utils.file_utils import get_local_path_or_none
 from pydantic import BaseModel
 
 from steps.core.conf import DEFAULT_CONFIG, Section, as_text, defaults, from_text, sample, validate
-from steps.core.errors import ERROR_TAG, ConfigError, InputError, PipelineError, first_line
+from steps.core.errors import ERROR_TAG, ConfigError, InputError, PipelineError, first_line, redact, storage_error
 from steps.mlflow_io.artifacts import sha256_bytes
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, STEP_OUTPUTS, LoggedArtifact, Tag
 from steps.runtime.signals import ignore_stop_signals, stop_like_ctrl_c
@@ -213,6 +217,48 @@ def _fail(message: str, status: str, exit_status: int) -> NoReturn:
     sys.exit(exit_status)
 
 
+def environment_problem(exc: BaseException) -> str | None:
+    """One line for an error of the environment, not of the code; None for any other error:
+    a store that cannot be written (:func:`storage_problem`), or a tracking server that refuses
+    or cannot be reached."""
+    return storage_problem(exc) or server_problem(exc)
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a disk that is full, read-only or not ours to write; None for any other error.
+
+    It names the file, else what the run writes to (:func:`unnamed_write`).
+    """
+    problem = storage_error(exc, unnamed_write)
+    return None if problem is None else str(problem)
+
+
+def unnamed_write() -> str:
+    """What a write that names no file (one that fails midway on a full disk) was writing to.
+
+    The active run's artifact store, if local, or the temporary directory where files are staged
+    before they are logged: both when they are on different file systems.
+    """
+    temporary = f"a temporary file in {tempfile.gettempdir()}"
+    run = mlflow.active_run()  # (mlflow.get_artifact_uri() would start a run if there were none)
+    if run is None:
+        return f"the tracking store {redact(mlflow.get_tracking_uri())} or {temporary}"
+    uri = run.info.artifact_uri
+    local = get_local_path_or_none(uri)
+    if local is None:  # a remote store: the disk that is full is this machine's
+        return temporary
+    store = f"the artifact store {redact(uri)}"
+    return store if _device(local) == _device(tempfile.gettempdir()) else f"{store} or {temporary}"
+
+
+def _device(path: str) -> int | None:
+    """The file system ``path`` is on (of its nearest existing parent: a run's directory is made when first written)."""
+    for candidate in (Path(path), *Path(path).parents):
+        with contextlib.suppress(OSError):
+            return candidate.stat().st_dev
+    return None
+
+
 def record_outputs(step: str, outputs: Mapping[str, str | LoggedArtifact]) -> None:
     """Tag the active run with each output's URI and content digest.
 
@@ -278,7 +324,7 @@ def run_step(
             ignore_stop_signals()
             _fail(f"{step}: interrupted ({exc or 'stopped by SIGINT'})", "KILLED", INTERRUPTED_EXIT_STATUS)
         except Exception as exc:
-            problem = server_problem(exc)
+            problem = environment_problem(exc)
             if problem is not None:
                 _fail(f"{step}: {problem}", "FAILED", 1)
             # A bug rather than bad input: keep the traceback, but still leave a one-line reason.

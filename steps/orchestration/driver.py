@@ -25,7 +25,14 @@ from steps.core.errors import ERROR_TAG, ConfigError, PipelineError, first_line
 from steps.mlflow_io.cards import log_card
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, Tag
 from steps.mlflow_io.registry import REJECTED
-from steps.mlflow_io.step_run import INTERRUPTED_EXIT_STATUS, PARENT_RUN_ENV, ArgumentParser, configure_logging
+from steps.mlflow_io.step_run import (
+    INTERRUPTED_EXIT_STATUS,
+    PARENT_RUN_ENV,
+    ArgumentParser,
+    configure_logging,
+    environment_problem,
+    storage_problem,
+)
 from steps.orchestration.config import PipelineConfig, load_config
 from steps.orchestration.report import PipelineReport, run_status
 from steps.orchestration.runner import ChainStopped, RunOptions, StepFailedError, StepRunner
@@ -150,9 +157,9 @@ def drive(driver: Driver, argv: Sequence[str] | None, body: Body) -> int:
     finally:
         runner.close()
     dry_run = runner.options.dry_run and not error
-    summary = report.plan() if dry_run else report.summary(error, driver.title, status)
+    summary, error = log_report(report, driver, error, status, dry_run=dry_run)
     sys.stdout.write(summary + "\n")  # the product's output, not a log line
-    finish(report, driver, summary, error, status, dry_run=dry_run)
+    finish(error, status)
     if status == "KILLED":
         keep_killed_after_parent_exits(parent.info.run_id, driver.interrupted)
     return INTERRUPTED_EXIT_STATUS if status == "KILLED" else 1 if error else 0
@@ -180,7 +187,7 @@ def _run(driver: Driver, argv: Sequence[str] | None, body: Body, runner: StepRun
         ignore_stop_signals()
         return f"{driver.interrupted} ({exc or 'stopped by SIGINT'})", "KILLED"
     except BaseException as exc:
-        problem = server_problem(exc)
+        problem = environment_problem(exc)  # a store that cannot be written, a server that refuses
         if problem is None:
             # A bug: record it and fail the parent run rather than leave it RUNNING.
             mlflow.set_tag(ERROR_TAG, f"{driver.entry_point}: {type(exc).__name__}: {first_line(exc)}"[:MAX_TAG_LENGTH])
@@ -190,21 +197,46 @@ def _run(driver: Driver, argv: Sequence[str] | None, body: Body, runner: StepRun
     return None, "FINISHED"
 
 
-def finish(report: PipelineReport, driver: Driver, summary: str, error: str | None, status: str, *, dry_run: bool = False) -> None:
-    """Record the summary, the card, the evaluation's metrics and the outcome on the parent run,
-    and say what went wrong (one line)."""
-    if error:
-        sys.stderr.write(f"error: {error}\n")
+def log_report(report: PipelineReport, driver: Driver, error: str | None, status: str, *, dry_run: bool) -> tuple[str, str | None]:
+    """Log the card, the evaluation's metrics and summary.txt on the parent run; the summary and the error.
+
+    A report that cannot be written reads as a warning when something already failed; on a store
+    that is full, read-only or not ours to write, it is the run's error (every write must fail
+    the run), and the summary says so.
+    """
+    summary = report.plan() if dry_run else report.summary(error, driver.title, status)
     if not dry_run:
         try:
             # A copy of evaluate's metrics: the runs table and `compare` show them beside the params.
             mlflow.log_metrics(report.evaluation_metrics())
             log_card(lambda: report.card(driver.title, error, status))
         except Exception as exc:
-            # The outcome below matters more than the report.
-            logger.warning("could not log the card: %s", server_problem(exc) or first_line(exc))
+            summary, error = _not_logged(exc, "the card", report=report, driver=driver, summary=summary, error=error, status=status)
     try:
         mlflow.log_text(summary + "\n", "summary.txt")
+    except Exception as exc:
+        summary, error = _not_logged(exc, "summary.txt", report=report, driver=driver, summary=summary, error=error, status=status)
+    return summary, error
+
+
+def _not_logged(
+    exc: Exception, what: str, *, report: PipelineReport, driver: Driver, summary: str, error: str | None, status: str
+) -> tuple[str, str | None]:
+    """The summary and the error after ``what`` could not be logged: a storage problem is the error, if there was none."""
+    problem = storage_problem(exc)
+    if error is None and problem is not None:
+        error = f"{driver.entry_point}: {problem}"
+        return report.summary(error, driver.title, status), error
+    # The outcome matters more than the report.
+    logger.warning("could not log %s: %s", what, problem or server_problem(exc) or first_line(exc))
+    return summary, error
+
+
+def finish(error: str | None, status: str) -> None:
+    """Record the outcome on the parent run, and say what went wrong (one line)."""
+    if error:
+        sys.stderr.write(f"error: {error}\n")
+    try:
         if error:
             mlflow.set_tag(ERROR_TAG, error[:MAX_TAG_LENGTH])
         mlflow.end_run(run_status(error, status))

@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from steps.core.tasks import TASKS, Task, metric_names
+from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, artifact_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
 from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
@@ -232,9 +233,12 @@ class PipelineReport:
         if run is None:
             return []
         metrics, tags, labels = run.data.metrics, run.data.tags, self._labels()
-        line = "Evaluation (test split): " + ", ".join(f"{label} {metrics[key]:.4g}" for key, label in labels.items() if key in metrics)
+        # format_value: the verdict's rule, so a metric reads the same in both lines (inf, not the store's 1.798e+308).
+        line = "Evaluation (test split): " + ", ".join(
+            f"{label} {format_value(metrics[key])}" for key, label in labels.items() if key in metrics
+        )
         champion = [
-            f"{label} {metrics[CHAMPION_METRIC_PREFIX + key]:.4g}"
+            f"{label} {format_value(metrics[CHAMPION_METRIC_PREFIX + key])}"
             for key, label in labels.items()
             if CHAMPION_METRIC_PREFIX + key in metrics
         ]
