@@ -42,6 +42,7 @@ from steps.core import ranking
 from steps.core.conf import DEFAULT_CONFIG
 from steps.core.errors import ConfigError
 from steps.core.tasks import Metric
+from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, log_card, run_url
 from steps.mlflow_io.contracts import Kind, Tag
 from steps.mlflow_io.registry import champion_to_compare
@@ -125,7 +126,7 @@ class Trials:
         return best
 
     def _score(self, trial: Trial) -> str:
-        return f"{self.metric.label} {trial.metrics.get(self.metric.name, math.nan):.4g}"
+        return f"{self.metric.label} {format_value(trial.metrics.get(self.metric.name, math.nan))}"
 
     def progress(self, trial: Trial, started: float) -> str:
         """One line after each trial: its result, the best so far, time spent and left."""
@@ -164,7 +165,7 @@ class Trials:
             [
                 str(t.number),
                 *(value_text(v) for v in t.params.values()),
-                *(f"{t.metrics.get(m.name, math.nan):.4g}" for m in self.metrics),
+                *(format_value(t.metrics.get(m.name, math.nan)) for m in self.metrics),
             ]
             for t in self.trials
         ]
