@@ -86,7 +86,7 @@ def test_the_summary_lists_every_trial_with_the_tasks_metrics_and_marks_the_best
     assert lines[0] == "Trials: 2 of 3 over alpha x l1_ratio (best by test RMSE marked *)"
     assert lines[1].split() == ["#", "alpha", "l1_ratio", "RMSE", "MAE", "R²", "status", "trial", "run", "id"]
     assert lines[2].split() == ["*", "1", "0.1", "0.5", "53", "43", "0.5", "FINISHED", "run1"]
-    assert lines[3].split() == ["2", "1", "0.5", "nan", "nan", "nan", "FAILED", "run2"]
+    assert lines[3].split() == ["2", "1", "0.5", "NaN", "NaN", "NaN", "FAILED", "run2"]
     assert lines[-1] == "Best so far: trial 1: alpha=0.1 l1_ratio=0.5, RMSE 53 (the sweep stopped before the gate)"
     report.gated = True
     assert (
