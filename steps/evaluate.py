@@ -48,12 +48,14 @@ from steps.mlflow_io.contracts import (
     VersionTag,
 )
 from steps.mlflow_io.registry import RegisteredModel, resolve
-from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
+from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
 # Points drawn in a scatter plot at most (a random sample of the test rows beyond that).
 PLOTTED_POINTS = 20_000
+# shap is not a dependency: without this MLflow warns, wrongly blaming matplotlib too, on every run.
+NO_SHAP = {"log_model_explainability": False}
 # MLflow's classifier plots shown on the card, by the name of its artifact, with a caption.
 CLASSIFIER_PLOTS = {
     "confusion_matrix": "Confusion matrix (test split)",
@@ -145,7 +147,7 @@ def _evaluate_predictions(actual: np.ndarray, predictions: np.ndarray, target: s
     frame = pd.DataFrame({target: actual, PREDICTION_COLUMN: predicted})
     sha256 = hashlib.sha256(np.ascontiguousarray(actual, dtype="float64").tobytes() + predicted.tobytes()).hexdigest()
     dataset = to_dataset(frame, name="evaluation", source=None, target=target, sha256=sha256, predictions=PREDICTION_COLUMN)
-    return mlflow.models.evaluate(data=dataset, model_type=tasks.REGRESSION.model_type, model_id=model_id)
+    return mlflow.models.evaluate(data=dataset, model_type=tasks.REGRESSION.model_type, model_id=model_id, evaluator_config=NO_SHAP)
 
 
 def _evaluate_classifier(
@@ -155,7 +157,7 @@ def _evaluate_classifier(
     frame = test[schema.features].assign(**{schema.target: tasks.labels(test[schema.target])})
     sha256 = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
     dataset = to_dataset(frame, name="evaluation", source=None, target=schema.target, sha256=sha256)
-    config = {"label_list": labels, "pos_label": labels[-1]} if len(labels) == 2 else {"label_list": labels}
+    config = NO_SHAP | ({"label_list": labels, "pos_label": labels[-1]} if len(labels) == 2 else {"label_list": labels})
     return mlflow.models.evaluate(
         model=loaded, data=dataset, model_type=tasks.CLASSIFICATION.model_type, evaluator_config=config, model_id=model_id
     )
@@ -427,6 +429,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
         test_digest=manifest.splits["test"].digest if "test" in manifest.splits else None,
     )
     logger.info("%s: %s", "passed" if out.passed else "rejected", out.reason)
+    score = f"{out.metric.label} {format_value(out.metrics.get(out.metric.name))} on {len(test):,} test rows"
+    record_outcome(f"{score}: {'passed' if out.passed else 'rejected'}")
     mlflow.log_text(report_markdown(result), Artifact.REPORT)
     log_card(lambda: card(out, champion, task, len(test), model_uri=model_uri, plots=plots))
     return {"evaluation_uri": log_record(result, Artifact.EVALUATION)}

@@ -21,7 +21,7 @@ from steps.core.schema import DataSchema
 from steps.mlflow_io.artifacts import load_manifest, log_file, log_json, read_split
 from steps.mlflow_io.cards import Card, log_card
 from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Tag
-from steps.mlflow_io.step_run import require_inputs, run_step, step_parser
+from steps.mlflow_io.step_run import record_outcome, require_inputs, run_step, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def _featurize(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     log_json({"input_features": schema.features, "output_features": out.feature_names}, Artifact.FEATURES)
     mlflow.log_metrics({"input_features": len(schema.features), "output_features": len(out.feature_names)})
     log_card(lambda: card(out, schema, len(train)))
+    record_outcome(f"{len(schema.features)} columns -> {len(out.feature_names)} features, fitted on {len(train):,} rows")
     return {"transformer_uri": transformer_file}
 
 

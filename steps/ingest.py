@@ -27,7 +27,7 @@ from steps.core.tasks import Task
 from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.mlflow_io.cards import Card, histogram, log_card
 from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Manifest, SplitRecord, SplitSettingsRecord, Tag, TargetRecord
-from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
+from steps.mlflow_io.step_run import add_settings, record_outcome, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     manifest_file = log_record(manifest, Artifact.MANIFEST)
     with stage("data profile (card.html)", log=logger):
         log_card(lambda: card(out, schema, params.uri, params))
-    logger.info("%s: %s rows valid; train %s, test %s", params.uri, *(f"{len(f):,}" for f in (out.data, out.train, out.test)))
+    record_outcome("{}: {} rows valid; train {}, test {}".format(params.uri, *(f"{len(f):,}" for f in (out.data, out.train, out.test))))
     return {"train_uri": train_file, "test_uri": test_file, "manifest_uri": manifest_file}
 
 

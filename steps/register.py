@@ -45,7 +45,7 @@ from steps.mlflow_io.registry import (
     promote,
     rolled_back_versions,
 )
-from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
+from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
             Tag.DECISION_REASON: out.reason[:MAX_TAG_LENGTH],
         }
     )
-    logger.info("registered %s (alias %s): %s: %s", out.model, CHALLENGER, out.decision, out.reason)
+    record_outcome(f"registered {out.model} (alias {CHALLENGER}): {out.decision}")
     log_card(lambda: card(out, verdict, model_uri))
     outputs = {"model_name": model_name, "model_version": out.model.version, "registered_model_uri": out.model.uri}
     if out.decision == PROMOTED:

@@ -31,7 +31,7 @@ from steps.core.schema import DataSchema
 from steps.mlflow_io.artifacts import fetch, load_manifest, log_json, read_split
 from steps.mlflow_io.cards import Card, bar_figure, log_card
 from steps.mlflow_io.contracts import Artifact, ModelMetadata, Tag
-from steps.mlflow_io.step_run import add_settings, require_inputs, run_step, settings, step_parser
+from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ def _train(args: argparse.Namespace) -> dict[str, str]:
         intercept = {} if out.description.intercept is None else {"intercept": out.description.intercept}
         log_json(intercept | out.description.weights, Artifact.WEIGHTS)
     log_card(lambda: card(out, spec, len(train), model_info.model_uri))
+    record_outcome(f"{spec.name} on {len(train):,} rows: {model_info.model_uri}")
     return {"model_uri": model_info.model_uri}
 
 

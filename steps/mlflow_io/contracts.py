@@ -39,6 +39,7 @@ class Tag:
     DIGEST = "pipeline.digest."  # + output name: the content digest of that output
     # + input name: the SHA-256 of the input as the step read it (the cache keys the run by it).
     READ_DIGEST = "pipeline.read_digest."
+    OUTCOME = "pipeline.outcome"  # what a step did, in one line (the driver prints it)
     DATA_DIGEST = "pipeline.data_digest"
     TASK = "pipeline.task"  # regression or classification, as ingest resolved it for the data
     ESTIMATOR = "pipeline.estimator"  # the import path of the estimator a run trained or judged

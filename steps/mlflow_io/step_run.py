@@ -39,8 +39,28 @@ INTERRUPTED_EXIT_STATUS = 130
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"
 
 
+# Set by the driver when -P verbose=true: its steps log their INFO lines (and MLflow's) too.
+VERBOSE_ENV = "PIPELINE_VERBOSE"
+
+
 def configure_logging(name: str) -> None:
+    """INFO lines when run alone; under a driver, which prints one line per step, only warnings
+    and errors (unless -P verbose=true or MLflow's own MLFLOW_LOGGING_LEVEL asks for more)."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if os.environ.get(PARENT_RUN_ENV) and not verbose_logging():
+        for logger_name in ("", "mlflow"):
+            logging.getLogger(logger_name).setLevel(logging.WARNING)
+
+
+def verbose_logging() -> bool:
+    """Whether the user asked for every log line: -P verbose=true, or MLFLOW_LOGGING_LEVEL."""
+    return os.environ.get(VERBOSE_ENV) == "1" or bool(os.environ.get("MLFLOW_LOGGING_LEVEL"))
+
+
+def record_outcome(text: str) -> None:
+    """What the step did, in one line: logged, and tagged for the driver's line about the step."""
+    logger.info("%s", text)
+    mlflow.set_tag(Tag.OUTCOME, text[:MAX_TAG_LENGTH])
 
 
 # Every artifact a step can take as input: what it is and where it comes from.

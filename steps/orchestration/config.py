@@ -41,6 +41,7 @@ MAIN_PARAMETERS: dict[str, str] = {
     "steps": "run.steps",
     "dry_run": "run.dry_run",
     "fail_on_reject": "run.fail_on_reject",
+    "verbose": "run.verbose",
 }
 # ... and for sweep: main's, with grids instead of one alpha and l1_ratio.
 SWEEP_PARAMETERS: dict[str, str] = {
@@ -70,6 +71,7 @@ class RunSettings(BaseModel):
     fail_on_reject: bool
     overlap: str
     max_wait_seconds: float
+    verbose: bool
 
     @field_validator("overlap")
     @classmethod

@@ -28,10 +28,12 @@ from steps.mlflow_io.registry import REJECTED
 from steps.mlflow_io.step_run import (
     INTERRUPTED_EXIT_STATUS,
     PARENT_RUN_ENV,
+    VERBOSE_ENV,
     ArgumentParser,
     configure_logging,
     environment_problem,
     storage_problem,
+    verbose_logging,
 )
 from steps.orchestration.config import PipelineConfig, load_config
 from steps.orchestration.report import PipelineReport, run_status
@@ -109,6 +111,17 @@ def configure(driver: Driver, argv: Sequence[str] | None) -> PipelineConfig:
     return resolve_config(overrides_from(args, extra, driver), driver)
 
 
+def set_verbosity(verbose: bool) -> None:
+    """One line per step and the summary, or (``verbose``, or MLFLOW_LOGGING_LEVEL set) every
+    log line of this process, its steps and MLflow."""
+    if verbose or verbose_logging():
+        os.environ[VERBOSE_ENV] = "1"  # the steps read it (step_run.configure_logging)
+        return
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # MLflow prints "View run ... at: <url>" whenever a run on a tracking server ends (twice per step).
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
 def log_config(config: PipelineConfig, driver: Driver) -> None:
     """Log the resolved configuration on the parent run: params (the keys it uses, and each -P
     name of the driver with its value, given or not) and conf/resolved.yaml."""
@@ -169,6 +182,7 @@ def _run(driver: Driver, argv: Sequence[str] | None, body: Body, runner: StepRun
     """The configuration, the lock and ``body``; every way of failing as (one-line error, run status)."""
     try:
         config = configure(driver, argv)
+        set_verbosity(config.run.verbose)
         log_config(config, driver)
         runner.options = RunOptions(use_cache=config.run.use_cache, only=config.run.selected_steps, dry_run=config.run.dry_run)
         with exclusive(config, runner.parent):
@@ -213,7 +227,7 @@ def log_report(report: PipelineReport, driver: Driver, error: str | None, status
         except Exception as exc:
             summary, error = _not_logged(exc, "the card", report=report, driver=driver, summary=summary, error=error, status=status)
     try:
-        mlflow.log_text(summary + "\n", "summary.txt")
+        mlflow.log_text(summary + (f"\nError: {error}" if error else "") + "\n", "summary.txt")
     except Exception as exc:
         summary, error = _not_logged(exc, "summary.txt", report=report, driver=driver, summary=summary, error=error, status=status)
     return summary, error

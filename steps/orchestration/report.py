@@ -94,7 +94,8 @@ class PipelineReport:
         return "\n".join(lines)
 
     def summary(self, error: str | None = None, title: str = "Pipeline run", status: str = "FINISHED") -> str:
-        """What ran or was reused, the metrics, the registered model and how to serve it.
+        """What ran or was reused, the metrics, the registered model and how to serve it (the
+        error, if any, is the driver's one ``error:`` line, not repeated here).
 
         ``status``: how the run ends (KILLED when interrupted); an ``error`` makes FINISHED FAILED.
         """
@@ -103,7 +104,8 @@ class PipelineReport:
         model = self.model_line()
         if model:
             lines.append(model)
-        lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
+        if self.results:
+            lines.append(f"  {'step':<10} {'run id':<34} {'status':<9} {'time':>8}  why")
         for r in self.results:
             run_id = r.reused_run_id or r.run_id or "-"
             lines.append(f"  {r.name:<10} {run_id:<34} {r.status:<9} {r.seconds:>7.1f}s  {step_why(r)}")
@@ -113,8 +115,6 @@ class PipelineReport:
         register = self.result("register")
         if register and register.status in ("FINISHED", "REUSED"):
             lines += self._registration_lines(register)
-        if error:
-            lines.append(f"Error: {error}")
         return "\n".join(lines)
 
     def model_line(self) -> str | None:

@@ -72,6 +72,16 @@ class StepResult:
     cache_hit: bool = False
     reused_run_id: str | None = None
     reason: str = ""
+    outcome: str = ""  # what the step said it did (Tag.OUTCOME)
+
+    @property
+    def line(self) -> str:
+        """The step in one line: status, time, and what it did or why it ended so."""
+        if self.status in ("FAILED", "KILLED") and self.error:
+            what = self.error.removeprefix(f"{self.name}: ")
+        else:
+            what = self.outcome or self.reason
+        return f"{self.name:<10} {self.status:<8} {self.seconds:6.1f}s  {what}"
 
 
 class ChainStopped(Exception):  # noqa: N818 - not an error: the selected steps are done
@@ -188,7 +198,7 @@ class StepRunner:
 
     def step(self, name: str, **parameters: Any) -> dict[str, ArtifactRef]:
         """Reuse or run entry point ``name``; return its outputs or raise StepFailedError."""
-        logger.info("=== step %s ===", name)
+        logger.debug("step %s", name)
         start = time.monotonic()
         inputs, params = _split_parameters(parameters)
         if problems := [v.problem for v in inputs.values() if v.problem]:
@@ -271,6 +281,7 @@ class StepRunner:
             cache_hit=True,
             reused_run_id=reused.info.run_id,
             reason=f"same cache key as run {reused.info.run_id}",
+            outcome=f"reused run {reused.info.run_id}: {reused.data.tags[Tag.OUTCOME]}" if Tag.OUTCOME in reused.data.tags else "",
         )
         self._record(result)
         return outputs
@@ -324,6 +335,7 @@ class StepRunner:
             outputs=_outputs(run) if run else {},
             error=None if succeeded else (run.data.tags.get(ERROR_TAG) if run else launch_error),
             reason=reason,
+            outcome=run.data.tags.get(Tag.OUTCOME, "") if run else "",
         )
         self._record(result)
         if not succeeded:
@@ -355,6 +367,7 @@ class StepRunner:
         self.results.append(result)
         if self.options.dry_run:
             return
+        logger.info("%s", result.line)
         mlflow.set_tags(
             {
                 Tag.of_step(result.name, "run_id"): result.reused_run_id or result.run_id or "",

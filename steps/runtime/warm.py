@@ -76,6 +76,10 @@ RUN_TIME_VARIABLES = frozenset(
         "PIPELINE_PARENT_RUN_ID",
         # The switch: read by the driver and the launcher only (a launcher with it off never asks).
         WARM_SWITCH_ENV,
+        # Set by the driver once it has read -P verbose (after its warm process started): read
+        # when a step configures its logging, and by MLflow when a run ends (its "View run" line).
+        "PIPELINE_VERBOSE",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
         # Set by MLflow in the driver when the driver imports it (after its warm process started),
         # removed when MLflow finds telemetry off. It only labels MLflow's usage telemetry, read
         # when MLflow is imported: a forked step's telemetry keeps the warm process's label.

@@ -37,7 +37,7 @@ def test_default_config_loads_with_documented_values():
         "data.uri", "data.schema", "data.test_size", "data.seed", "data.drop_missing_target", "data.download_timeout", "model.task",
         "model.estimator", "model.params.alpha", "model.params.l1_ratio", "model.params.max_iter", "evaluation.metric",
         "evaluation.baseline_margin", "evaluation.champion_tolerance", "registry.model_name", "run.use_cache", "run.steps", "run.dry_run",
-        "run.fail_on_reject",        "run.overlap", "run.max_wait_seconds", "sweep.grid.alpha", "sweep.grid.l1_ratio",
+        "run.fail_on_reject", "run.overlap", "run.max_wait_seconds", "run.verbose", "sweep.grid.alpha", "sweep.grid.l1_ratio",
     }  # fmt: skip
     assert config.flat()["model.estimator"] == "sklearn.linear_model.ElasticNet"  # as resolved, not "auto"
 
