@@ -44,9 +44,13 @@ SERVER_USER = "postgres"
 
 
 def installed_bin() -> Path | None:
-    """The bin directory of the newest installed PostgreSQL with initdb and pg_ctl, or None."""
+    """The bin directory of the newest PostgreSQL under INSTALLED (else the one on PATH) with initdb and pg_ctl, or None."""
     found = [d for d in INSTALLED.glob("*/bin") if (d / "initdb").is_file() and (d / "pg_ctl").is_file()]
-    return max(found, key=lambda d: [int(n) for n in d.parent.name.split(".") if n.isdigit()], default=None)
+    newest = max(found, key=lambda d: [int(n) for n in d.parent.name.split(".") if n.isdigit()], default=None)
+    on_path = shutil.which("initdb")
+    if newest is None and on_path and shutil.which("pg_ctl", path=str(Path(on_path).parent)):
+        return Path(on_path).parent
+    return newest
 
 
 def why_not_installable() -> str | None:
@@ -79,7 +83,7 @@ def postgres_bin() -> Path:
 class PostgresCluster:
     """A running cluster on 127.0.0.1, with one password-protected superuser."""
 
-    bin: Path
+    bin_dir: Path
     port: int
     user: str
     password: str
@@ -88,8 +92,8 @@ class PostgresCluster:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> None:
-        args = [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name]
-        subprocess.run(args, env={**os.environ, "PGPASSWORD": self.password}, check=True, capture_output=True, timeout=60)
+        args = [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name]
+        _run(args, f"createdb {name}", env={**os.environ, "PGPASSWORD": self.password})
 
 
 def _as_server_user(root: Path) -> list[str]:
@@ -104,10 +108,11 @@ def _as_server_user(root: Path) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--"]
 
 
-def _run(args: list[str], log: Path, what: str) -> None:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+def _run(args: list[str], what: str, *, log: Path | None = None, env: dict[str, str] | None = None) -> None:
+    """Run a PostgreSQL command; fail the tests with its output (and the server's ``log``) if it fails."""
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        server_log = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        server_log = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
         pytest.fail(f"{what} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{server_log}")
 
 
@@ -119,16 +124,16 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     root = Path(tempfile.mkdtemp(prefix="pg-cluster-"))
     try:
         as_owner = _as_server_user(root)
-        cluster = PostgresCluster(bin=bin_dir, port=free_port(), user="mlflow", password=secrets.token_hex(12))
+        cluster = PostgresCluster(bin_dir=bin_dir, port=free_port(), user="mlflow", password=secrets.token_hex(12))
         password_file, data, log = root / "password", root / "data", root / "postgres.log"
         password_file.write_text(cluster.password)
         if as_owner:
             shutil.chown(password_file, SERVER_USER, SERVER_USER)
         initdb = [*as_owner, str(bin_dir / "initdb"), "-D", str(data), "-U", cluster.user, f"--pwfile={password_file}"]
-        _run([*initdb, "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"], log, "initdb")
+        _run([*initdb, "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"], "initdb")
         options = f"-h 127.0.0.1 -p {cluster.port} -k {root}"  # TCP on loopback only; the socket in root
         pg_ctl = [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60"]
-        _run([*pg_ctl, "-l", str(log), "-o", options, "start"], log, "pg_ctl start")
+        _run([*pg_ctl, "-l", str(log), "-o", options, "start"], "pg_ctl start", log=log)
         try:
             yield cluster
         finally:
