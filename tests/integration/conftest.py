@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +131,7 @@ def default_store_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 
 @dataclass
 class TrackingServer:
-    """A real `mlflow server` on 127.0.0.1: SQLite backend, proxied artifacts on local disk."""
+    """A real `mlflow server` on 127.0.0.1: SQLite backend (or the one given), proxied artifacts on local disk."""
 
     url: str
     root: Path
@@ -182,7 +182,8 @@ def background_server(args: list[str], *, cwd: Path, env: dict[str, str], ready_
                 time.sleep(0.3)
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # it may have exited already (failed to start)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -214,15 +215,21 @@ def served_model(model_uri: str, *, workdir: Path, env: dict[str, str]) -> Itera
 
 
 @contextmanager
-def tracking_server(root: Path, *, basic_auth: bool = False) -> Iterator[TrackingServer]:
-    """Start `mlflow server` (optionally with `--app-name basic-auth`) in ``root``; stop it after."""
+def tracking_server(
+    root: Path, *, basic_auth: bool = False, backend_store_uri: str | None = None, auth_database_uri: str | None = None
+) -> Iterator[TrackingServer]:
+    """Start `mlflow server` (optionally with `--app-name basic-auth`) in ``root``; stop it after.
+
+    The runs and the registry go to ``backend_store_uri``, the users to ``auth_database_uri``
+    (both default to SQLite files in ``root``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     args = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
         "--artifacts-destination", str(root / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
@@ -230,9 +237,10 @@ def tracking_server(root: Path, *, basic_auth: bool = False) -> Iterator[Trackin
     if basic_auth:
         admin, user = ("admin", "admin-Pa55-" + secrets.token_hex(8)), ("pipeline-bot", "bot-Pa55-" + secrets.token_hex(8))
         config = root / "basic_auth.ini"
+        users = auth_database_uri or f"sqlite:///{root / 'basic_auth.db'}"
         config.write_text(
             "[mlflow]\ndefault_permission = READ\n"
-            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+            f"database_uri = {users}\n"
             f"admin_username = {admin[0]}\nadmin_password = {admin[1]}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         )

@@ -2,6 +2,7 @@
 
 The server keeps runs in SQLite and artifacts on local disk behind its proxy (`mlflow-artifacts:/`
 URIs); the pipeline authenticates from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+test_team_postgres_e2e.py runs the scenarios that depend on the store again on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,13 +69,17 @@ class Team:
         return {r.data.tags["mlflow.project.entryPoint"]: r for r in kids}
 
 
-@pytest.fixture(scope="module")
-def team(tmp_path_factory) -> Iterator[Team]:
-    """A basic-auth server, the pipeline run against it as a user, then the same command again."""
-    root = tmp_path_factory.mktemp("team")
+@contextmanager
+def team_against(root: Path, *, backend_store_uri: str | None = None, auth_database_uri: str | None = None) -> Iterator[Team]:
+    """A basic-auth server, the pipeline run against it as a user, then the same command again.
+
+    The server's stores are those of :func:`tracking_server` (SQLite unless given); everything
+    stops when the block ends.
+    """
     # Credentials reach MLflow through the environment, as the README says; the client in this
     # process (for the assertions) uses them too.
-    with tracking_server(root / "server", basic_auth=True) as server, pytest.MonkeyPatch.context() as patch:
+    stores = {"backend_store_uri": backend_store_uri, "auth_database_uri": auth_database_uri}
+    with tracking_server(root / "server", basic_auth=True, **stores) as server, pytest.MonkeyPatch.context() as patch:
         for name, value in server.credentials_env().items():
             patch.setenv(name, value)
         env = {**server.credentials_env(), "MLFLOW_EXPERIMENT_NAME": EXPERIMENT}
@@ -87,6 +93,13 @@ def team(tmp_path_factory) -> Iterator[Team]:
             yield Team(server=server, workdir=workdir, first=first, again=again)
         finally:
             mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory) -> Iterator[Team]:
+    """The team setup on SQLite (tests/integration/test_team_postgres_e2e.py: the same on PostgreSQL)."""
+    with team_against(tmp_path_factory.mktemp("team")) as team:
+        yield team
 
 
 def test_the_pipeline_runs_unchanged_against_the_server_with_proxied_artifacts(team):
@@ -207,6 +220,12 @@ def test_three_pipelines_at_once_on_three_machines_leave_the_best_as_champion(te
     assert sorted(versions) == ["1", "2", "3"]
     parents = {r.info.run_id: r for r in team.pipeline_runs() if r.data.params.get("registry.model_name") == model}
     assert len(parents) == 3
+    # Every run ended: the three pipelines and each one's five steps.
+    for parent in parents.values():
+        steps = team.children(parent)
+        assert set(steps) == set(STEPS), parent.info.run_id
+        for run in (parent, *steps.values()):
+            assert run.info.status == "FINISHED" and run.info.end_time, (run.info.run_id, run.info.status)
     required = ("pipeline.run_id", "data.digest", "git.commit", "evaluation.passed", "evaluation.test_digest")
     required += ("evaluation.root_mean_squared_error", "decision", "decision.reason")
     for version in versions.values():
@@ -227,6 +246,14 @@ def test_three_pipelines_at_once_on_three_machines_leave_the_best_as_champion(te
     assert str(champion.version) == best, decisions
     assert champion.tags["evaluation.passed"] == "true"
     assert versions[best].tags["decision"] == "promoted", decisions
+    # One champion at a time: each promotion replaced the champion of the one before (no two
+    # replaced the same one), and the chain of promotions from "no champion" ends at the champion.
+    replaced = {versions[v].tags["champion.previous"]: v for v, (decision, _) in decisions.items() if decision == "promoted"}
+    assert len(replaced) == sum(decision == "promoted" for decision, _ in decisions.values()), decisions
+    chain = ["none"]
+    while chain[-1] in replaced:
+        chain.append(replaced[chain[-1]])
+    assert sorted(chain[1:]) == sorted(replaced.values()) and chain[-1] == best, (chain, decisions)
     assert all(decision in {"promoted", "rejected", "not promoted"} for decision, _ in decisions.values()), decisions
     assert str(client.get_model_version_by_alias(model, "challenger").version) == "3"  # the newest
     assert not client.search_registered_models(f"name = '{model}.alias-lock'")  # every lease was released
