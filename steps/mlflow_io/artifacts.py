@@ -101,7 +101,8 @@ def fetch(uri: str, dst_dir: str | Path, what: str, timeout: float | None = None
         return path
     if timeout is None:
         return _download(uri, Path(dst_dir), what, HTTP_TIMEOUT_SECONDS)
-    return _within(timeout, lambda: _download(uri, Path(dst_dir), what, min(timeout, HTTP_TIMEOUT_SECONDS)), f"{what} {uri}")
+    # Each read keeps its own limit: the deadline, not a read that times out with it, says why.
+    return _within(timeout, lambda: _download(uri, Path(dst_dir), what, HTTP_TIMEOUT_SECONDS), f"{what} {uri}")
 
 
 def _download(uri: str, dst_dir: Path, what: str, read_timeout: float) -> Path:

@@ -53,6 +53,8 @@ _TEMPLATES = Path(__file__).with_name("templates")
 _TEMPLATE_FILE = "card.html.j2"
 # The address of `mlflow ui` / `mlflow server` when nothing says otherwise (their default).
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
+# The query that opens a page of the MLflow UI in its Model training view (see _ui_page).
+_MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 # Words shown in green / red wherever they are a whole cell (statuses, verdicts, decisions).
 _GOOD = frozenset({"passed", "promoted", "finished", "reused", "true", "yes", "already champion"})
@@ -222,14 +224,29 @@ def ui_url(tracking_uri: str) -> str:
     return DEFAULT_UI_URL
 
 
+def _ui_page(tracking_uri: str, route: str) -> str:
+    """The MLflow UI page at ``route``, in its Model training view.
+
+    MLflow 3's UI picks its view from the URL's ``workflowType`` (else the GenAI / Model training
+    switch its browser last used, else GenAI), not from the experiment's ``mlflow.experimentKind``
+    tag; in the GenAI view a pipeline run is listed under "Evaluation runs".
+    """
+    return f"{ui_url(tracking_uri)}/#/experiments/{route}?{_MODEL_TRAINING_VIEW}"
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The MLflow UI's runs table of an experiment (each pipeline run with its steps nested under it)."""
+    return _ui_page(tracking_uri, f"{experiment_id}/runs")
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The MLflow UI page of a run."""
-    return f"{ui_url(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return _ui_page(tracking_uri, f"{experiment_id}/runs/{run_id}")
 
 
 def artifact_url(tracking_uri: str, experiment_id: str, run_id: str, artifact_path: str = CARD_FILE) -> str:
     """The MLflow UI page of one artifact of a run (e.g. its card)."""
-    return f"{run_url(tracking_uri, experiment_id, run_id)}/artifacts/{artifact_path}"
+    return _ui_page(tracking_uri, f"{experiment_id}/runs/{run_id}/artifacts/{artifact_path}")
 
 
 def bar_figure(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str) -> Figure:

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from steps.core.tasks import TASKS, Task, metric_names
 from steps.core.text import format_value
-from steps.mlflow_io.cards import Card, artifact_url, run_url, ui_url
+from steps.mlflow_io.cards import Card, artifact_url, experiment_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
 from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
 from steps.orchestration.runner import StepResult, StepRunner
@@ -179,6 +179,7 @@ class PipelineReport:
             )
         card.heading("Steps").table(rows, ["step", "status", "seconds", "run", "card", "why"], links=("run", "card"))
         card.text(f"Links open the MLflow UI at {ui_url(tracking_uri)} (start it with `mlflow ui` for a local store).", note=True)
+        card.link("Every run of this experiment, steps nested under their pipeline run", experiment_url(tracking_uri, self.experiment_id))
         for report in self.reports:
             report.add_to(card)
         evaluation = self._evaluation_lines()

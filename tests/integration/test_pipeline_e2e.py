@@ -151,8 +151,8 @@ def test_every_run_has_a_card_that_renders(default_store_run):
     main = default_store_run.artifact_text(parent.info.run_id, "card.html")
     for name in STEPS:
         run_id = runs[name].info.run_id
-        assert f'/#/experiments/{parent.info.experiment_id}/runs/{run_id}"' in main, name
-        assert f"/runs/{run_id}/artifacts/card.html" in main, name
+        assert f'/#/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning"' in main, name
+        assert f"/runs/{run_id}/artifacts/card.html?workflowType=machine_learning" in main, name
     assert "Decision: promoted to champion" in texts["main"]
     # ... and carries evaluate's metrics, for the runs table and `compare`.
     evaluated = runs["evaluate"].data.metrics

@@ -81,10 +81,13 @@ def test_values_are_shown_with_four_significant_digits(value, shown):
 
 def test_links_point_at_the_ui_of_the_tracking_server_without_its_credentials():
     assert cards.ui_url("https://alice:secret@mlflow.example.com:8443/base/") == "https://mlflow.example.com:8443/base"
-    assert cards.run_url("http://127.0.0.1:5001", "3", "abc") == "http://127.0.0.1:5001/#/experiments/3/runs/abc"
+    # Every page opens in the UI's Model training view (MLflow 3 opens GenAI by default).
+    view = "?workflowType=machine_learning"
+    assert cards.run_url("http://127.0.0.1:5001", "3", "abc") == f"http://127.0.0.1:5001/#/experiments/3/runs/abc{view}"
+    assert cards.experiment_url("http://127.0.0.1:5001", "3") == f"http://127.0.0.1:5001/#/experiments/3/runs{view}"
     # A local store has no UI until someone starts one: `mlflow ui`'s default address.
     assert cards.ui_url("sqlite:///mlflow.db") == cards.DEFAULT_UI_URL
-    assert cards.artifact_url("sqlite:///x.db", "1", "r").endswith("/#/experiments/1/runs/r/artifacts/card.html")
+    assert cards.artifact_url("sqlite:///x.db", "1", "r").endswith(f"/#/experiments/1/runs/r/artifacts/card.html{view}")
 
 
 def test_the_ingest_card_profiles_every_column_including_missing_values(small_schema):
