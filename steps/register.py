@@ -44,6 +44,7 @@ from steps.mlflow_io.registry import (
     holds_model,
     promote,
     rolled_back_versions,
+    serve_command,
 )
 from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
@@ -187,7 +188,7 @@ def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
     )
     if out.champion:
         result.heading("Serve the champion")
-        result.code(f'mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
+        result.code(serve_command(name))
     return result
 
 

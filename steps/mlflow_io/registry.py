@@ -38,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# The port of the serve command the pipeline prints: not 5000, which `mlflow ui` takes by default.
+SERVE_PORT = 5001
+
+
+def serve_command(name: str, port: int = SERVE_PORT) -> str:
+    """The command that serves ``name``'s champion over REST on this machine."""
+    return f'mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p {port}'
+
 
 # Outcomes of register.
 PROMOTED = "promoted"

@@ -24,8 +24,9 @@ from steps.core.tasks import TASKS, Task, metric_names
 from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, artifact_url, experiment_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
-from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, alias_version
+from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, serve_command
 from steps.orchestration.runner import StepResult, StepRunner
+from steps.runtime import ports
 
 # MLflow's metric name -> its label, for the metrics of every task: a run whose task is unknown.
 REPORTED_METRICS = metric_names()
@@ -275,5 +276,6 @@ class PipelineReport:
         else:
             note = ""
         lines.append(f"Champion: {name} version {champion}{note}")
-        lines.append(f'Serve it:   mlflow models serve -m "models:/{name}@{CHAMPION}" --env-manager local -h 127.0.0.1 -p 5000')
+        busy = f" (port {SERVE_PORT} is in use here: pick another with -p)" if ports.in_use(SERVE_PORT) else ""
+        lines.append(f"Serve it:   {serve_command(name)}{busy}")
         return lines
