@@ -22,7 +22,7 @@ from steps.core import tasks
 from steps.core.conf import defaults
 from steps.core.data import DataSettings, split
 from steps.core.progress import stage
-from steps.core.schema import DataSchema, load_schema, validate_frame
+from steps.core.schema import DataSchema, extra_columns, load_schema, validate_frame
 from steps.core.tasks import Task
 from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.mlflow_io.cards import Card, histogram, log_card
@@ -77,6 +77,8 @@ def validate(raw: pd.DataFrame, schema: DataSchema, params: DataSettings, task_s
     """The rows of ``raw`` valid against ``schema``, the task they are for, and the rows dropped for no target."""
     kept, dropped = drop_missing_target(raw, schema, params)
     data = validate_frame(kept, schema, source, missing_target_hint=MISSING_TARGET_HINT)
+    if extra := extra_columns(raw.columns, schema):
+        logger.warning("%s: leaving out column(s) not in the schema: %s", source, ", ".join(extra))
     task = tasks.resolve_task(task_setting, schema)
     tasks.check_target(task_setting, schema, data[schema.target], source)
     return data, task, dropped

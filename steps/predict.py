@@ -65,6 +65,7 @@ from steps.core.schema import (
     DataSchema,
     _other_delimiter,
     _range_text,
+    extra_columns,
     load_schema,
     parse_schema,
     validate_frame,
@@ -227,6 +228,8 @@ def run(raw: pd.DataFrame, model: mlflow.pyfunc.PyFuncModel, schema: DataSchema,
     """
     refuse_written_columns(raw.columns, [PREDICTION_COLUMN], source)
     rows = validate_frame(raw, schema, source, require_target=False)
+    if extra := extra_columns(raw.columns, schema):
+        logger.info("%s: passing through column(s) not in the schema: %s", source, ", ".join(extra))
     output_spec = model_output(model)
     refuse_written_columns(raw.columns, output_spec.probability_columns, source)
     features = rows[schema.features]
@@ -471,8 +474,7 @@ def run_spark(raw: SparkFrame, model_uri: str, schema: DataSchema, source: str, 
 
     output = output or ModelOutput()
     specs = check_columns(raw.columns, schema, source, output.columns)
-    extra = [name for name in raw.columns if name not in {c.name for c in schema.columns}]
-    if extra:
+    if extra := extra_columns(raw.columns, schema):
         logger.info("%s: passing through column(s) not in the schema: %s", source, ", ".join(extra))
     typed, rows, digest = _validate_spark_frame(raw, specs, source)
     udf = mlflow.pyfunc.spark_udf(raw.sparkSession, model_uri, result_type=output.spark_type, env_manager="local")

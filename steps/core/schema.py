@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,12 @@ def _parse_thresholds(raw: Any, source: str) -> dict[str, dict[str, float]]:
     return thresholds
 
 
+def extra_columns(names: Iterable[object], schema: DataSchema) -> list[str]:
+    """The columns of a file that ``schema`` does not name (IDs, notes): the caller says what it does with them."""
+    known = {c.name for c in schema.columns}
+    return [str(n) for n in names if str(n) not in known]
+
+
 def load_schema(path: str | Path) -> DataSchema:
     """Load and validate a schema file (relative paths resolve inside the project)."""
     return parse_schema(read_yaml(path), display_path(project_path(path)))
@@ -329,9 +336,6 @@ def validate_frame(
         raise DataError(f"{source}: missing {label} {', '.join(map(repr, missing))} required by the schema{_near_misses(missing, names)}")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows (only a header)")
-    extra = [n for n in names if n not in {c.name for c in schema.columns}]
-    if extra:
-        logger.warning("%s: ignoring column(s) not in the schema: %s", source, ", ".join(extra))
 
     typed = {}
     problems = []
