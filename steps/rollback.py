@@ -55,10 +55,6 @@ class RollbackOutputs:
     notes: tuple[str, ...] = ()  # what rollback had to work around, in words
 
 
-def _passed_over(survivor: Survivor) -> str:
-    return f" ({'; '.join(survivor.passed_over)})" if survivor.passed_over else ""
-
-
 def _newest_former(client: MlflowClient, name: str) -> tuple[RegisteredModel, list[str]]:
     """Without the alias: the newest former champion that survives."""
     formers = former_champions(versions_of(client, name))
@@ -67,12 +63,12 @@ def _newest_former(client: MlflowClient, name: str) -> tuple[RegisteredModel, li
     survivor = first_surviving(formers, lambda v: missing_files(client, v))
     if survivor.version is None:
         raise InputError(
-            f"registered model {name!r} has no champion alias, and no former champion survives{_passed_over(survivor)}: "
+            f"registered model {name!r} has no champion alias, and no former champion survives{survivor.gone}: "
             "nothing to roll back to; pass -P version=<N>"
         )
     number = str(survivor.version.version)
     return RegisteredModel(name, number), [
-        f"no champion alias: making version {number}, the newest surviving former champion, champion again{_passed_over(survivor)}"
+        f"no champion alias: making version {number}, the newest surviving former champion, champion again{survivor.gone}"
     ]
 
 
@@ -91,10 +87,10 @@ def _previous(client: MlflowClient, champion: ModelVersion) -> tuple[RegisteredM
         why = f"version {previous}, the one version {current.version} replaced, was deleted"
     survivor = first_surviving(former_champions(versions_of(client, current.name), before=champion), lambda v: missing_files(client, v))
     if survivor.version is None:
-        raise InputError(f"{why}, and no earlier champion survives{_passed_over(survivor)}: pass -P version=<N>")
+        raise InputError(f"{why}, and no earlier champion survives{survivor.gone}: pass -P version=<N>")
     number = str(survivor.version.version)
     return RegisteredModel(current.name, number), [
-        f"{why}: rolling back further, to version {number}, the newest surviving champion before it{_passed_over(survivor)}"
+        f"{why}: rolling back further, to version {number}, the newest surviving champion before it{survivor.gone}"
     ]
 
 

@@ -133,6 +133,8 @@ def rolled_back_versions(client: MlflowClient, name: str, model_uri: str) -> lis
 # A logged model's own file: it exists exactly when the model's files do.
 MLMODEL_FILE = "MLmodel"
 ARCHIVED_STAGE = "Archived"
+# Former champions without files named in one message at most (a tag or a -P value has a limit).
+SHOWN_PASSED_OVER = 3
 
 
 def has_model_files(client: MlflowClient, model_uri: str) -> bool:
@@ -206,6 +208,15 @@ class Survivor:
     passed_over: tuple[str, ...] = ()  # "version 2: its files are gone from <location>"
 
     @property
+    def gone(self) -> str:
+        """`` (version 2: its files are gone from ...)`` for messages, the first few only; "" when none was passed over."""
+        if not self.passed_over:
+            return ""
+        more = len(self.passed_over) - SHOWN_PASSED_OVER
+        listed = "; ".join(self.passed_over[:SHOWN_PASSED_OVER]) + (f"; and {more} more" if more > 0 else "")
+        return f" ({listed})"
+
+    @property
     def archived(self) -> str:
         """A warning when the version is in MLflow's (deprecated) Archived stage; "" otherwise."""
         if self.version is None or self.version.current_stage != ARCHIVED_STAGE:
@@ -247,7 +258,7 @@ class ChampionChoice:
         """What happened to the champion, in words; "" when the alias names it (or there never was one)."""
         if self.by_alias or not self.history:
             return ""
-        gone = f" ({'; '.join(self.survivor.passed_over)})" if self.survivor.passed_over else ""
+        gone = self.survivor.gone
         if self.version is None:
             return f"no champion alias, and no former champion survives{gone}: no champion to compare with"
         archived = f"; {self.survivor.archived}" if self.survivor.archived else ""

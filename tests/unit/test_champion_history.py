@@ -98,3 +98,9 @@ def test_register_promotes_over_the_former_champion_evaluate_compared_with():
     decision, reason = register.decide(verdict, version(0, promoted_at=T1), former=True)
     assert decision == register.STALE
     assert "champion is now version 0 (no champion alias: the newest surviving former champion)" in reason
+
+
+def test_a_long_history_of_lost_files_is_named_briefly():
+    lost = tuple(f"version {n}: its files are gone from /x/{n}" for n in range(9, 4, -1))
+    assert Survivor(None, lost).gone == f" ({'; '.join(lost[:3])}; and 2 more)"
+    assert Survivor(None).gone == ""
