@@ -21,12 +21,11 @@ import sys
 from collections.abc import Sequence
 
 from steps.mlflow_io.contracts import Kind
-from steps.mlflow_io.registry import champion_to_compare
 from steps.orchestration.config import MAIN_PARAMETERS, PipelineConfig
 from steps.orchestration.driver import Driver, drive
 from steps.orchestration.report import PipelineReport
 from steps.orchestration.runner import StepRunner
-from steps.orchestration.stages import evaluate_model, prepare_data, register_model, train_model
+from steps.orchestration.stages import compare_with, evaluate_model, prepare_data, register_model, train_model
 
 PIPELINE = Driver(
     entry_point="main",
@@ -47,8 +46,8 @@ def run_pipeline(runner: StepRunner, config: PipelineConfig, report: PipelineRep
     data = prepare_data(runner, config)
     model_uri = train_model(runner, config, data)
     # Pinned by version, so the cache reuses an evaluation only against the same champion.
-    champion_uri = champion_to_compare(runner.client, config.registry.model_name, model_uri)
-    evaluation_uri = evaluate_model(runner, config, data, model_uri, champion_uri=champion_uri)
+    champion = compare_with(runner, config, model_uri)
+    evaluation_uri = evaluate_model(runner, config, data, model_uri, champion_uri=champion.uri, champion_note=champion.note)
     register_model(runner, config, data, model_uri, evaluation_uri)
 
 

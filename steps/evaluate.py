@@ -47,7 +47,7 @@ from steps.mlflow_io.contracts import (
     Tag,
     VersionTag,
 )
-from steps.mlflow_io.registry import RegisteredModel, resolve
+from steps.mlflow_io.registry import RegisteredModel, require_files, resolve
 from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)
@@ -224,12 +224,14 @@ def run(
     candidate: Candidate,
     *,
     champion: Champion | None = None,
+    champion_note: str = "",
 ) -> EvaluateOutputs:
     """Score the candidate (and the champion) against the test split's target, and the baseline; judge them.
 
     Uses MLflow's evaluation API, which logs the candidate's metrics to the active run (linked to
     its model id when given) and the champion's to a nested run. Without a champion, or with one
     that cannot score the split, the other checks decide alone and the reason says why.
+    ``champion_note`` says why this champion (or none) was chosen; the reason ends with it.
     """
     task = tasks.TASKS[summary.task]
     metric = params.primary(task, candidate.has_proba, candidate.estimator)
@@ -242,6 +244,8 @@ def run(
         champion_metrics, note = _score_champion(task, test, schema, champion, labels=labels, metric=metric)
     elif champion is not None:
         note = f"champion version {champion.model.version} {champion.problem}"
+    if champion_note:
+        note = champion_note if champion is None else "; ".join(part for part in (champion_note, note) if part)
     baseline = tasks.baseline_metrics(task, summary, actual)
     scores = Scores(metrics, baseline, champion_metrics, f"champion version {champion.model.version}" if champion else "")
     degenerate = gate.degenerate_checks(actual, candidate.predictions, candidate.probabilities)
@@ -334,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="the champion to compare with: models:/<name>/<version> or models:/<name>@champion; empty: none",
     )
+    parser.add_argument(
+        "--champion_note", type=str, default="", help="why that champion (or none): the driver's words, added to the reason"
+    )
     return parser
 
 
@@ -356,7 +363,9 @@ def load_champion(uri: str, features: pd.DataFrame, task: Task, target: str) -> 
     if model is None:
         logger.info("%s points at no version yet: no champion to compare with", uri)
         return None
-    tags = client.get_model_version(model.name, model.version).tags
+    version = client.get_model_version(model.name, model.version)
+    require_files(client, version)  # one clear line, not a loader's "No such artifact"
+    tags = version.tags
     for tag, ours in ((VersionTag.TASK, task.name), (VersionTag.TARGET, target)):
         theirs = tags.get(tag)
         if theirs is not None and theirs != ours:
@@ -392,7 +401,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, LoggedArtifact]:
     features = test[schema.features]
     champion = load_champion(args.champion_uri.strip(), features, task, schema.target)
     candidate = _candidate(model_uri, features, task)
-    out = run(test, schema, params, manifest.target.summary(), candidate, champion=champion)
+    note = args.champion_note.strip()
+    out = run(test, schema, params, manifest.target.summary(), candidate, champion=champion, champion_note=note)
 
     plots = {artifact_file: figure_png(figure, dpi=100) for artifact_file, figure in out.figures.items()}
     for artifact_file, png in plots.items():

@@ -39,8 +39,8 @@ from steps.mlflow_io.registry import (
     RegisteredModel,
     RegistrySettings,
     alias_change,
-    alias_target,
     alias_version,
+    current_champion,
     holds_model,
     promote,
     rolled_back_versions,
@@ -76,6 +76,7 @@ class RegisterOutputs:
     reason: str
     champion: str | None  # the champion's version after this step
     previous_champion: str | None = None  # ... and before it
+    former_champion: str | None = None  # without the alias: the former champion that stood in for it
 
 
 def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
@@ -99,13 +100,20 @@ def recheck(verdict: Verdict, champion: ModelVersion | None) -> Check | None:
 
 
 def decide(
-    verdict: Verdict, champion: ModelVersion | None, *, champion_is_candidate: bool = False, rolled_back: ModelVersion | None = None
+    verdict: Verdict,
+    champion: ModelVersion | None,
+    *,
+    champion_is_candidate: bool = False,
+    rolled_back: ModelVersion | None = None,
+    former: bool = False,
 ) -> tuple[str, str]:
     """promoted / rejected / not promoted / already champion, and why.
 
-    ``champion`` is the champion now. When it is not the one evaluate compared with (another
-    pipeline promoted its model meanwhile), the candidate is compared with the new champion's
-    recorded metrics on the same test split; without those it is not promoted.
+    ``champion`` is the champion now: the alias's version or, when ``former``, the newest
+    surviving former champion that stands in for a deleted one (as evaluate was told). When it is
+    not the one evaluate compared with (another pipeline promoted its model meanwhile), the
+    candidate is compared with the new champion's recorded metrics on the same test split;
+    without those it is not promoted.
     """
     current = str(champion.version) if champion else None
     if not verdict.passed:
@@ -120,13 +128,15 @@ def decide(
         )
     if current == verdict.compared_with:
         return PROMOTED, verdict.reason
-    return _decide_after_change(verdict, champion)
+    return _decide_after_change(verdict, champion, former=former)
 
 
-def _decide_after_change(verdict: Verdict, champion: ModelVersion | None) -> tuple[str, str]:
+def _decide_after_change(verdict: Verdict, champion: ModelVersion | None, *, former: bool = False) -> tuple[str, str]:
     """A passed candidate whose champion changed while it was evaluated."""
     compared = f"version {verdict.compared_with}" if verdict.compared_with else "no champion"
     now = f"version {champion.version}" if champion else "no version"
+    if former and champion:
+        now += " (no champion alias: the newest surviving former champion)"
     changed = f"the champion changed while this run was in progress: it was compared with {compared}, but champion is now {now}"
     check = recheck(verdict, champion)
     if check is None:
@@ -151,23 +161,28 @@ def run(
     model = RegisteredModel(model_name, str(version.version))
     # Read the champion (and the rollbacks) and move the aliases as one step, as late as possible.
     with alias_change(client, model_name) as lease:
-        champion = alias_target(client, model_name, CHAMPION)
-        current = previous = str(champion.version) if champion else None
+        # Without the alias (its version was deleted), the newest surviving former champion stands in, as in evaluate.
+        choice = current_champion(client, model_name)
+        champion = choice.version
+        current = previous = choice.number if choice.by_alias else None
         rolled_back = rolled_back_versions(client, model_name, model_uri) if verdict.passed else []
         decision, reason = decide(
             verdict,
             champion,
-            champion_is_candidate=champion is not None and holds_model(champion, model_uri),
+            champion_is_candidate=choice.by_alias and champion is not None and holds_model(champion, model_uri),
             rolled_back=rolled_back[0] if rolled_back else None,
+            former=not choice.by_alias,
         )
         lease.confirm()
         if decision == PROMOTED:
-            promote(client, model, previous=current, by=by)
+            # What it replaced, alias or not: rollback walks back to it.
+            promote(client, model, previous=choice.number, by=by)
             current = model.version
         point_challenger(client, model)
     client.set_model_version_tag(model_name, model.version, VersionTag.DECISION, decision)
     client.set_model_version_tag(model_name, model.version, VersionTag.DECISION_REASON, reason[:MAX_TAG_LENGTH])
-    return RegisterOutputs(model=model, decision=decision, reason=reason, champion=current, previous_champion=previous)
+    former = None if choice.by_alias else choice.number
+    return RegisterOutputs(model, decision, reason, champion=current, previous_champion=previous, former_champion=former)
 
 
 def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
@@ -182,7 +197,7 @@ def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
             "compared with champion version": verdict.compared_with or NO_VERSION,
             "registered": f"{name} version {out.model.version}",
             f"{CHALLENGER} ->": f"version {out.model.version}",
-            f"{CHAMPION} before": f"version {out.previous_champion}" if out.previous_champion else "none",
+            f"{CHAMPION} before": _before(out),
             f"{CHAMPION} after": f"version {out.champion}" if out.champion else "none",
         }
     )
@@ -190,6 +205,14 @@ def card(out: RegisterOutputs, verdict: Verdict, model_uri: str) -> Card:
         result.heading("Serve the champion")
         result.code(serve_command(name))
     return result
+
+
+def _before(out: RegisterOutputs) -> str:
+    if out.previous_champion:
+        return f"version {out.previous_champion}"
+    if out.former_champion:
+        return f"none (no alias; version {out.former_champion}, the newest surviving former champion, stood in)"
+    return "none"
 
 
 def lineage_tags(run_tags: Mapping[str, str], manifest: Manifest, evaluation: EvaluationResult, estimator: str) -> dict[str, str]:

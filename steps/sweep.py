@@ -45,12 +45,11 @@ from steps.core.tasks import Metric
 from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, log_card, run_url
 from steps.mlflow_io.contracts import Kind, Tag
-from steps.mlflow_io.registry import champion_to_compare
 from steps.orchestration.config import SWEEP_PARAMETERS, PipelineConfig
 from steps.orchestration.driver import Driver, drive
 from steps.orchestration.report import PipelineReport
 from steps.orchestration.runner import ArtifactRef, StepFailedError, StepRunner
-from steps.orchestration.stages import PreparedData, evaluate_model, prepare_data, register_model, train_model
+from steps.orchestration.stages import PreparedData, compare_with, evaluate_model, prepare_data, register_model, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -296,8 +295,8 @@ def run_sweep(runner: StepRunner, config: PipelineConfig, report: PipelineReport
     mlflow.set_tags({Tag.BEST_TRIAL: best.run_id, Tag.TRIALS: str(len(points))})
     mlflow.log_params({f"best.{name}": value for name, value in best.params.items()})
     trials.gated = True
-    champion_uri = champion_to_compare(runner.client, config.registry.model_name, best.model_uri)
-    evaluation_uri = evaluate_model(runner, config, data, best.model_uri, champion_uri=champion_uri)
+    champion = compare_with(runner, config, best.model_uri)
+    evaluation_uri = evaluate_model(runner, config, data, best.model_uri, champion_uri=champion.uri, champion_note=champion.note)
     register_model(runner, config, data, best.model_uri, evaluation_uri)
 
 

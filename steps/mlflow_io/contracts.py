@@ -108,6 +108,7 @@ class VersionTag:
     PROMOTED_BY = "champion.promoted_by."  # + user / run_id
     ROLLED_BACK = "champion.rolled_back."  # + at / reason / by ...
     ROLLED_BACK_AT = "champion.rolled_back.at"
+    RESTORED_AT = "champion.restored_at"  # when a rollback made this version champion again
     LAST_CHANGE = "champion.last_change"  # on the registered model
     LEASE_HOLDER = "pipeline.lease.holder"
     LEASE_TOKEN = "pipeline.lease.token"

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from steps.core.conf import PROJECT_ROOT
 from steps.mlflow_io.artifacts import sha256_bytes, sha256_file
 from steps.mlflow_io.contracts import Tag
+from steps.mlflow_io.registry import has_model_files, missing_files
 
 KEY_PARTS = ("code", "params", "inputs", "env")
 ENV_FILES = ("requirements.txt", "python_env.yaml")
@@ -134,7 +135,11 @@ def output_digests(run: Run) -> dict[str, str]:
 
 
 def _output_exists(client: MlflowClient, run: Run, uri: str) -> bool:
-    """Whether an output URI of ``run`` still resolves to something."""
+    """Whether an output URI of ``run`` still resolves to something: its row *and* its files.
+
+    A store whose artifacts were deleted keeps every row; a step reused from it would hand on a
+    model or file that no one can load.
+    """
     try:
         if uri.startswith("runs:/"):
             run_id, _, path = uri.removeprefix("runs:/").partition("/")
@@ -143,10 +148,10 @@ def _output_exists(client: MlflowClient, run: Run, uri: str) -> bool:
         if uri.startswith("models:/") and "@" in uri:
             return True  # an alias is a pointer that may move on, not an output that can vanish
         if uri.startswith("models:/m-"):
-            return client.get_logged_model(uri.removeprefix("models:/")) is not None
+            return has_model_files(client, uri)  # one listing of the logged model's files
         if uri.startswith("models:/"):
             name, _, version = uri.removeprefix("models:/").rpartition("/")
-            return client.get_model_version(name, version) is not None
+            return missing_files(client, client.get_model_version(name, version)) is None
     except MlflowException:
         return False
     return True

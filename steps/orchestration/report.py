@@ -24,7 +24,7 @@ from steps.core.tasks import TASKS, Task, metric_names
 from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, artifact_url, experiment_url, run_url, ui_url
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
-from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, serve_command
+from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, current_champion, serve_command
 from steps.orchestration.runner import StepResult, StepRunner
 from steps.runtime import ports
 
@@ -249,6 +249,15 @@ class PipelineReport:
         verdict = "passed" if tags.get(Tag.PASSED) == "true" else "rejected"
         return [line, f"Verdict: {verdict}: {tags.get(Tag.REASON, '')}"]
 
+    def _no_alias(self, name: str) -> str:
+        """Why there is no champion: none ever passed, or the alias went with a deleted version."""
+        former = current_champion(self.client, name)
+        if not former.history:
+            return f"no version of {name} has passed evaluation yet"
+        if former.version is None:
+            return f"no {CHAMPION} alias, and no former champion survives"
+        return f"no {CHAMPION} alias; version {former.number}, the newest surviving former champion: mlflow run . -e rollback restores it"
+
     def _registration_lines(self, register: StepResult) -> list[str]:
         name, version = register.outputs.get("model_name"), register.outputs.get("model_version")
         if register.status == "REUSED":
@@ -267,7 +276,7 @@ class PipelineReport:
                 lines.append(f"{label}: {outcome}: {reason}")
         champion = alias_version(self.client, name, CHAMPION)
         if champion is None:
-            lines.append(f"Champion: none (no version of {name} has passed evaluation yet)")
+            lines.append(f"Champion: none ({self._no_alias(name)})")
             return lines
         if champion == version:
             note = " (this run's model)"

@@ -11,12 +11,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from steps.mlflow_io.registry import Comparison, champion_to_compare
 from steps.orchestration.config import PipelineConfig
 from steps.orchestration.runner import ArtifactRef, StepRunner, Unkeyed
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,28 @@ def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, 
     return train["model_uri"]
 
 
+def compare_with(runner: StepRunner, config: PipelineConfig, model_uri: ArtifactRef) -> Comparison:
+    """The champion the candidate ``model_uri`` is evaluated against (see registry.champion_to_compare).
+
+    Without the champion alias, a warning says what stands in; a champion whose files are gone
+    stops the run here, with one line, before evaluate tries to load it.
+    """
+    comparison = champion_to_compare(runner.client, config.registry.model_name, model_uri)
+    if comparison.note:
+        logger.warning("%s: %s", config.registry.model_name, comparison.note)
+    return comparison
+
+
 def evaluate_model(
-    runner: StepRunner, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, *, champion_uri: str
+    runner: StepRunner, config: PipelineConfig, data: PreparedData, model_uri: ArtifactRef, *, champion_uri: str, champion_note: str = ""
 ) -> ArtifactRef:
-    """evaluate against the thresholds and ``champion_uri`` (empty: no champion): the result's URI."""
+    """evaluate against the thresholds and ``champion_uri`` (empty: no champion): the result's URI.
+
+    ``champion_note`` (why that champion, e.g. the alias is gone) is passed only when there is one,
+    so the cache keys of the usual evaluations stay as they were.
+    """
     evaluation = config.evaluation
+    note = {"champion_note": champion_note} if champion_note else {}
     evaluate = runner.step(
         "evaluate",
         model_uri=model_uri,
@@ -76,6 +97,7 @@ def evaluate_model(
         baseline_margin=evaluation.baseline_margin,
         champion_tolerance=evaluation.champion_tolerance,
         champion_uri=champion_uri,
+        **note,
     )
     return evaluate["evaluation_uri"]
 

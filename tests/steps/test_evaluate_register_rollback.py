@@ -205,7 +205,7 @@ def test_register_promotes_passed_candidates_and_keeps_rejected_ones_as_challeng
     assert tags["champion.previous"] == "1"
     assert tags["champion.promoted_by.user"] == "tester"
     assert "version 3 promoted (replacing 1)" in client.get_registered_model("unit-model").tags["champion.last_change"]
-    assert champion_to_compare(client, "unit-model", new_model()) == "models:/unit-model/3"
+    assert champion_to_compare(client, "unit-model", new_model()).uri == "models:/unit-model/3"
     predictions = mlflow.pyfunc.load_model("models:/unit-model@champion").predict(make_frame(rows=5)[small_schema.features])
     assert np.isfinite(predictions).all()
 
@@ -310,9 +310,9 @@ def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new
     _register(model_uri, passed=True, compared_with=None)
     # An identical re-run compares with what the champion was compared with (here: nothing), so
     # its evaluation stays a cache hit...
-    assert champion_to_compare(client, "unit-model", model_uri) == ""
+    assert champion_to_compare(client, "unit-model", model_uri).uri == ""
     other = new_model()
-    assert champion_to_compare(client, "unit-model", other) == "models:/unit-model/1"
+    assert champion_to_compare(client, "unit-model", other).uri == "models:/unit-model/1"
     # ...and registering the same model again (e.g. forced with -P steps) changes no champion.
     again = _register(model_uri, passed=True, compared_with=None)
     assert (again.model.version, again.decision, again.champion) == ("2", "already champion", "1")
@@ -321,8 +321,8 @@ def test_the_same_model_again_is_not_compared_with_itself_nor_promoted_twice(new
     tags = {"evaluation.passed": "true", "evaluation.champion_version": "1"}
     promoted = register.run(client, other, "unit-model", register.Verdict(True, "ok", "1"), tags=tags, by=BY)
     assert (promoted.model.version, promoted.decision) == ("3", "promoted")
-    assert champion_to_compare(client, "unit-model", other) == "models:/unit-model/1"
-    assert champion_to_compare(client, "unit-model", model_uri) == "models:/unit-model/3"
+    assert champion_to_compare(client, "unit-model", other).uri == "models:/unit-model/1"
+    assert champion_to_compare(client, "unit-model", model_uri).uri == "models:/unit-model/3"
 
 
 def test_a_rolled_back_model_is_not_promoted_again_automatically(new_model):
@@ -432,7 +432,7 @@ def test_model_uris_resolve_to_registered_versions(new_model):
         resolve(client, "models:/unit-model/5", "x")
     with pytest.raises(InputError, match="champion_uri 'runs:/abc/model': expected models:/<name>/<version>"):
         resolve(client, "runs:/abc/model", "champion_uri")
-    assert champion_to_compare(client, "no-such-model", "models:/m-1") == ""
+    assert champion_to_compare(client, "no-such-model", "models:/m-1").uri == ""
 
 
 def test_a_champion_without_the_gates_metric_is_not_compared_and_does_not_block_the_gate(tracking_uri):
