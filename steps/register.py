@@ -13,6 +13,8 @@ summary says why). The aliases move under a lease that every process using the s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +159,11 @@ def run(
     client: MlflowClient, model_uri: str, model_name: str, verdict: Verdict, *, tags: Mapping[str, str], by: Mapping[str, str]
 ) -> RegisterOutputs:
     """Register ``model_uri`` as a new version of ``model_name`` and apply the aliases."""
-    version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):  # MLflow prints "Successfully registered model ..." itself
+        version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
+    for line in printed.getvalue().splitlines():
+        logger.info("%s", line)
     model = RegisteredModel(model_name, str(version.version))
     # Read the champion (and the rollbacks) and move the aliases as one step, as late as possible.
     with alias_change(client, model_name) as lease:
