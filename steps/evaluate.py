@@ -35,6 +35,7 @@ from steps.core.tasks import Metric, TargetSummary, Task
 from steps.core.text import format_value
 from steps.mlflow_io.artifacts import load_manifest, load_model, log_bytes, log_record, read_split, to_dataset
 from steps.mlflow_io.cards import Card, drawing_unit, figure_png, histogram, label_ticks, log_card
+from steps.mlflow_io.champions import require_files
 from steps.mlflow_io.contracts import (
     CHAMPION_METRIC_PREFIX,
     MAX_TAG_LENGTH,
@@ -47,7 +48,7 @@ from steps.mlflow_io.contracts import (
     Tag,
     VersionTag,
 )
-from steps.mlflow_io.registry import RegisteredModel, require_files, resolve
+from steps.mlflow_io.registry import RegisteredModel, resolve
 from steps.mlflow_io.step_run import add_settings, record_outcome, require_inputs, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)

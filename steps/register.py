@@ -30,6 +30,7 @@ from steps.core.errors import InputError
 from steps.core.gate import Check, GateSettings, champion_check
 from steps.mlflow_io.artifacts import load_evaluation, load_manifest
 from steps.mlflow_io.cards import Card, log_card
+from steps.mlflow_io.champions import current_champion
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, EvaluationResult, Manifest, Tag, VersionTag
 from steps.mlflow_io.registry import (
     ALREADY,
@@ -42,7 +43,6 @@ from steps.mlflow_io.registry import (
     RegistrySettings,
     alias_change,
     alias_version,
-    current_champion,
     holds_model,
     promote,
     rolled_back_versions,

@@ -24,22 +24,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
 from steps.core.errors import InputError
+from steps.mlflow_io.champions import MLMODEL_FILE, Survivor, first_surviving, former_champions, missing_files, versions_of
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, Tag, VersionTag
-from steps.mlflow_io.registry import (
-    CHAMPION,
-    MLMODEL_FILE,
-    RegisteredModel,
-    RegistrySettings,
-    Survivor,
-    alias_change,
-    alias_target,
-    first_surviving,
-    former_champions,
-    get_version,
-    missing_files,
-    now,
-    versions_of,
-)
+from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, alias_change, alias_target, get_version, now
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
 
 logger = logging.getLogger(__name__)

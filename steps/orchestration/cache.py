@@ -26,8 +26,8 @@ from mlflow.exceptions import MlflowException
 
 from steps.core.conf import PROJECT_ROOT
 from steps.mlflow_io.artifacts import sha256_bytes, sha256_file
+from steps.mlflow_io.champions import has_model_files, missing_files
 from steps.mlflow_io.contracts import Tag
-from steps.mlflow_io.registry import has_model_files, missing_files
 
 KEY_PARTS = ("code", "params", "inputs", "env")
 ENV_FILES = ("requirements.txt", "python_env.yaml")

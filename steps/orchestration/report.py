@@ -23,8 +23,9 @@ from mlflow.exceptions import MlflowException
 from steps.core.tasks import TASKS, Task, metric_names
 from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, artifact_url, experiment_url, run_url, ui_url
+from steps.mlflow_io.champions import current_champion
 from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
-from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, current_champion, serve_command
+from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, serve_command
 from steps.orchestration.runner import StepResult, StepRunner
 from steps.runtime import ports
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steps.mlflow_io.registry import Comparison, champion_to_compare
+from steps.mlflow_io.champions import Comparison, champion_to_compare
 from steps.orchestration.config import PipelineConfig
 from steps.orchestration.runner import ArtifactRef, StepRunner, Unkeyed
 
@@ -67,7 +67,7 @@ def train_model(runner: StepRunner, config: PipelineConfig, data: PreparedData, 
 
 
 def compare_with(runner: StepRunner, config: PipelineConfig, model_uri: ArtifactRef) -> Comparison:
-    """The champion the candidate ``model_uri`` is evaluated against (see registry.champion_to_compare).
+    """The champion the candidate ``model_uri`` is evaluated against (see champions.champion_to_compare).
 
     Without the champion alias, a warning says what stands in; a champion whose files are gone
     stops the run here, with one line, before evaluate tries to load it.

@@ -16,8 +16,9 @@ from steps.core import tasks
 from steps.core.errors import InputError
 from steps.core.gate import GateSettings
 from steps.core.tasks import TargetSummary
+from steps.mlflow_io.champions import champion_to_compare
 from steps.mlflow_io.contracts import ChampionRecord, CheckRecord, EvaluationResult, Manifest
-from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, champion_to_compare, registry_lease, resolve
+from steps.mlflow_io.registry import RegisteredModel, RegistryBusyError, alias_version, registry_lease, resolve
 from tests.conftest import fit_model, log_model, make_frame
 
 LENIENT = GateSettings(metric="auto", baseline_margin=0.05, champion_tolerance=0.01)

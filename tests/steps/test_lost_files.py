@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 
 from steps import register, rollback
 from steps.core.errors import InputError
-from steps.mlflow_io.registry import alias_version, champion_to_compare, current_champion, has_model_files
+from steps.mlflow_io.champions import champion_to_compare, current_champion, has_model_files
+from steps.mlflow_io.registry import alias_version
 from steps.orchestration.cache import cache_key, find_reusable_run, miss_reason
 from tests.conftest import fit_model, log_model, make_frame
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from steps import register
-from steps.mlflow_io.registry import (
-    ChampionChoice,
-    Survivor,
-    became_champion_at,
-    demoted_by_rollback,
-    first_surviving,
-    former_champions,
-)
+from steps.mlflow_io.champions import ChampionChoice, Survivor, became_champion_at, demoted_by_rollback, first_surviving, former_champions
 
 T1, T2, T3, T4 = (f"2026-12-01T10:00:0{n}+00:00" for n in range(1, 5))
 
