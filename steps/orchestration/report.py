@@ -23,8 +23,8 @@ from mlflow.exceptions import MlflowException
 from steps.core.tasks import TASKS, Task, metric_names
 from steps.core.text import format_value
 from steps.mlflow_io.cards import Card, artifact_url, experiment_url, run_url, ui_url
-from steps.mlflow_io.champions import current_champion
-from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag
+from steps.mlflow_io.champions import current_champion, versions_of
+from steps.mlflow_io.contracts import CHAMPION_METRIC_PREFIX, Artifact, Tag, VersionTag
 from steps.mlflow_io.registry import CHALLENGER, CHAMPION, PROMOTED, REJECTED, SERVE_PORT, alias_version, serve_command
 from steps.orchestration.runner import StepResult, StepRunner
 from steps.runtime import ports
@@ -254,6 +254,8 @@ class PipelineReport:
         """Why there is no champion: none ever passed, or the alias went with a deleted version."""
         former = current_champion(self.client, name)
         if not former.history:
+            if any(v.tags.get(VersionTag.PASSED) == "true" for v in versions_of(self.client, name)):
+                return f"a version of {name} passed evaluation, but no {CHAMPION} alias is set (removed with -e rollback -P version=none?); the next good run becomes champion"
             return f"no version of {name} has passed evaluation yet"
         if former.version is None:
             return f"no {CHAMPION} alias, and no former champion survives"
