@@ -255,7 +255,10 @@ class PipelineReport:
         former = current_champion(self.client, name)
         if not former.history:
             if any(v.tags.get(VersionTag.PASSED) == "true" for v in versions_of(self.client, name)):
-                return f"a version of {name} passed evaluation, but no {CHAMPION} alias is set (removed with -e rollback -P version=none?); the next good run becomes champion"
+                return (
+                    f"a version of {name} passed evaluation, but no {CHAMPION} alias is set "
+                    "(removed with -e rollback -P version=none?); the next good run becomes champion"
+                )
             return f"no version of {name} has passed evaluation yet"
         if former.version is None:
             return f"no {CHAMPION} alias, and no former champion survives"
