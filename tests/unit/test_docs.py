@@ -160,3 +160,11 @@ def test_the_readme_links_the_pt_br_readme_at_the_top_and_stays_short():
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail to docs/"
     assert any("(README.pt-BR.md)" in line for line in lines[:5])
+
+
+@pytest.mark.parametrize("page", sorted((PROJECT_ROOT / "docs").glob("*.md")), ids=lambda path: path.name)
+def test_every_docs_page_is_linked_from_both_readmes_and_links_back(page):
+    for readme in (README, README_PT_BR):
+        assert f"(docs/{page.name})" in readme.read_text(encoding="utf-8"), f"{readme.name} does not link docs/{page.name}"
+    opening = "\n".join(page.read_text(encoding="utf-8").splitlines()[:10])
+    assert "](../README.md" in opening, f"docs/{page.name} does not link back to the README in its first lines"
