@@ -45,7 +45,7 @@ SECRET_NAME = "mlflow-pipeline-tracking"
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 FAKE_DIGEST = "sha256:" + "5e" * 32
-# The command README.md gives, run from the repository root.
+# The command docs/kubernetes.md gives, run from the repository root.
 README_COMMAND = ("mlflow", "run", "kubernetes", "--backend", "kubernetes", "--backend-config", "kubernetes/backend-config.json")
 
 
@@ -120,7 +120,7 @@ def test_backend_config_has_the_keys_mlflow_requires_and_mlflow_parses_it(monkey
     config = backend_config()
     assert set(config) <= {"kube-context", "kube-job-template-path", "repository-uri"}
     assert config["kube-job-template-path"] == "kubernetes/job-template.yaml"  # relative to the repository root
-    monkeypatch.chdir(PROJECT_ROOT)  # where the README's command runs
+    monkeypatch.chdir(PROJECT_ROOT)  # where the command in docs/kubernetes.md runs
     parsed = _parse_kubernetes_config(config)
     assert parsed["kube-job-template"] == job_template()
     # Only --build-image uses repository-uri, but it must be there; keep it naming the same repository.
@@ -191,7 +191,7 @@ def test_kube_mlflow_tracking_uri_gives_the_pod_another_address_for_the_same_ser
 
 def test_parameter_values_reach_the_pod_verbatim_only_when_shell_safe(mlflow_kubernetes: ModuleType):
     # MLflow 3.17 shell-quotes each word of the command, then hands the words to the container
-    # without a shell: a value with a space or a quote arrives with literal quotes (README says so).
+    # without a shell: a value with a space or a quote arrives with literal quotes (docs/kubernetes.md says so).
     project = load_project(str(KUBERNETES))
     safe = mlflow_kubernetes._get_run_command(get_entry_point_command(project, "rollback", {"reason": "bad-data,2025-01-02"}, None))
     assert safe[-2:] == ["--reason", "bad-data,2025-01-02"]
@@ -211,7 +211,7 @@ def test_kubernetes_mlproject_is_the_root_project_with_a_docker_env():
     assert project.docker_env == {"image": docker_image()}
     root_project = load_project(str(PROJECT_ROOT))
     assert root_project.docker_env is None
-    # What `mlflow run <dir> --backend kubernetes` checks first: the root project cannot pass it (README).
+    # What `mlflow run <dir> --backend kubernetes` checks first: the root project cannot pass it (docs/kubernetes.md).
     validate_docker_env(project)
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'get'"):
         validate_docker_env(root_project)
@@ -220,12 +220,12 @@ def test_kubernetes_mlproject_is_the_root_project_with_a_docker_env():
         assert set(project.get_entry_point(name).parameters) == set(entry_point.get("parameters", {}))
 
 
-def test_readme_gives_the_commands_these_files_work_with():
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    assert " ".join(README_COMMAND) + " -P alpha=0.3" in readme
-    assert f"docker build -f kubernetes/Dockerfile -t {docker_image()} ." in readme
-    assert "pip install -r kubernetes/launcher-requirements.txt" in readme
-    assert f"kubectl -n {job_template()['metadata']['namespace']} create secret generic {SECRET_NAME}" in readme
+def test_the_docs_give_the_commands_these_files_work_with():
+    page = (PROJECT_ROOT / "docs/kubernetes.md").read_text(encoding="utf-8")
+    assert " ".join(README_COMMAND) + " -P alpha=0.3" in page
+    assert f"docker build -f kubernetes/Dockerfile -t {docker_image()} ." in page
+    assert "pip install -r kubernetes/launcher-requirements.txt" in page
+    assert f"kubectl -n {job_template()['metadata']['namespace']} create secret generic {SECRET_NAME}" in page
 
 
 def test_dockerfile_installs_the_pinned_requirements_on_the_pinned_python():
