@@ -63,7 +63,7 @@ def server_problem(exc: BaseException) -> str | None:
     if code == "PERMISSION_DENIED":
         return (
             f"the tracking server {tracking_server()} denied {endpoint} (HTTP 403): the user in MLFLOW_TRACKING_USERNAME needs "
-            "EDIT permission on the experiment and the registered model (an admin grants it; see README, Team setup)"
+            "EDIT permission on the experiment and the registered model (an admin grants it; see docs/team-server.md)"
         )
     if "too many 5" in text:  # urllib3's "too many 500 error responses": it answered, with errors
         return f"the tracking server {tracking_server()} keeps failing ({text[:300]})"
