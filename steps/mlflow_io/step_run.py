@@ -53,8 +53,8 @@ def configure_logging(name: str) -> None:
 
 
 def verbose_logging() -> bool:
-    """Whether the user asked for every log line: -P verbose=true, or MLFLOW_LOGGING_LEVEL."""
-    return os.environ.get(VERBOSE_ENV) == "1" or bool(os.environ.get("MLFLOW_LOGGING_LEVEL"))
+    """Whether the user asked for every log line: -P verbose=true, or MLFLOW_LOGGING_LEVEL=INFO (or DEBUG)."""
+    return os.environ.get(VERBOSE_ENV) == "1" or os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() in ("DEBUG", "INFO")
 
 
 def record_outcome(text: str) -> None:
