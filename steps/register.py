@@ -26,7 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 from pydantic import ValidationError
 
 from steps.core import tasks
-from steps.core.errors import InputError
+from steps.core.errors import InputError, describe
 from steps.core.gate import Check, GateSettings, champion_check
 from steps.mlflow_io.artifacts import load_evaluation, load_manifest
 from steps.mlflow_io.cards import Card, log_card
@@ -160,10 +160,13 @@ def run(
 ) -> RegisterOutputs:
     """Register ``model_uri`` as a new version of ``model_name`` and apply the aliases."""
     printed = io.StringIO()
-    with contextlib.redirect_stderr(printed):  # MLflow prints "Successfully registered model ..." itself
-        version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
-    for line in printed.getvalue().splitlines():
-        logger.info("%s", line)
+    try:
+        with contextlib.redirect_stderr(printed):  # MLflow prints "Successfully registered model ..." itself
+            version = mlflow.register_model(model_uri, model_name, tags=dict(tags))
+    finally:
+        for line in printed.getvalue().splitlines():
+            routine = line.startswith(("Successfully registered model", "Created version"))
+            logger.log(logging.INFO if routine else logging.WARNING, "%s", line)
     model = RegisteredModel(model_name, str(version.version))
     # Read the champion (and the rollbacks) and move the aliases as one step, as late as possible.
     with alias_change(client, model_name) as lease:
@@ -320,7 +323,11 @@ def _register(args: argparse.Namespace) -> dict[str, str]:
         }
     )
     record_outcome(f"registered {out.model} (alias {CHALLENGER}): {out.decision}")
-    log_card(lambda: card(out, verdict, model_uri))
+    try:
+        log_card(lambda: card(out, verdict, model_uri))
+    except Exception as exc:
+        # The aliases have moved: failing now would hide a promotion that happened.
+        logger.warning("no card.html for this run (the registry is already updated): %s", describe(exc))
     outputs = {"model_name": model_name, "model_version": out.model.version, "registered_model_uri": out.model.uri}
     if out.decision == PROMOTED:
         outputs["alias_uri"] = f"models:/{model_name}@{CHAMPION}"

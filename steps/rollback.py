@@ -24,7 +24,15 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_USER
 
 from steps.core.errors import InputError
-from steps.mlflow_io.champions import MLMODEL_FILE, Survivor, first_surviving, former_champions, missing_files, versions_of
+from steps.mlflow_io.champions import (
+    MLMODEL_FILE,
+    Survivor,
+    current_champion,
+    first_surviving,
+    former_champions,
+    missing_files,
+    versions_of,
+)
 from steps.mlflow_io.contracts import MAX_TAG_LENGTH, NO_VERSION, Tag, VersionTag
 from steps.mlflow_io.registry import CHAMPION, RegisteredModel, RegistrySettings, alias_change, alias_target, get_version, now
 from steps.mlflow_io.step_run import add_settings, run_step, settings, step_parser
@@ -44,10 +52,10 @@ class RollbackOutputs:
 
 def _newest_former(client: MlflowClient, name: str) -> tuple[RegisteredModel, list[str]]:
     """Without the alias: the newest former champion that survives."""
-    formers = former_champions(versions_of(client, name))
-    if not formers:
+    choice = current_champion(client, name)
+    survivor = choice.survivor
+    if not choice.history:
         raise InputError(f"registered model {name!r} has no champion: nothing to roll back")
-    survivor = first_surviving(formers, lambda v: missing_files(client, v))
     if survivor.version is None:
         raise InputError(
             f"registered model {name!r} has no champion alias, and no former champion survives{survivor.gone}: "
@@ -116,6 +124,7 @@ def run(client: MlflowClient, model_name: str, version: str | None, reason: str,
             target, notes = None, []
             lease.confirm()
             client.delete_registered_model_alias(model_name, CHAMPION)
+            client.set_registered_model_tag(model_name, VersionTag.ALIAS_REMOVED_AT, now())
         else:
             target, notes = target_version(client, model_name, champion, version)
             notes += _check_target(client, target)

@@ -267,10 +267,12 @@ def run_trial(runner: StepRunner, config: PipelineConfig, data: PreparedData, tr
         raise
     finally:
         trial.status = status
-        if steps_report is not None:
-            error = None if status == "FINISHED" else f"{trial.name} {status}"
-            log_card(lambda: steps_report.card(f"Sweep {trial.name}", error, status))
-        mlflow.end_run(status)
+        try:
+            if steps_report is not None:
+                error = None if status == "FINISHED" else f"{trial.name} {status}"
+                log_card(lambda: steps_report.card(f"Sweep {trial.name}", error, status))
+        finally:
+            mlflow.end_run(status)  # a card that cannot be written must not leave the trial's run active
     return trial
 
 

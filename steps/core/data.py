@@ -11,6 +11,8 @@ from steps.core.errors import DataError
 
 # Each split needs at least this many rows (R² and RMSE are meaningless on fewer).
 MIN_SPLIT_ROWS = 2
+# The longest download deadline accepted (a thread's wait cannot be longer than about 290 years).
+MAX_DOWNLOAD_SECONDS = 30 * 24 * 3600
 
 
 class DataSettings(BaseModel):
@@ -42,8 +44,8 @@ class DataSettings(BaseModel):
     @field_validator("download_timeout")
     @classmethod
     def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError(f"must be a number of seconds > 0, got {value}")
+        if not 0 < value <= MAX_DOWNLOAD_SECONDS:
+            raise ValueError(f"must be a number of seconds between 0 (exclusive) and {MAX_DOWNLOAD_SECONDS:,} (30 days), got {value}")
         return value
 
     @field_validator("seed")

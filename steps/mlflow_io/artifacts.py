@@ -286,12 +286,16 @@ def read_table_with_digest(
     A download is parsed from its own copy; a local file rewritten while it is read is refused
     (its digest would not describe the rows), not copied first (that would double the I/O).
     """
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # a late download may still write there
         path = fetch(uri, tmp, what, timeout)
         before = _version_of(path)
         digest = sha256_file(path)
         frame = _parse_table(path, uri, text_columns, float_columns)
-        if _version_of(path) != before:
+        try:
+            changed = _version_of(path) != before
+        except OSError:  # deleted or replaced meanwhile
+            changed = True
+        if changed:
             raise DataError(f"{uri}: the file changed while it was read; run again once it is written")
         return frame, digest
 

@@ -154,22 +154,29 @@ class ChampionChoice:
         archived = f"; {self.survivor.archived}" if self.survivor.archived else ""
         return f"no champion alias; compared with version {self.number}, the newest surviving former champion{gone}{archived}"
 
-    def describe(self) -> str:
-        if self.version is None:
-            return "no version"
-        return f"version {self.number}" + ("" if self.by_alias else " (no champion alias: the newest surviving former champion)")
-
 
 def current_champion(client: MlflowClient, name: str) -> ChampionChoice:
     """The champion alias's version, or without the alias the newest former champion whose files exist."""
     champion = alias_target(client, name, CHAMPION)
     if champion is not None:
         return ChampionChoice(champion, by_alias=True)
-    formers = former_champions(versions_of(client, name))
+    formers = former_champions_of(client, name)
     if not formers:
         return ChampionChoice(None)
     survivor = first_surviving(formers, lambda v: missing_files(client, v))
     return ChampionChoice(survivor.version, history=True, survivor=survivor)
+
+
+def former_champions_of(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """:func:`former_champions` of ``name`` since its alias was last removed on purpose
+    (``-e rollback -P version=none``: "the next good run becomes champion")."""
+    try:
+        removed = client.get_registered_model(name).tags.get(VersionTag.ALIAS_REMOVED_AT, "")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return []
+    return [v for v in former_champions(versions_of(client, name)) if became_champion_at(v) > removed]
 
 
 def champion_files_gone(client: MlflowClient, champion: ModelVersion, location: str) -> InputError:

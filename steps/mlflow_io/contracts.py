@@ -110,6 +110,9 @@ class VersionTag:
     ROLLED_BACK_AT = "champion.rolled_back.at"
     RESTORED_AT = "champion.restored_at"  # when a rollback made this version champion again
     LAST_CHANGE = "champion.last_change"  # on the registered model
+    # On the registered model: when -e rollback -P version=none removed the alias on purpose; no
+    # version champion before then stands in for the champion since.
+    ALIAS_REMOVED_AT = "champion.alias_removed_at"
     LEASE_HOLDER = "pipeline.lease.holder"
     LEASE_TOKEN = "pipeline.lease.token"
 

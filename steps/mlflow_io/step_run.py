@@ -49,7 +49,13 @@ def configure_logging(name: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if os.environ.get(PARENT_RUN_ENV) and not verbose_logging():
         for logger_name in ("", "mlflow"):
-            logging.getLogger(logger_name).setLevel(logging.WARNING)
+            at_most_warnings(logging.getLogger(logger_name))
+
+
+def at_most_warnings(log: logging.Logger) -> None:
+    """Quieten ``log`` to warnings, never louder than it is (MLFLOW_LOGGING_LEVEL=ERROR stays ERROR)."""
+    if log.getEffectiveLevel() < logging.WARNING:
+        log.setLevel(logging.WARNING)
 
 
 def verbose_logging() -> bool:

@@ -30,6 +30,7 @@ from steps.mlflow_io.step_run import (
     PARENT_RUN_ENV,
     VERBOSE_ENV,
     ArgumentParser,
+    at_most_warnings,
     configure_logging,
     environment_problem,
     storage_problem,
@@ -112,12 +113,12 @@ def configure(driver: Driver, argv: Sequence[str] | None) -> PipelineConfig:
 
 
 def set_verbosity(verbose: bool) -> None:
-    """One line per step and the summary, or (``verbose``, or MLFLOW_LOGGING_LEVEL set) every
-    log line of this process, its steps and MLflow."""
+    """One line per step and the summary, or (``verbose``, or MLFLOW_LOGGING_LEVEL=INFO or DEBUG)
+    every log line of this process, its steps and MLflow."""
     if verbose or verbose_logging():
         os.environ[VERBOSE_ENV] = "1"  # the steps read it (step_run.configure_logging)
         return
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    at_most_warnings(logging.getLogger("mlflow"))
     # MLflow prints "View run ... at: <url>" whenever a run on a tracking server ends (twice per step).
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 

@@ -48,11 +48,8 @@ def run_status(error: str | None, status: str) -> str:
 
 
 def step_why(result: StepResult) -> str:
-    """What a step's row says after its status: why it ended so when it failed or was killed
-    (its error, without the step's name the row already shows), else why it ran or was reused."""
-    if result.status in ("FAILED", "KILLED") and result.error:
-        return result.error.removeprefix(f"{result.name}: ")
-    return result.reason
+    """What a step's row says after its status (:attr:`StepResult.why`)."""
+    return result.why
 
 
 class Report(Protocol):
@@ -291,6 +288,6 @@ class PipelineReport:
         else:
             note = ""
         lines.append(f"Champion: {name} version {champion}{note}")
-        busy = f" (port {SERVE_PORT} is in use here: pick another with -p)" if ports.in_use(SERVE_PORT) else ""
+        busy = f" (port {SERVE_PORT} is in use here: a server already runs there, or pick another -p)" if ports.in_use(SERVE_PORT) else ""
         lines.append(f"Serve it:   {serve_command(name)}{busy}")
         return lines

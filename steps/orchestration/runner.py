@@ -75,13 +75,18 @@ class StepResult:
     outcome: str = ""  # what the step said it did (Tag.OUTCOME)
 
     @property
-    def line(self) -> str:
-        """The step in one line: status, time, and what it did or why it ended so."""
+    def why(self) -> str:
+        """Why it ended so when it failed or was killed (its error, without the step's name), else
+        why it ran or was reused."""
         if self.status in ("FAILED", "KILLED") and self.error:
-            what = self.error.removeprefix(f"{self.name}: ")
-        else:
-            what = self.outcome or self.reason
-        return f"{self.name:<10} {self.status:<8} {self.seconds:6.1f}s  {what}"
+            return self.error.removeprefix(f"{self.name}: ")
+        return self.reason
+
+    @property
+    def line(self) -> str:
+        """The step in one line, as it ends: status, time, and what it did (else :attr:`why`)."""
+        failed = self.status in ("FAILED", "KILLED")
+        return f"{self.name:<10} {self.status:<8} {self.seconds:6.1f}s  {self.why if failed else self.outcome or self.why}"
 
 
 class ChainStopped(Exception):  # noqa: N818 - not an error: the selected steps are done
@@ -190,7 +195,8 @@ class StepRunner:
         starting (a download that timed out here would only time out again in the step).
         ``timeout``: seconds its download may take in all.
         """
-        with tempfile.TemporaryDirectory() as tmp:
+        # A download that missed its deadline may still be writing in there: cleaning up must not fail.
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             try:
                 return ArtifactRef(uri, sha256_file(fetch(resolve_data_uri(uri), tmp, what, timeout)))
             except PipelineError as exc:
@@ -352,8 +358,8 @@ class StepRunner:
         digests = {k: run.data.tags.get(Tag.READ_DIGEST + k, v.digest) for k, v in inputs.items()}
         for changed in [k for k in inputs if digests[k] != inputs[k].digest]:
             logger.warning(
-                "%s: %s changed while this run read it (the step read content %s..., not %s... as when the cache was checked); "
-                "its run is keyed by what it read",
+                "%s: %s changed between the driver's read and the step's (the step read content %s..., not %s... as when the "
+                "cache was checked); its run is keyed by what it read",
                 name,
                 inputs[changed],
                 digests[changed][:12],

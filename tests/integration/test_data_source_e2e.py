@@ -38,7 +38,7 @@ def test_a_source_that_changes_between_the_two_reads_never_poisons_the_cache(tmp
     with ScriptedServer([a, b, a]) as server:
         changed = run_pipeline(tmp_path, f"data_uri={server.url}")
         assert changed.process.returncode == 0, explain(changed)
-        assert "changed while this run read it" in changed.process.stderr, explain(changed)
+        assert "changed between the driver's read and the step's" in changed.process.stderr, explain(changed)
         assert _ingest(changed).data.metrics["rows"] == 300  # B, what ingest read
 
         again = run_pipeline(tmp_path, f"data_uri={server.url}")
