@@ -19,13 +19,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from steps.core import tasks
-from steps.core.conf import defaults, project_path
+from steps.core.conf import defaults
 from steps.core.data import DataSettings, split
-from steps.core.errors import ConfigError
 from steps.core.progress import stage
-from steps.core.schema import DataSchema, extra_columns, load_schema, validate_frame
+from steps.core.schema import DataSchema, extra_columns, load_schema_with_digest, validate_frame
 from steps.core.tasks import Task
-from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, sha256_file, to_dataset
+from steps.mlflow_io.artifacts import log_record, log_table, read_table_with_digest, resolve_data_uri, to_dataset
 from steps.mlflow_io.cards import Card, histogram, log_card
 from steps.mlflow_io.contracts import Artifact, LoggedArtifact, Manifest, SplitRecord, SplitSettingsRecord, Tag, TargetRecord
 from steps.mlflow_io.step_run import add_settings, record_outcome, run_step, settings, step_parser
@@ -194,20 +193,6 @@ def card(out: IngestOutputs, schema: DataSchema, source: str, params: DataSettin
     which = "each column" if columns <= PLOTTED_COLUMNS else f"the target and the first {PLOTTED_COLUMNS - 1} of {columns - 1} features"
     result.heading("Distributions").figure(distributions(data, schema), f"Distribution of {which}{sampled}; missing values left out")
     return result
-
-
-def load_schema_with_digest(path: str) -> tuple[DataSchema, str]:
-    """The schema in ``path`` and the SHA-256 of the file it was parsed from (the cache keys the run
-    by it); a file rewritten while it is read is refused."""
-    file = project_path(path)
-    try:
-        before = sha256_file(file)
-    except OSError:
-        before = None  # load_schema says what is wrong with it
-    schema = load_schema(path)
-    if before is None or sha256_file(file) != before:
-        raise ConfigError(f"{path}: the file changed while it was read; run again once it is written")
-    return schema, before
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -51,16 +52,23 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file, turning I/O and syntax problems into one-line ConfigErrors."""
+    return read_yaml_with_digest(path)[0]
+
+
+def read_yaml_with_digest(path: str | Path) -> tuple[Any, str]:
+    """:func:`read_yaml`, and the SHA-256 of the bytes parsed: the file is read once (it may be a
+    pipe, or be rewritten meanwhile), so the digest describes exactly what was parsed."""
     path = project_path(path)
     name = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{name}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{name}: cannot read the file ({exc})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.safe_load(text), hashlib.sha256(data).hexdigest()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steps.core.conf import did_you_mean, display_path, project_path, read_yaml
+from steps.core.conf import did_you_mean, display_path, project_path, read_yaml_with_digest
 from steps.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,13 @@ def extra_columns(names: Iterable[object], schema: DataSchema) -> list[str]:
 
 def load_schema(path: str | Path) -> DataSchema:
     """Load and validate a schema file (relative paths resolve inside the project)."""
-    return parse_schema(read_yaml(path), display_path(project_path(path)))
+    return load_schema_with_digest(path)[0]
+
+
+def load_schema_with_digest(path: str | Path) -> tuple[DataSchema, str]:
+    """:func:`load_schema`, and the SHA-256 of the bytes it was parsed from (the cache keys ingest by it)."""
+    raw, digest = read_yaml_with_digest(path)
+    return parse_schema(raw, display_path(project_path(path))), digest
 
 
 def _first(mask: pd.Series, values: pd.Series) -> str:
