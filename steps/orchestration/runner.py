@@ -329,10 +329,11 @@ class StepRunner:
         run = None
         if run_id is not None:
             launch_error = None  # the step started: its run says why it failed, if it did
-            if key is not None:
-                key = self._as_read(key, self.client.get_run(run_id), name, parameters)
-                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
             run = terminate(self.client, run_id, "FINISHED" if succeeded else "FAILED", None if succeeded else f"{name}: {PROCESS_FAILURE}")
+            if key is not None:
+                # The step's process has ended its run already; the key goes on it now, from the run just read.
+                key = self._as_read(key, run, name, parameters)
+                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in key.tags().items()])
         result = StepResult(
             name=name,
             run_id=run_id,
